@@ -1,0 +1,1 @@
+"""churn-serving: customer-churn prediction, from training to a production web service."""

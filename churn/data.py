@@ -1,0 +1,167 @@
+"""Finding, downloading, checking and cleaning the Telco customer churn CSV."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH
+from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
+
+RAW_COLUMNS = 21
+
+
+class DataFileError(Exception):
+    """The data file is missing, unreachable or not the Telco churn CSV."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_data_path(cli_path: str | None, env: dict[str, str] | None = None) -> Path:
+    """``--data`` first, then ``$CHURN_DATA``, then ``data/`` (downloaded there when missing)."""
+    env = dict(os.environ) if env is None else env
+    if cli_path:
+        return _existing(Path(cli_path), "--data")
+    if env.get("CHURN_DATA"):
+        return _existing(Path(env["CHURN_DATA"]), "CHURN_DATA")
+    if DEFAULT_DATA_PATH.exists():
+        return DEFAULT_DATA_PATH
+    url = env.get("CHURN_DATA_URL") or DATA_URL
+    return download(url, DEFAULT_DATA_PATH, DATA_SHA256)
+
+
+def _existing(path: Path, source: str) -> Path:
+    if not path.is_file():
+        raise DataFileError(f"{source} points at {path}, which is not a file.")
+    return path
+
+
+def _how_to_provide() -> str:
+    return (
+        "Provide the Telco churn CSV in one of three ways:\n"
+        "  1. python train.py --data PATH/TO/" + DEFAULT_DATA_PATH.name + "\n"
+        "  2. export CHURN_DATA=PATH/TO/" + DEFAULT_DATA_PATH.name + "\n"
+        f"  3. save it as {DEFAULT_DATA_PATH} (downloaded from {DATA_URL})"
+    )
+
+
+def download(url: str, target: Path, expected_sha256: str) -> Path:
+    """Download ``url`` to ``target`` atomically, showing progress and checking its SHA-256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{target} not found; downloading {url}", file=sys.stderr)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _copy_with_progress(url, out)
+        actual = sha256_of(tmp)
+        if actual != expected_sha256:
+            raise DataFileError(
+                f"Downloaded file has SHA-256 {actual}, expected {expected_sha256}; not using it.\n"
+                + _how_to_provide()
+            )
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as error:
+        raise DataFileError(f"Could not download the data ({error}).\n" + _how_to_provide()) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _copy_with_progress(url: str, out) -> None:
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - URL is configuration
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        while block := response.read(64 * 1024):
+            out.write(block)
+            done += len(block)
+            shown = f"{done * 100 // total:3d}% " if total else ""
+            print(f"\r  {shown}{done / 1024:,.0f} KiB", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+
+
+def load_raw(path: Path) -> pd.DataFrame:
+    """Read the CSV as text, refusing files that are empty or not CSV."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataFileError(f"{path} is empty; expected the Telco churn CSV.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataFileError(f"{path} is not a readable CSV file: {error}") from None
+    return frame
+
+
+def clean(raw: pd.DataFrame) -> pd.DataFrame:
+    """The course's cleaning, done so it holds on pandas 2 (object) and pandas 3 (str) columns.
+
+    Names and text values become lower case with underscores, ``totalcharges`` becomes numeric
+    with blanks as 0, and ``churn`` becomes 1 for "yes" and 0 for "no".
+    """
+    frame = raw.copy()
+    frame.columns = [normalize_token(str(name)) for name in frame.columns]
+    _require_columns(frame)
+    numeric = set(NUMERIC_FIELDS) | {"seniorcitizen"}
+    for column in frame.columns:
+        if column not in numeric and _is_text(frame[column]):
+            frame[column] = frame[column].astype(str).map(normalize_token)
+    for column in NUMERIC_FIELDS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("float64")
+    if len(frame) == 0:
+        raise DataFileError("The data file has a header but no rows.")
+    frame["seniorcitizen"] = _seniorcitizen(frame["seniorcitizen"])
+    frame[TARGET] = _target(frame[TARGET])
+    return frame
+
+
+def _is_text(column: pd.Series) -> bool:
+    # pandas 3 reads text as the "str" dtype, pandas 2 as object: both count as text here.
+    return pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)
+
+
+def _require_columns(frame: pd.DataFrame) -> None:
+    missing = [c for c in (*FEATURE_FIELDS, TARGET) if c not in frame.columns]
+    if missing:
+        raise DataFileError(
+            "The data file is not the Telco churn CSV: missing column(s) "
+            + ", ".join(missing)
+            + f" (found {len(frame.columns)} columns, expected {RAW_COLUMNS})."
+        )
+
+
+def _seniorcitizen(column: pd.Series) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().any() or not values.isin([0, 1]).all():
+        raise DataFileError("Column seniorcitizen must hold only 0 and 1.")
+    return values.astype("int64")
+
+
+def _target(column: pd.Series) -> pd.Series:
+    labels = column.astype(str).map(normalize_token)
+    unknown = sorted(set(labels) - {"yes", "no"})
+    if unknown:
+        raise DataFileError(f"Column churn must be yes/no; found {unknown[:5]}.")
+    target = (labels == "yes").astype("int64")
+    if target.nunique() < 2:
+        raise DataFileError(
+            "Column churn has only one class; a churn model needs both churned and kept customers."
+        )
+    return target
+
+
+def load_clean(path: Path) -> pd.DataFrame:
+    """Load and clean the CSV at ``path`` (raises ``DataFileError`` with what is wrong)."""
+    return clean(load_raw(path))
+

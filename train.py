@@ -1,0 +1,8 @@
+"""Retrain the churn model: ``python train.py --help`` lists the options."""
+
+import sys
+
+from churn.train import main
+
+if __name__ == "__main__":
+    sys.exit(main())
