@@ -67,14 +67,17 @@ def load_pair(path: Path) -> tuple[DictVectorizer, LogisticRegression, bytes]:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise ModelFileError(f"cannot read model file {path}: {error.strerror}. " + _retrain_hint(path)) from None
+        raise ModelFileError(
+            f"cannot read model file {path}: {error.strerror}. " + _retrain_hint(path)
+        ) from None
     try:
         pair = _RestrictedUnpickler(io.BytesIO(raw)).load()
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}. " + _retrain_hint(path)) from None
     except Exception as error:  # truncated or foreign files fail in many ways inside pickle
         raise ModelFileError(
-            f"{path} is not a readable model pickle ({type(error).__name__}). " + _retrain_hint(path)
+            f"{path} is not a readable model pickle ({type(error).__name__}). "
+            + _retrain_hint(path)
         ) from None
     _check_pair(pair, path)
     dv, model = pair

@@ -75,7 +75,9 @@ def download(url: str, target: Path, expected_sha256: str) -> Path:
             )
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError) as error:
-        raise DataFileError(f"Could not download the data ({error}).\n" + _how_to_provide()) from None
+        raise DataFileError(
+            f"Could not download the data ({error}).\n" + _how_to_provide()
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -165,3 +167,16 @@ def load_clean(path: Path) -> pd.DataFrame:
     """Load and clean the CSV at ``path`` (raises ``DataFileError`` with what is wrong)."""
     return clean(load_raw(path))
 
+
+def main() -> int:
+    """``python -m churn.data``: make sure the CSV is there (download it if needed)."""
+    try:
+        print(resolve_data_path(None))
+    except DataFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -66,3 +66,29 @@ def learn_schema(features: Any) -> dict[str, Any]:
         }
     flags = {field: [0, 1] for field in FLAG_FIELDS}
     return {"categorical": categorical, "numeric": numeric, "flags": flags}
+
+
+# The course's standard customer (ML Zoomcamp, deployment chapter, predict-test.py): used as the
+# client's default, the try-it page's defaults, the OpenAPI example and the benchmark request.
+EXAMPLE_CUSTOMER_ID = "xyz-123"
+EXAMPLE_CUSTOMER: dict[str, Any] = {
+    "gender": "female",
+    "seniorcitizen": 0,
+    "partner": "yes",
+    "dependents": "no",
+    "phoneservice": "no",
+    "multiplelines": "no_phone_service",
+    "internetservice": "dsl",
+    "onlinesecurity": "no",
+    "onlinebackup": "yes",
+    "deviceprotection": "no",
+    "techsupport": "no",
+    "streamingtv": "no",
+    "streamingmovies": "no",
+    "contract": "month-to-month",
+    "paperlessbilling": "yes",
+    "paymentmethod": "electronic_check",
+    "tenure": 24,
+    "monthlycharges": 29.85,
+    "totalcharges": 24 * 29.85,
+}

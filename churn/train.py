@@ -14,7 +14,7 @@ import pandas as pd
 import sklearn
 
 from churn import artifact
-from churn.config import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_DATA_PATH, model_filename
+from churn.config import DEFAULT_C, DEFAULT_DATA_PATH, DEFAULT_FOLDS, model_filename
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.features import learn_schema
 from churn.model import CrossValidation, auc, cross_validate, fit, split
@@ -33,7 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "downloaded when missing)",
     )
     parser.add_argument(
-        "--C", type=float, nargs="+", default=[DEFAULT_C], dest="C_values", metavar="C",
+        "--C",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_C],
+        dest="C_values",
+        metavar="C",
         help="inverse regularization strength; several values keep the best mean CV AUC "
         "(default: %(default)s)",
     )
@@ -61,8 +66,12 @@ def select_C(frame: pd.DataFrame, C_values: list[float], folds: int) -> CrossVal
 
 
 def build_metadata(
-    data_path: Path, frame: pd.DataFrame, train_frame: pd.DataFrame, best: CrossValidation,
-    folds: int, test_auc: float,
+    data_path: Path,
+    frame: pd.DataFrame,
+    train_frame: pd.DataFrame,
+    best: CrossValidation,
+    folds: int,
+    test_auc: float,
 ) -> dict[str, Any]:
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

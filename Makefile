@@ -1,0 +1,49 @@
+# churn-serving: `make run` serves, `make test` tests. Both set up everything they need first:
+# pipenv, the locked environment (.venv/ in the project) and, for the tests, the data.
+SHELL := /bin/bash
+PYTHON ?= python3
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_YES := 1
+PIPENV := $(PYTHON) -m pipenv
+RUN := $(PIPENV) run
+
+# Tests and training look for the CSV in $CHURN_DATA; a checkout beside ../shared/data uses that.
+SHARED_DATA := $(wildcard ../shared/data/WA_Fn-UseC_-Telco-Customer-Churn.csv)
+ifeq ($(CHURN_DATA),)
+ifneq ($(SHARED_DATA),)
+export CHURN_DATA := $(abspath $(SHARED_DATA))
+endif
+endif
+
+.PHONY: run test lint train data env
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    serve the model on :9696 (gunicorn, gunicorn.conf.py)"
+	@echo "make test   lint and run the whole test suite"
+	@echo "make train  retrain model_C=1.0.bin from the Telco CSV"
+
+# The locked environment, rebuilt whenever Pipfile.lock changes.
+.venv/.installed: Pipfile.lock
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
+	$(PIPENV) install --dev --deploy
+	@touch $@
+
+env: .venv/.installed
+
+run: env
+	$(RUN) gunicorn -c gunicorn.conf.py predict:app
+
+data: env
+	$(RUN) python -m churn.data
+
+train: data
+	$(RUN) python train.py
+
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+test: lint data
+	$(RUN) pytest

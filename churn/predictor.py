@@ -1,0 +1,98 @@
+"""The serving model: the artifact loaded safely, checked against its metadata, compiled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from churn import artifact
+from churn.artifact import ModelFileError
+from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.schema import CustomerValidator
+from churn.scorer import CompiledScorer
+
+
+@dataclass(frozen=True)
+class Predictor:
+    scorer: CompiledScorer
+    validator: CustomerValidator
+    metadata: dict[str, Any]
+    version: str
+    threshold: float
+
+    @classmethod
+    def load(cls, model_file: Path, threshold: float | None = None) -> Predictor:
+        """Load and check the artifact; raises ``ModelFileError`` saying what to do."""
+        dv, model, raw = artifact.load_pair(model_file)
+        metadata = artifact.load_metadata(model_file)
+        version = artifact.sha256_hex(raw)
+        _check_metadata(metadata, version, model_file)
+        scorer = CompiledScorer.compile(dv, model, FLAG_FIELDS + NUMERIC_FIELDS, CATEGORICAL_FIELDS)
+        _check_vocabulary(scorer, metadata["schema"], model_file)
+        return cls(
+            scorer=scorer,
+            validator=CustomerValidator(metadata["schema"]),
+            metadata=metadata,
+            version=version,
+            threshold=float(metadata["threshold"] if threshold is None else threshold),
+        )
+
+    def predict(
+        self, customers: list[dict[str, Any]], explain: bool = False
+    ) -> list[dict[str, Any]]:
+        """Results for validated customers, in order (see the README's API section)."""
+        probabilities = self.scorer.probabilities(customers).tolist()
+        results = []
+        for customer, probability in zip(customers, probabilities, strict=True):
+            result: dict[str, Any] = {
+                "churn_probability": probability,
+                "churn": probability >= self.threshold,
+            }
+            if customer.get("customer_id") is not None:
+                result["customer_id"] = customer["customer_id"]
+            if explain:
+                result["explanation"] = {
+                    "intercept": self.scorer.intercept,
+                    "contributions": self.scorer.explain(customer),
+                }
+            results.append(result)
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        """What the model endpoint shows: version, training facts, threshold and schema."""
+        meta = self.metadata
+        return {
+            "version": self.version,
+            "artifact_file": meta.get("artifact_file"),
+            "trained_at": meta.get("created_at"),
+            "params": meta.get("params"),
+            "metrics": meta.get("metrics"),
+            "data": meta.get("data"),
+            "versions": meta.get("versions"),
+            "threshold": self.threshold,
+            "schema": meta["schema"],
+        }
+
+
+def _check_metadata(metadata: dict[str, Any], version: str, model_file: Path) -> None:
+    missing = [key for key in ("schema", "threshold", "artifact_sha256") if key not in metadata]
+    if missing:
+        raise ModelFileError(
+            f"metadata of {model_file} lacks {', '.join(missing)}; retrain with `python train.py`."
+        )
+    if metadata["artifact_sha256"] != version:
+        raise ModelFileError(
+            f"{model_file} does not match its metadata (SHA-256 differs): the two files come from "
+            "different training runs. Retrain with `python train.py` or restore both files."
+        )
+
+
+def _check_vocabulary(scorer: CompiledScorer, schema: dict[str, Any], model_file: Path) -> None:
+    for field, values in schema["categorical"].items():
+        unknown = set(values) - scorer.known_values(field)
+        if unknown:
+            raise ModelFileError(
+                f"metadata of {model_file} allows {field} values the model never saw: "
+                f"{sorted(unknown)}; retrain with `python train.py`."
+            )

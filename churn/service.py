@@ -1,0 +1,185 @@
+"""The Flask web service: ``create_app`` builds it, ``predict.py`` exposes it to gunicorn."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.json.provider import JSONProvider
+from werkzeug.exceptions import HTTPException
+
+from churn.config import ServiceSettings
+from churn.openapi import build_spec
+from churn.predictor import Predictor
+from churn.schema import RequestValidationError
+
+api = Blueprint("api", __name__)
+PROTECTED_ENDPOINTS = {"api.predict", "api.model_info"}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+}
+
+
+class ApiError(Exception):
+    """A client mistake, answered as a JSON error with ``status``."""
+
+    def __init__(self, status: int, error: str, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.problems = status, error, message, problems
+
+
+class OrjsonProvider(JSONProvider):
+    """orjson for every JSON response: several times faster than the standard library."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(orjson.dumps(obj), mimetype="application/json")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return current_app.response_class(
+        orjson.dumps(body), status=status, mimetype="application/json"
+    )
+
+
+def predictor() -> Predictor:
+    return current_app.extensions["churn.predictor"]
+
+
+def settings() -> ServiceSettings:
+    return current_app.extensions["churn.settings"]
+
+
+def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
+    """Build the service. ``test_config`` overrides environment variables (see config.py).
+
+    Loading the model here, at import time under gunicorn's ``preload_app``, means a missing or
+    unsafe model stops the master before any worker serves errors.
+    """
+    service_settings = ServiceSettings.from_env({**os.environ, **(test_config or {})})
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = service_settings.max_body_bytes
+    app.extensions["churn.settings"] = service_settings
+    app.extensions["churn.predictor"] = Predictor.load(
+        service_settings.model_file, threshold=service_settings.threshold
+    )
+    app.register_blueprint(api)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_require_api_key)
+    app.after_request(_add_security_headers)
+    return app
+
+
+def _api_error(error: ApiError) -> Response:
+    body: dict[str, Any] = {"error": error.error, "message": error.message}
+    if error.problems is not None:
+        body["problems"] = error.problems
+    return json_response(body, error.status)
+
+
+def _http_error(error: HTTPException) -> Response:
+    name = (error.name or "error").lower().replace(" ", "_")
+    response = json_response({"error": name, "message": error.description}, error.code or 500)
+    if error.code == 405 and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    # Never a stack trace in a response; the traceback goes to the error log.
+    current_app.logger.exception("unhandled error")
+    return json_response({"error": "internal_error", "message": "unexpected server error"}, 500)
+
+
+def _require_api_key() -> None:
+    expected = settings().api_key
+    if expected is None or request.endpoint not in PROTECTED_ENDPOINTS:
+        return
+    given = request.headers.get("X-API-Key") or ""
+    authorization = request.headers.get("Authorization", "")
+    if authorization.startswith("Bearer "):
+        given = authorization.removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(
+            401, "unauthorized", "missing or wrong API key (Authorization: Bearer … or X-API-Key)"
+        )
+
+
+def _add_security_headers(response: Response) -> Response:
+    for header, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(header, value)
+    return response
+
+
+def _read_json() -> Any:
+    if not request.mimetype or not (
+        request.mimetype == "application/json" or request.mimetype.endswith("+json")
+    ):
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {error}") from None
+
+
+def _explain_flag() -> bool:
+    raw = request.args.get("explain", "false").strip().lower()
+    if raw not in {"true", "1", "yes", "false", "0", "no", ""}:
+        raise ApiError(400, "invalid_parameter", "explain must be true or false")
+    return raw in {"true", "1", "yes"}
+
+
+@api.post("/predict")
+def predict() -> Response:
+    payload = _read_json()
+    explain = _explain_flag()
+    model = predictor()
+    try:
+        if isinstance(payload, list):
+            _check_batch_size(payload)
+            return json_response(model.predict(model.validator.many(payload), explain))
+        return json_response(model.predict([model.validator.one(payload)], explain)[0])
+    except RequestValidationError as error:
+        raise ApiError(
+            422, "validation_error", "the request has invalid customers", error.problems
+        ) from None
+
+
+def _check_batch_size(payload: list) -> None:
+    limit = settings().max_batch_size
+    if not payload or len(payload) > limit:
+        message = f"a batch must hold between 1 and {limit} customers, got {len(payload)}"
+        raise ApiError(422, "validation_error", message, [{"field": "(batch)", "message": message}])
+
+
+@api.get("/health")
+def health() -> Response:
+    return json_response({"status": "ok", "model_version": predictor().version})
+
+
+@api.get("/model")
+def model_info() -> Response:
+    return json_response(predictor().describe())
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    model = predictor()
+    return json_response(build_spec(model.validator.model, model.version))

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real data file, the committed model, the app and its test client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from churn.config import DATA_FILENAME, PROJECT_ROOT
+from churn.features import EXAMPLE_CUSTOMER
+from churn.service import create_app
+
+COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
+
+
+def find_real_data() -> Path:
+    candidates = [
+        os.environ.get("CHURN_DATA", ""),
+        PROJECT_ROOT.parent / "shared" / "data" / DATA_FILENAME,
+        PROJECT_ROOT / "data" / DATA_FILENAME,
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail(
+        "The Telco CSV was not found: set CHURN_DATA, or run `make data` to download it to data/."
+    )
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    return find_real_data()
+
+
+@pytest.fixture()
+def customer() -> dict:
+    return dict(EXAMPLE_CUSTOMER)
+
+
+@pytest.fixture()
+def raw_customer() -> dict:
+    """The course's standard customer as written in the Telco CSV."""
+    return {
+        "customerID": "7590-VHVEG",
+        "gender": "Female",
+        "SeniorCitizen": "0",
+        "Partner": "Yes",
+        "Dependents": "No",
+        "tenure": "24",
+        "PhoneService": "No",
+        "MultipleLines": "No phone service",
+        "InternetService": "DSL",
+        "OnlineSecurity": "No",
+        "OnlineBackup": "Yes",
+        "DeviceProtection": "No",
+        "TechSupport": "No",
+        "StreamingTV": "No",
+        "StreamingMovies": "No",
+        "Contract": "Month-to-month",
+        "PaperlessBilling": "Yes",
+        "PaymentMethod": "Electronic check",
+        "MonthlyCharges": "29.85",
+        "TotalCharges": str(24 * 29.85),
+    }
+
+
+def make_app(**overrides: str):
+    """The app on the committed model, isolated from the caller's environment."""
+    config = {"MODEL_FILE": str(COMMITTED_MODEL), "API_KEY": "", "CHURN_THRESHOLD": ""}
+    return create_app({**config, **overrides})
+
+
+@pytest.fixture()
+def app():
+    return make_app()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()

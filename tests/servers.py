@@ -1,0 +1,96 @@
+"""Start real servers on free loopback ports: used by the end-to-end tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from churn.config import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 20.0) -> float:
+    """Poll ``url`` until it answers; return the seconds it took. Fails if the process dies."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return time.monotonic() - started
+        time.sleep(0.02)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def gunicorn_command(app: str = "predict:app", config: str = "gunicorn.conf.py") -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", config, app]
+
+
+@contextlib.contextmanager
+def running(
+    command: Sequence[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = PROJECT_ROOT,
+    health_path: str = "/health",
+    port: int | None = None,
+) -> Iterator[Server]:
+    """Run ``command`` with PORT set to a free port, wait for ``health_path``, stop it after."""
+    port = port or free_port()
+    log = log_dir / f"server-{port}.log"
+    full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=full_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(process, port, log)
+    try:
+        wait_until_up(server.url + health_path, process)
+        yield server
+    except BaseException:
+        sys.stderr.write(server.output()[-4000:])
+        raise
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

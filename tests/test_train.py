@@ -1,0 +1,129 @@
+"""Training: the CLI, cross-validation, quality on the real data, determinism, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from churn import model
+from churn.config import PROJECT_ROOT
+from churn.data import clean
+from churn.train import main
+from tests.synthetic import raw_frame, write_csv
+
+
+@pytest.fixture()
+def synthetic_csv(tmp_path):
+    return write_csv(tmp_path / "synthetic.csv", raw_frame(400))
+
+
+def test_fit_on_a_synthetic_frame_learns_the_planted_signal():
+    frame = clean(raw_frame(600, seed=2))
+    train, test = model.split(frame)
+    dv, lr = model.fit(train, C=1.0)
+    assert model.auc(dv, lr, test) > 0.8
+    weights = dict(zip(dv.feature_names_, lr.coef_[0], strict=True))
+    assert weights["contract=month-to-month"] > 0 > weights["tenure"]
+
+
+def test_cli_writes_model_and_metadata(tmp_path, synthetic_csv, capsys):
+    output = tmp_path / "out" / "model.bin"
+    assert main(["--data", synthetic_csv, "--output", str(output), "--folds", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("fold") == 3 and "C=1.0" in printed and "±" in printed
+    assert "test AUC" in printed
+    with open(output, "rb") as handle:
+        dv, lr = pickle.load(handle)
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert metadata["params"] == {"C": 1.0, "folds": 3, "solver": "newton-cholesky"}
+    assert metadata["data"]["rows"] == 400 and len(metadata["data"]["sha256"]) == 64
+    assert metadata["threshold"] == 0.5
+    assert len(metadata["metrics"]["cv_fold_aucs"]) == 3
+    assert set(metadata["schema"]["categorical"]["contract"]) == {
+        "month-to-month",
+        "one_year",
+        "two_year",
+    }
+    assert lr.predict_proba(dv.transform([{"tenure": 1}])).shape == (1, 2)
+
+
+def test_several_C_values_keep_the_best_mean_auc(tmp_path, synthetic_csv, capsys):
+    output = tmp_path / "m.bin"
+    main(["--data", synthetic_csv, "--C", "0.001", "1.0", "--output", str(output)])
+    printed = capsys.readouterr().out
+    means = {
+        float(line.split()[0].removeprefix("C=")): float(line.split()[1])
+        for line in printed.splitlines()
+        if line.startswith("C=") and "±" in line
+    }
+    assert set(means) == {0.001, 1.0}
+    chosen = json.loads(output.with_suffix(".json").read_text())["params"]["C"]
+    assert means[chosen] == max(means.values())
+
+
+def test_default_output_name_carries_C(tmp_path, synthetic_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--data", synthetic_csv, "--C", "0.5"]) == 0
+    assert (tmp_path / "model_C=0.5.bin").is_file() and (tmp_path / "model_C=0.5.json").is_file()
+
+
+def test_training_is_deterministic(tmp_path, synthetic_csv):
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    main(["--data", synthetic_csv, "--output", str(first)])
+    main(["--data", synthetic_csv, "--output", str(second)])
+    (_, lr1), (_, lr2) = (pickle.loads(p.read_bytes()) for p in (first, second))
+    assert np.array_equal(lr1.coef_, lr2.coef_) and np.array_equal(lr1.intercept_, lr2.intercept_)
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("content", [b"", b"a,b\n1,2\n", b"\x00\x01\x02garbage\xff"])
+def test_bad_data_exits_2_with_a_message_and_writes_no_model(tmp_path, content, capsys):
+    data_file = tmp_path / "bad.csv"
+    data_file.write_bytes(content)
+    output = tmp_path / "model.bin"
+    assert main(["--data", str(data_file), "--output", str(output)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not output.exists() and not output.with_suffix(".json").exists()
+
+
+def test_one_class_target_exits_2(tmp_path, capsys):
+    frame = raw_frame(100)
+    frame["Churn"] = "Yes"
+    output = tmp_path / "model.bin"
+    assert main(["--data", write_csv(tmp_path / "d.csv", frame), "--output", str(output)]) == 2
+    assert "one class" in capsys.readouterr().err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("args", [["--folds", "1"], ["--C", "-1"], ["--C", "nan"]])
+def test_bad_options_are_refused(args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+
+
+def test_train_py_help_runs_as_a_script():
+    result = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for option in ("--C", "--folds", "--output", "--data"):
+        assert option in result.stdout
+
+
+def test_real_data_reaches_the_course_auc_without_convergence_warnings(real_data, tmp_path, capsys):
+    output = tmp_path / "model_C=1.0.bin"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert main(["--data", str(real_data), "--output", str(output)]) == 0
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert metadata["metrics"]["test_auc"] >= 0.855
+    assert 0.83 < metadata["metrics"]["cv_auc_mean"] < 0.86
+    assert metadata["data"]["rows"] == 7043
