@@ -132,7 +132,10 @@ def _read_json() -> Any:
         request.mimetype == "application/json" or request.mimetype.endswith("+json")
     ):
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    body = request.get_data(cache=False)  # 413 when Content-Length exceeds the limit
+    if request.content_length is None and len(body) >= settings().max_body_bytes:
+        # A chunked body is cut at the limit rather than refused; one that reaches it is too big.
+        raise ApiError(413, "request_entity_too_large", "request body is too large")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -102,3 +103,49 @@ def test_gunicorn_refuses_to_start_on_a_bad_model(tmp_path, content, expected):
     assert result.returncode != 0
     assert "churn-serving cannot start" in result.stderr and expected in result.stderr
     assert "Booting worker" not in result.stderr
+
+
+def test_deep_nesting_does_not_crash_a_worker(server, customer):
+    response = requests.post(
+        server.url + "/predict",
+        data="[" * 100_000,
+        timeout=10,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_json"
+    assert requests.post(server.url + "/predict", json=customer, timeout=10).status_code == 200
+    assert "Worker exiting" not in server.output() and "Traceback" not in server.output()
+
+
+def test_an_oversized_body_is_refused_from_its_length_without_being_sent(server):
+    # Announce 100 MB but send nothing: the answer must come from the header alone.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000\r\n\r\n"
+        )
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413")
+    assert '"error":"request_entity_too_large"' in reply
+
+
+def test_an_oversized_chunked_body_is_refused(server):
+    def chunks():
+        for _ in range(5_000):
+            yield b" " * 1024
+
+    response = requests.post(
+        server.url + "/predict",
+        data=chunks(),
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
+
+
+def test_python_predict_py_runs_a_development_server(tmp_path, customer):
+    command = [sys.executable, "predict.py"]
+    with running(command, tmp_path) as dev:
+        response = requests.post(dev.url + "/predict", json=customer, timeout=10)
+        assert response.status_code == 200
+        assert "Debug mode: off" in dev.output()
