@@ -1,8 +1,10 @@
 """Reading and writing the model artifact: the pickled pair and the JSON metadata beside it.
 
 The artifact stays what the course's ``predict.py`` loads (``dv, model = pickle.load(f)``), but
-the service never calls plain ``pickle.load`` on it: a pickle can name any callable, so loading
-goes through an unpickler that only resolves the handful of classes the pair is made of.
+the service never calls plain ``pickle.load`` on it: a pickle can name any callable. Loading goes
+through an unpickler that resolves only numpy's array builders and, for the two scikit-learn
+classes, inert stand-ins that just keep the fitted state. So no code from the file runs, and
+serving needs neither scikit-learn nor the scipy and pandas it imports.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ import json
 import os
 import pickle
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LogisticRegression
+import numpy as np
 
 from churn.config import metadata_path
 
-# (module, name) pairs a (DictVectorizer, LogisticRegression) pickle needs, across the numpy 1.x
-# ("numpy.core") and 2.x ("numpy._core") module names.
-ALLOWED_GLOBALS = frozenset(
+VECTORIZER = ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer")
+CLASSIFIER = ("sklearn.linear_model._logistic", "LogisticRegression")
+
+# numpy's array and scalar builders, under numpy 1.x ("numpy.core") and 2.x ("numpy._core").
+NUMPY_GLOBALS = frozenset(
     {
-        ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
-        ("sklearn.linear_model._logistic", "LogisticRegression"),
         ("numpy", "dtype"),
         ("numpy", "ndarray"),
         ("numpy", "float64"),
@@ -48,56 +50,84 @@ class ModelFileError(Exception):
     """The model file is missing, unreadable, unsafe or not the expected pair."""
 
 
+class _FittedState:
+    """Stands in for a scikit-learn estimator: keeps the pickled attributes, runs nothing."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__["state"] = state if isinstance(state, dict) else {}
+
+
+class _Vectorizer(_FittedState):
+    pass
+
+
+class _Classifier(_FittedState):
+    pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise ModelFileError(
-                f"refusing to load {module}.{name}: a model file may only contain a "
-                "DictVectorizer and a LogisticRegression"
-            )
-        return super().find_class(module, name)
+        if (module, name) == VECTORIZER:
+            return _Vectorizer
+        if (module, name) == CLASSIFIER:
+            return _Classifier
+        if (module, name) in NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise ModelFileError(
+            f"refusing to load {module}.{name}: a model file may only contain a "
+            "DictVectorizer and a LogisticRegression"
+        )
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """What serving needs from the pair: each feature's weight, the intercept, the raw bytes."""
+
+    weights: dict[str, float]
+    separator: str
+    intercept: float
+    raw: bytes
 
 
 def _retrain_hint(path: Path) -> str:
     return f"Retrain with `python train.py --output {path}` or restore the committed file."
 
 
-def load_pair(path: Path) -> tuple[DictVectorizer, LogisticRegression, bytes]:
-    """Load ``(dv, model)`` safely; also return the raw bytes (their hash is the version)."""
+def load_weights(path: Path) -> ModelWeights:
+    """Load the pair without running any code from the file; raise ``ModelFileError``."""
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise ModelFileError(
-            f"cannot read model file {path}: {error.strerror}. " + _retrain_hint(path)
-        ) from None
+        reason = f"cannot read model file {path}: {error.strerror}. "
+        raise ModelFileError(reason + _retrain_hint(path)) from None
     try:
         pair = _RestrictedUnpickler(io.BytesIO(raw)).load()
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}. " + _retrain_hint(path)) from None
     except Exception as error:  # truncated or foreign files fail in many ways inside pickle
-        raise ModelFileError(
-            f"{path} is not a readable model pickle ({type(error).__name__}). "
-            + _retrain_hint(path)
-        ) from None
-    _check_pair(pair, path)
-    dv, model = pair
-    return dv, model, raw
-
-
-def _check_pair(pair: Any, path: Path) -> None:
-    if not (
-        isinstance(pair, tuple)
-        and len(pair) == 2
-        and isinstance(pair[0], DictVectorizer)
-        and isinstance(pair[1], LogisticRegression)
-        and hasattr(pair[0], "vocabulary_")
-        and hasattr(pair[1], "coef_")
-        and len(pair[1].classes_) == 2
-    ):
+        reason = f"{path} is not a readable model pickle ({type(error).__name__}). "
+        raise ModelFileError(reason + _retrain_hint(path)) from None
+    try:
+        return _weights_of(pair, raw)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise ModelFileError(
             f"{path} does not hold a fitted (DictVectorizer, LogisticRegression) pair "
             "for a yes/no target. " + _retrain_hint(path)
-        )
+        ) from None
+
+
+def _weights_of(pair: Any, raw: bytes) -> ModelWeights:
+    vectorizer, classifier = pair  # ValueError/TypeError unless a pair
+    if not (isinstance(vectorizer, _Vectorizer) and isinstance(classifier, _Classifier)):
+        raise TypeError("not a (DictVectorizer, LogisticRegression) pair")
+    vocabulary: dict[str, int] = vectorizer.state["vocabulary_"]
+    coef = np.asarray(classifier.state["coef_"], dtype=np.float64)
+    intercept = np.asarray(classifier.state["intercept_"], dtype=np.float64)
+    if len(classifier.state["classes_"]) != 2 or coef.shape != (1, len(vocabulary)):
+        raise ValueError("not a binary model over the vectorizer's features")
+    weights = {str(name): float(coef[0, int(column)]) for name, column in vocabulary.items()}
+    separator = str(vectorizer.state.get("separator", "="))
+    return ModelWeights(weights, separator, float(intercept[0]), raw)
 
 
 def load_metadata(model_path: Path) -> dict[str, Any]:
@@ -133,9 +163,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def save(
-    path: Path, dv: DictVectorizer, model: LogisticRegression, metadata: dict[str, Any]
-) -> dict[str, Any]:
+def save(path: Path, dv: Any, model: Any, metadata: dict[str, Any]) -> dict[str, Any]:
     """Save the pair as the course's plain pickle, and its metadata (with the pickle's hash)."""
     raw = pickle.dumps((dv, model), protocol=pickle.HIGHEST_PROTOCOL)
     metadata = {**metadata, "artifact_sha256": sha256_hex(raw), "artifact_file": path.name}

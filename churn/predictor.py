@@ -24,11 +24,12 @@ class Predictor:
     @classmethod
     def load(cls, model_file: Path, threshold: float | None = None) -> Predictor:
         """Load and check the artifact; raises ``ModelFileError`` saying what to do."""
-        dv, model, raw = artifact.load_pair(model_file)
+        weights = artifact.load_weights(model_file)
         metadata = artifact.load_metadata(model_file)
-        version = artifact.sha256_hex(raw)
+        version = artifact.sha256_hex(weights.raw)
         _check_metadata(metadata, version, model_file)
-        scorer = CompiledScorer.compile(dv, model, FLAG_FIELDS + NUMERIC_FIELDS, CATEGORICAL_FIELDS)
+        numeric_fields = FLAG_FIELDS + NUMERIC_FIELDS
+        scorer = CompiledScorer.compile(weights, numeric_fields, CATEGORICAL_FIELDS)
         _check_vocabulary(scorer, metadata["schema"], model_file)
         return cls(
             scorer=scorer,

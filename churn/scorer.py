@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LogisticRegression
+
+from churn.artifact import ModelWeights
 
 Customer = Mapping[str, Any]
 
@@ -35,22 +35,21 @@ class CompiledScorer:
     @classmethod
     def compile(
         cls,
-        dv: DictVectorizer,
-        model: LogisticRegression,
+        model: ModelWeights,
         numeric_fields: Sequence[str],
         categorical_fields: Sequence[str],
     ) -> CompiledScorer:
-        weights = dict(zip(dv.feature_names_, model.coef_[0].tolist(), strict=True))
+        """Group the pair's weights by field: ``contract=one_year`` -> contract["one_year"]."""
         category_weights: dict[str, dict[str, float]] = {field: {} for field in categorical_fields}
-        for name, weight in weights.items():
-            field, sep, value = name.partition(dv.separator)
+        for name, weight in model.weights.items():
+            field, sep, value = name.partition(model.separator)
             if sep and field in category_weights:
                 category_weights[field][value] = weight
         numeric = tuple(numeric_fields)
         return cls(
-            intercept=float(model.intercept_[0]),
+            intercept=model.intercept,
             numeric_fields=numeric,
-            numeric_weights=np.array([weights.get(f, 0.0) for f in numeric], dtype=np.float64),
+            numeric_weights=np.array([model.weights.get(f, 0.0) for f in numeric]),
             category_weights=category_weights,
         )
 

@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from churn import artifact
-from churn.artifact import ModelFileError, load_pair, write_atomically
+from churn.artifact import ModelFileError, load_weights, write_atomically
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
 from tests.conftest import COMMITTED_MODEL
 
@@ -27,7 +27,8 @@ def test_committed_artifact_matches_its_metadata():
     assert metadata["params"]["C"] == 1.0
     assert metadata["metrics"]["test_auc"] >= 0.855
     assert metadata["threshold"] == 0.5
-    dv, _model, _ = load_pair(COMMITTED_MODEL)
+    with open(COMMITTED_MODEL, "rb") as handle:
+        dv, _model = pickle.load(handle)
     for field, values in metadata["schema"]["categorical"].items():
         assert {f"{field}={value}" for value in values} <= set(dv.feature_names_)
     schema_fields = {
@@ -73,7 +74,7 @@ def test_a_pickle_that_runs_code_is_refused_and_its_code_never_runs(tmp_path):
     crafted = tmp_path / "evil.bin"
     crafted.write_bytes(pickle.dumps(_RunsCode(str(marker))))
     with pytest.raises(ModelFileError, match="refusing to load"):
-        load_pair(crafted)
+        load_weights(crafted)
     assert not marker.exists()
 
 
@@ -84,6 +85,7 @@ def test_a_pickle_that_runs_code_is_refused_and_its_code_never_runs(tmp_path):
         (b"", "not a readable model pickle"),
         (b"this is not a pickle", "not a readable model pickle"),
         (pickle.dumps({"a": 1}), "does not hold a fitted"),
+        (pickle.dumps((1.0, 2.0)), "does not hold a fitted"),
     ],
 )
 def test_missing_corrupt_or_wrong_model_files_say_what_to_do(tmp_path, content, expected):
@@ -91,7 +93,7 @@ def test_missing_corrupt_or_wrong_model_files_say_what_to_do(tmp_path, content, 
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ModelFileError, match=expected) as error:
-        load_pair(path)
+        load_weights(path)
     assert "train.py" in str(error.value)
 
 
@@ -99,4 +101,22 @@ def test_a_truncated_model_is_refused(tmp_path):
     path = tmp_path / "model.bin"
     path.write_bytes(COMMITTED_MODEL.read_bytes()[:500])
     with pytest.raises(ModelFileError, match="not a readable model pickle"):
-        load_pair(path)
+        load_weights(path)
+
+
+def test_the_restricted_loader_reads_the_same_weights_as_sklearn():
+    with open(COMMITTED_MODEL, "rb") as handle:
+        dv, model = pickle.load(handle)
+    weights = load_weights(COMMITTED_MODEL)
+    assert weights.intercept == model.intercept_[0]
+    assert weights.weights == dict(zip(dv.feature_names_, model.coef_[0].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_pickles_of_every_python3_protocol_load(tmp_path, protocol):
+    # The course pickles with the default protocol, which differs across Python versions.
+    with open(COMMITTED_MODEL, "rb") as handle:
+        pair = pickle.load(handle)
+    old = tmp_path / "old.bin"
+    old.write_bytes(pickle.dumps(pair, protocol=protocol))
+    assert load_weights(old).weights == load_weights(COMMITTED_MODEL).weights
