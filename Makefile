@@ -16,7 +16,8 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env
+.PHONY: run test lint train data env docker-build docker-run \
+	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
 help:
@@ -47,3 +48,44 @@ lint: env
 
 test: lint data
 	$(RUN) pytest
+
+# --- Docker and Elastic Beanstalk (need a Docker engine / AWS credentials on your machine) ---
+IMAGE ?= churn-serving
+APP ?= churn-serving
+ENV ?= churn-serving-env
+REGION ?= eu-west-1
+EB := $(RUN) eb
+
+docker-build:
+	docker build -t $(IMAGE) .
+
+docker-run:
+	docker run -it --rm -p 9696:9696 $(IMAGE)
+
+eb-init: env
+	$(EB) init -p docker -r $(REGION) $(APP)
+
+eb-local: env
+	$(EB) local run --port 9696
+
+eb-create: env
+	$(EB) create $(ENV)
+
+eb-deploy: env
+	$(EB) deploy $(ENV)
+
+eb-status: env
+	$(EB) status $(ENV)
+
+eb-open: env
+	$(EB) open $(ENV)
+
+# make eb-setenv VARS="CHURN_THRESHOLD=0.4 API_KEY=..."
+eb-setenv: env
+	$(EB) setenv $(VARS) -e $(ENV)
+
+eb-predict: env
+	$(RUN) python predict_test.py --url "http://$$($(EB) status $(ENV) | awk '/CNAME/ {print $$2}')/predict"
+
+eb-terminate: env
+	$(EB) terminate $(ENV)

@@ -79,3 +79,11 @@ def app():
 @pytest.fixture()
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def eb_environment() -> dict:
+    """The service's environment variables set by .ebextensions."""
+    from tests.ebconfig import option_settings
+
+    return option_settings().get("aws:elasticbeanstalk:application:environment", {})
