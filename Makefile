@@ -16,7 +16,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-micro audit docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -24,6 +24,7 @@ help:
 	@echo "make run    serve the model on :9696 (gunicorn, gunicorn.conf.py)"
 	@echo "make test   lint and run the whole test suite"
 	@echo "make train  retrain model_C=1.0.bin from the Telco CSV"
+	@echo "make bench  benchmark against the course's way (writes docs/benchmarks.md)"
 
 # The locked environment, rebuilt whenever Pipfile.lock changes.
 .venv/.installed: Pipfile.lock
@@ -46,8 +47,29 @@ lint: env
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-test: lint data
+# Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
+# chromium (browser tests). Installed with apt when missing (sudo unless root).
+SYSTEM_DEPS := wrk nginx-light chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: lint data system-deps
 	$(RUN) pytest
+
+bench: env system-deps
+	$(RUN) python -m bench.run
+
+audit: env
+	$(PIPENV) requirements --dev > .venv/audit-requirements.txt
+	$(RUN) pip-audit --strict --disable-pip --no-deps -r .venv/audit-requirements.txt
+
+bench-micro: env
+	$(RUN) pytest bench/test_micro.py --benchmark-only
 
 # --- Docker and Elastic Beanstalk (need a Docker engine / AWS credentials on your machine) ---
 IMAGE ?= churn-serving

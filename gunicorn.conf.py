@@ -5,6 +5,17 @@ Everything here can be set through the environment (README, Configuration).
 
 import multiprocessing
 import os
+import tempfile
+from pathlib import Path
+
+# Prometheus multiprocess mode: every worker writes its samples under this folder and /metrics
+# adds them up. It must be set before the app (and prometheus_client) is imported.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+    prefix="churn-metrics-"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+for stale in Path(_metrics_dir).glob("*.db"):  # counts from a previous run would be added in
+    stale.unlink()
 
 # EB's nginx and `docker run -p 9696:9696` reach the container on this port.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9696')}"  # noqa: S104 - a container must listen beyond loopback
@@ -17,15 +28,30 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # and the workers share the loaded pages copy-on-write.
 preload_app = True
 
+# Threaded workers keep connections alive between requests: the sync worker closes each
+# connection and waits for the client to hang up, which cost a fifth of a loaded worker's time
+# (docs/performance.md). A few threads per worker keep the CPU busy without GIL thrash.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # Docker and EB send SIGTERM on deploy: in-flight requests get this long to finish.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
 errorlog = "-"
+# JSON lines for the access and error logs, with the request id (see README, Logs).
+logger_class = "churn.observability.JsonLogger"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 
 # gunicorn 24+ opens a control socket under $HOME; the service needs none, and the container's
 # unprivileged user may have no writable home.
 control_socket_disable = True
+
+
+def child_exit(server, worker):
+    """Let prometheus_client drop a dead worker's live-only samples."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +14,13 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
 from churn.config import ServiceSettings
+from churn.observability import instrument, record_predictions, render_metrics
 from churn.openapi import build_spec
 from churn.predictor import Predictor
 from churn.schema import RequestValidationError
 
 api = Blueprint("api", __name__)
-PROTECTED_ENDPOINTS = {"api.predict", "api.model_info"}
+PROTECTED_ENDPOINTS = {"api.predict", "api.model_info", "api.metrics"}
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -78,6 +80,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         service_settings.model_file, threshold=service_settings.threshold
     )
     app.register_blueprint(api)
+    instrument(app)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -151,18 +154,26 @@ def _explain_flag() -> bool:
 
 @api.post("/predict")
 def predict() -> Response:
+    started = time.perf_counter()
     payload = _read_json()
     explain = _explain_flag()
     model = predictor()
     try:
         if isinstance(payload, list):
             _check_batch_size(payload)
-            return json_response(model.predict(model.validator.many(payload), explain))
-        return json_response(model.predict([model.validator.one(payload)], explain)[0])
+            body: Any = model.predict(model.validator.many(payload), explain)
+        else:
+            body = model.predict([model.validator.one(payload)], explain)[0]
     except RequestValidationError as error:
         raise ApiError(
             422, "validation_error", "the request has invalid customers", error.problems
         ) from None
+    results = body if isinstance(body, list) else [body]
+    record_predictions([r["churn_probability"] for r in results], model.threshold)
+    response = json_response(body)
+    # Time spent in the app (parse, validate, score), for clients and the benchmark harness.
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+    return response
 
 
 def _check_batch_size(payload: list) -> None:
@@ -186,3 +197,8 @@ def model_info() -> Response:
 def openapi() -> Response:
     model = predictor()
     return json_response(build_spec(model.validator.model, model.version))
+
+
+@api.get("/metrics")
+def metrics() -> Response:
+    return render_metrics()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -61,9 +62,15 @@ def running(
     cwd: Path = PROJECT_ROOT,
     health_path: str = "/health",
     port: int | None = None,
+    port_template: str | None = None,
 ) -> Iterator[Server]:
-    """Run ``command`` with PORT set to a free port, wait for ``health_path``, stop it after."""
+    """Run ``command`` with PORT set to a free port, wait for ``health_path``, stop it after.
+
+    ``port_template``, when given, is replaced by the port in the command's arguments.
+    """
     port = port or free_port()
+    if port_template:
+        command = [part.replace(port_template, str(port)) for part in command]
     log = log_dir / f"server-{port}.log"
     full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
     with open(log, "wb") as handle:
@@ -94,3 +101,20 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def gunicorn_settings(env: dict[str, str] | None = None) -> dict:
+    """gunicorn.conf.py's settings as seen with ``env`` (default: this process's environment).
+
+    The file sets variables in os.environ (the metrics folder); they are put back afterwards so
+    nothing leaks into this process or the servers it starts later.
+    """
+    saved = dict(os.environ)
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        return runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

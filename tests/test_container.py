@@ -8,8 +8,6 @@ using the locked environment in place of the image's site-packages.
 from __future__ import annotations
 
 import json
-import os
-import runpy
 import shlex
 import shutil
 import subprocess
@@ -23,7 +21,7 @@ from pathspec import PathSpec
 
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import free_port, running
+from tests.servers import free_port, gunicorn_settings, running
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
@@ -137,15 +135,7 @@ def test_build_context_leaves_out_data_venvs_tests_and_history():
 
 def port_of_bind(env: dict[str, str]) -> int:
     """The port gunicorn.conf.py binds with only the image's environment."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        settings = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return int(settings["bind"].rsplit(":", 1)[1])
+    return int(gunicorn_settings(env)["bind"].rsplit(":", 1)[1])
 
 
 def test_expose_gunicorn_bind_and_eb_port_agree(eb_environment):

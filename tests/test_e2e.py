@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -76,12 +77,65 @@ def test_the_course_client_code_works_unchanged(server, customer):
     assert 0 < response["churn_probability"] < 1
 
 
-def test_gunicorn_serves_json_errors_and_logs_access(server):
+def log_entries(server) -> list[dict]:
+    return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+
+
+def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
     response = requests.post(
         server.url + "/predict", data="{", timeout=10, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_json"
-    assert "POST /predict" in server.output()
+    request_id = response.headers["X-Request-ID"]
+    time.sleep(0.2)  # the access line is written after the response
+    access = [e for e in log_entries(server) if e.get("request_id") == request_id]
+    assert len(access) == 1
+    assert access[0]["method"] == "POST" and access[0]["path"] == "/predict"
+    assert access[0]["status"] == 400 and access[0]["duration_ms"] >= 0
+
+
+def test_every_log_line_is_json(server):
+    lines = [line for line in server.output().splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") for line in lines), lines[:3]
+    assert {e["level"] for e in log_entries(server)} <= {"debug", "info", "warning", "error"}
+
+
+def test_a_callers_request_id_is_kept(server, customer):
+    response = requests.post(
+        server.url + "/predict", json=customer, timeout=10, headers={"X-Request-ID": "trace-42"}
+    )
+    assert response.headers["X-Request-ID"] == "trace-42"
+
+
+def test_metrics_add_up_across_workers(server, customer):
+    before = metric(requests.get(server.url + "/metrics", timeout=10).text, PREDICTIONS)
+    sent, ids = 0, set()
+    # New connections until two different workers have served some (bounded).
+    while sent < 300 and len(worker_pids(server, ids)) < 2:
+        response = requests.post(server.url + "/predict", json=customer, timeout=10)
+        ids.add(response.headers["X-Request-ID"])
+        sent += 1
+    assert len(worker_pids(server, ids)) == 2
+    after = requests.get(server.url + "/metrics", timeout=10).text
+    assert metric(after, PREDICTIONS) - before == sent
+    assert 'route="/predict"' in after and "churn_http_request_duration_seconds_bucket" in after
+
+
+PREDICTIONS = "churn_predictions_total"
+
+
+def worker_pids(server, request_ids: set[str]) -> set[int]:
+    time.sleep(0.05)
+    return {e["pid"] for e in log_entries(server) if e.get("request_id") in request_ids}
+
+
+def metric(text: str, name: str) -> float:
+    """Sum of a metric's samples (over labels) in Prometheus text format."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,7 +178,12 @@ def test_an_oversized_body_is_refused_from_its_length_without_being_sent(server)
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000000\r\n\r\n"
         )
-        reply = sock.recv(65536).decode()
+        reply = ""
+        while "request_entity_too_large" not in reply:  # headers and body may come apart
+            chunk = sock.recv(65536).decode()
+            if not chunk:
+                break
+            reply += chunk
     assert reply.startswith("HTTP/1.1 413")
     assert '"error":"request_entity_too_large"' in reply
 

@@ -14,6 +14,7 @@ from ebcli.core import fileoperations
 
 from churn.config import PROJECT_ROOT
 from tests.ebconfig import config_files, option_settings
+from tests.servers import gunicorn_settings
 
 # Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
 # "General options for all environments":
@@ -138,9 +139,7 @@ def test_health_check_path_is_a_route_of_the_app(app):
 
 
 def test_deregistration_delay_covers_the_graceful_timeout():
-    import runpy
-
-    gunicorn = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    gunicorn = gunicorn_settings()
     process = option_settings()["aws:elasticbeanstalk:environment:process:default"]
     assert process["DeregistrationDelay"] >= gunicorn["graceful_timeout"]
 

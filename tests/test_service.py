@@ -292,3 +292,42 @@ def test_either_header_carries_the_key(keyed_client, customer, headers):
 @pytest.mark.parametrize("headers", [{"Authorization": "Bearer wrong"}, {"X-API-Key": ""}])
 def test_a_wrong_key_is_refused(keyed_client, customer, headers):
     assert_json_error(keyed_client.post("/predict", json=customer, headers=headers), 401)
+
+
+# --- observability -------------------------------------------------------------------------
+
+
+def test_metrics_count_predictions_by_decision(client, customer):
+    def count(decision: str) -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        prefix = f'churn_predictions_total{{decision="{decision}"}} '
+        return sum(
+            float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)
+        )
+
+    before = count("no_churn")
+    client.post("/predict", json=[customer, customer])
+    assert count("no_churn") - before == 2  # the course's customer is below 0.5
+
+
+def test_metrics_need_the_key_when_one_is_set(keyed_client):
+    assert_json_error(keyed_client.get("/metrics"), 401)
+    response = keyed_client.get("/metrics", headers={"X-API-Key": "s3cret"})
+    assert response.status_code == 200 and "churn_http_requests_total" in response.get_data(
+        as_text=True
+    )
+
+
+def test_request_id_is_generated_or_kept(client):
+    generated = client.get("/health").headers["X-Request-ID"]
+    assert len(generated) == 32
+    assert (
+        client.get("/health", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
+    )
+    unsafe = client.get("/health", headers={"X-Request-ID": "bad id\\n"}).headers["X-Request-ID"]
+    assert unsafe != "bad id\\n" and len(unsafe) == 32
+
+
+def test_server_timing_header_on_predict(client, customer):
+    timing = client.post("/predict", json=customer).headers["Server-Timing"]
+    assert timing.startswith("app;dur=") and float(timing.split("=")[1]) >= 0

@@ -1,0 +1,137 @@
+"""Prometheus metrics and structured JSON logs.
+
+Metrics work across gunicorn's worker processes through prometheus_client's multiprocess mode:
+gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before the app is imported, each worker writes its
+samples to files there, and /metrics adds them up. Without that variable (tests, `python
+predict.py`) the process's own registry is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from gunicorn.glogging import Logger as GunicornLogger
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "churn_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "churn_http_request_duration_seconds",
+    "Time from request start to response, in the app",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+PREDICTIONS = Counter("churn_predictions_total", "Customers scored", ["decision"])
+# Mean churn probability = churn_probability_sum_total / churn_predictions_total (summed over
+# decisions); two counters cost O(1) per request even for a batch of a thousand.
+PROBABILITY_SUM = Counter("churn_probability_sum", "Sum of predicted churn probabilities")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def record_predictions(probabilities: list[float], threshold: float) -> None:
+    churned = sum(1 for p in probabilities if p >= threshold)
+    if churned:
+        PREDICTIONS.labels("churn").inc(churned)
+    if len(probabilities) - churned:
+        PREDICTIONS.labels("no_churn").inc(len(probabilities) - churned)
+    PROBABILITY_SUM.inc(sum(probabilities))
+
+
+def render_metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    # A caller's id is kept so logs join up across services; anything odd is replaced.
+    g.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+def instrument(app: Flask) -> None:
+    """Request ids, request metrics, and app logs through gunicorn's (JSON) error log."""
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    if gunicorn_error.handlers:
+        app.logger.handlers = gunicorn_error.handlers
+        app.logger.setLevel(gunicorn_error.level)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers (CloudWatch, Loki) parse without rules."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+class JsonLogger(GunicornLogger):
+    """gunicorn's logger with JSON lines for both the error log and the access log."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+        for handler in self.access_log.handlers:
+            handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def access(self, resp: Any, req: Any, environ: dict, request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        headers = dict((name.lower(), value) for name, value in resp.headers)
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "logger": "access",
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "query": environ.get("QUERY_STRING") or None,
+            "status": resp.status_code,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 3),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+            "request_id": headers.get(REQUEST_ID_HEADER.lower()),
+            "pid": os.getpid(),
+        }
+        self.access_log.info(orjson.dumps(entry).decode())
