@@ -75,7 +75,7 @@ ERROR_RESPONSES = {
 }
 
 
-def build_spec(customer_model: type[BaseModel], version: str) -> dict[str, Any]:
+def build_spec(customer_model: type[BaseModel], version: str, max_batch: int) -> dict[str, Any]:
     customer_schema = customer_model.model_json_schema(ref_template=REF)
     customer_schema["description"] = (
         "One customer. Keys and text values may also be written as in the Telco CSV "
@@ -88,7 +88,12 @@ def build_spec(customer_model: type[BaseModel], version: str) -> dict[str, Any]:
                 "schema": {
                     "oneOf": [
                         _ref("Customer"),
-                        {"type": "array", "items": _ref("Customer"), "minItems": 1},
+                        {
+                            "type": "array",
+                            "items": _ref("Customer"),
+                            "minItems": 1,
+                            "maxItems": max_batch,
+                        },
                     ]
                 }
             }

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
@@ -27,6 +28,16 @@ from churn.features import ID_FIELD, normalize_token
 MAX_TEXT_LENGTH = 100
 MAX_ID_LENGTH = 64
 ID_KEYS = (ID_FIELD, "customer_id")
+ID_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_ID_LENGTH},
+            {"type": "integer"},
+            {"type": "null"},
+        ],
+        "description": "echoed back as customer_id",
+    }
+)
 _FLAG_WORDS = {"0": 0, "1": 1, "no": 0, "yes": 1, "false": 0, "true": 1}
 
 
@@ -89,6 +100,11 @@ def _flag(value: Any) -> Any:
 
 
 def _customer_id(value: Any) -> Any:
+    # Checked here, not by pydantic's union: that would turn true/false into 1/0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON has one number type: 7.0 is the integer 7
+    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+        raise ValueError("must be a string or an integer")
     if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
         raise ValueError(f"must be at most {MAX_ID_LENGTH} characters")
     return value
@@ -123,7 +139,7 @@ def build_customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
     for field, limits in schema["numeric"].items():
         fields[field] = _numeric_field(limits)
     for key in ID_KEYS:
-        fields[key] = (Annotated[str | int | None, BeforeValidator(_customer_id)], None)
+        fields[key] = (Annotated[str | int | None, BeforeValidator(_customer_id), ID_SCHEMA], None)
     return create_model("Customer", __base__=_CustomerBase, **fields)
 
 

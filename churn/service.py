@@ -196,7 +196,9 @@ def model_info() -> Response:
 @api.get("/openapi.json")
 def openapi() -> Response:
     model = predictor()
-    return json_response(build_spec(model.validator.model, model.version))
+    return json_response(
+        build_spec(model.validator.model, model.version, settings().max_batch_size)
+    )
 
 
 @api.get("/metrics")

@@ -159,6 +159,8 @@ def test_an_empty_object_lists_every_required_field(client):
         ("contract", None),
         ("gender", "x" * 1000),
         ("customer_id", "y" * 1000),
+        ("customer_id", False),
+        ("customer_id", 1.5),
     ],
 )
 def test_a_bad_value_gets_422_naming_the_field(client, customer, field, value):
