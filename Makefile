@@ -16,7 +16,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-micro audit docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-micro audit scale-test docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -67,6 +67,9 @@ bench: env system-deps
 audit: env
 	$(PIPENV) requirements --dev > .venv/audit-requirements.txt
 	$(RUN) pip-audit --strict --disable-pip --no-deps -r .venv/audit-requirements.txt
+
+scale-test: env system-deps
+	$(RUN) python -m bench.scale --instances 2 --seconds 20
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only

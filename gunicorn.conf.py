@@ -8,6 +8,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from churn import server as churn_server
+
+# Headers and body in one write: a proxy can then retry elsewhere whenever this process dies
+# mid-request, instead of passing a truncated response on (churn/server.py).
+churn_server.install()
+
 # Prometheus multiprocess mode: every worker writes its samples under this folder and /metrics
 # adds them up. It must be set before the app (and prometheus_client) is imported.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(

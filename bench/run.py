@@ -131,12 +131,15 @@ def run_wrk(wrk: str, url: str, body_file: Path, seconds: float, connections: in
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
     summary = json.loads(output.stdout.strip().splitlines()[-1])
-    errors = sum(summary[k] for k in summary if k.endswith("_errors") or k == "timeouts")
+    error_kinds = {
+        k: v for k, v in summary.items() if (k.endswith("_errors") or k == "timeouts") and v
+    }
     return {
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),
         "p50_ms": summary["p50_us"] / 1000,
         "p99_ms": summary["p99_us"] / 1000,
-        "errors": errors,
+        "errors": sum(error_kinds.values()),
+        "error_kinds": error_kinds,
         "requests": summary["requests"],
     }
 

@@ -208,3 +208,9 @@ def test_python_predict_py_runs_a_development_server(tmp_path, customer):
         response = requests.post(dev.url + "/predict", json=customer, timeout=10)
         assert response.status_code == 200
         assert "Debug mode: off" in dev.output()
+
+
+def test_head_requests_get_headers_and_no_body(server):
+    response = requests.head(server.url + "/health", timeout=10)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["Content-Type"] == "application/json"

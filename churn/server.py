@@ -1,0 +1,55 @@
+"""gunicorn-specific behaviour, installed by gunicorn.conf.py.
+
+gunicorn writes a response's status line and headers with one ``sendall`` and its body with
+another. If the process dies between the two (a killed worker, a lost instance), a proxy in front
+has already passed the headers on and can no longer retry the request elsewhere: the client gets
+a truncated response. Writing headers and a fixed-length body together closes that window, which
+is what lets nginx/ELB retries hide a dead instance completely (tests/test_scale.py).
+"""
+
+from __future__ import annotations
+
+from gunicorn import util
+from gunicorn.http import wsgi
+
+
+class CoalescingResponse(wsgi.Response):
+    """A gunicorn Response that sends the headers in the same write as the body."""
+
+    _pending_headers: bytes = b""
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        self._pending_headers = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
+        self.headers_sent = True
+
+    def _flush_headers(self) -> None:
+        if self._pending_headers:
+            pending, self._pending_headers = self._pending_headers, b""
+            util.write(self.sock, pending)
+
+    def _emit_body(self, data: bytes) -> None:
+        if self._pending_headers and not self.chunked:
+            pending, self._pending_headers = self._pending_headers, b""
+            self.sock.sendall(pending + data)
+            return
+        self._flush_headers()
+        super()._emit_body(data)
+
+    def write(self, arg: bytes) -> None:
+        super().write(arg)
+        self._flush_headers()  # a body-less response (HEAD, 204, 304) still needs its headers
+
+    def close(self) -> None:
+        if not self.headers_sent:
+            self.send_headers()
+        self._flush_headers()
+        super().close()
+
+
+def install() -> None:
+    """Make gunicorn's workers build CoalescingResponse objects."""
+    wsgi.Response = CoalescingResponse
