@@ -1,0 +1,149 @@
+"""Faults on real gunicorn over loopback: killed workers, SIGTERM, bad model files, a soak.
+
+Each test is bounded in time; the soak's length is SOAK_SECONDS (default 60).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.run import require_wrk, run_wrk, worker_rss_mib
+from churn.config import PROJECT_ROOT
+from churn.features import EXAMPLE_CUSTOMER
+from tests.servers import free_port, gunicorn_command, running, wait_until_up
+
+pytestmark = pytest.mark.slow
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
+
+
+@pytest.fixture()
+def body_file(tmp_path) -> Path:
+    path = tmp_path / "customer.json"
+    path.write_text(json.dumps(EXAMPLE_CUSTOMER))
+    return path
+
+
+def workers_of(master_pid: int) -> set[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def wait_for_workers(master_pid: int, count: int, timeout: float = 20) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = workers_of(master_pid)
+        if len(pids) == count:
+            return pids
+        time.sleep(0.1)
+    raise TimeoutError(f"expected {count} workers, have {workers_of(master_pid)}")
+
+
+def test_killing_a_worker_under_load_loses_at_most_a_tenth_of_a_percent(tmp_path, body_file):
+    wrk = require_wrk()
+    with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
+        master = server.process.pid
+        victim = sorted(wait_for_workers(master, 2))[0]
+        killer = threading.Timer(3, os.kill, args=(victim, signal.SIGKILL))
+        killer.start()
+        result = run_wrk(wrk, server.url + "/predict", body_file, seconds=10, connections=16)
+        killer.join()
+        replacements = wait_for_workers(master, 2)
+        assert victim not in replacements  # the master booted a new worker in its place
+        assert requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).ok
+    assert result["requests"] > 1000
+    assert result["errors"] <= 0.001 * result["requests"], result
+
+
+def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones_cleanly(tmp_path):
+    batch = json.dumps([EXAMPLE_CUSTOMER] * 1000)  # ~20 ms each: several are always in flight
+    outcomes: list[tuple[float, float, str]] = []
+    stop = threading.Event()
+
+    def client(url: str) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                response = requests.post(
+                    url, data=batch, headers={"Content-Type": "application/json"}, timeout=30
+                )
+                outcome = (
+                    "ok"
+                    if response.status_code == 200 and len(response.json()) == 1000
+                    else f"bad {response.status_code}"
+                )
+            except requests.ConnectionError:
+                outcome = "refused"  # no connection, or closed before any response byte
+            except requests.RequestException as error:  # a broken or partial response
+                outcome = f"broken {type(error).__name__}"
+            outcomes.append((started, time.monotonic(), outcome))
+
+    with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
+        threads = [
+            threading.Thread(target=client, args=(server.url + "/predict",)) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        term_sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=30)
+        exited = time.monotonic()
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    graceful = 20  # gunicorn.conf.py's graceful_timeout
+    assert exit_code == 0 and exited - term_sent < graceful
+    assert {o for *_, o in outcomes} <= {"ok", "refused"}, {o for *_, o in outcomes}
+    in_flight_finished = [o for start, end, o in outcomes if start < term_sent < end and o == "ok"]
+    assert in_flight_finished, "no request was in flight at SIGTERM, or none finished"
+    after_exit = [o for start, _, o in outcomes if start > exited]
+    assert after_exit and set(after_exit) == {"refused"}
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_code_running_pickle_stops_gunicorn_before_it_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    model = tmp_path / "model.bin"
+    model.write_bytes(pickle.dumps(_Payload(str(marker))))
+    (tmp_path / "model.json").write_text("{}")
+    env = {**os.environ, "MODEL_FILE": str(model), "PORT": str(free_port())}
+    result = subprocess.run(
+        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode != 0
+    assert "refusing to load posix.system" in result.stderr
+    assert not marker.exists()
+    assert "Booting worker" not in result.stderr
+
+
+def test_soak_at_saturation_has_no_errors_and_flat_memory(tmp_path, body_file):
+    wrk = require_wrk()
+    with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
+        url = server.url + "/predict"
+        run_wrk(wrk, url, body_file, seconds=5, connections=16)  # warm up: caches, arenas
+        before = worker_rss_mib(server.process.pid)
+        result = run_wrk(wrk, url, body_file, seconds=SOAK_SECONDS, connections=16)
+        after = worker_rss_mib(server.process.pid)
+        wait_until_up(server.url + "/health", server.process)
+    assert result["errors"] == 0, result
+    assert len(before) == len(after) == 2
+    assert sum(after) < 1.10 * sum(before), (before, after)
