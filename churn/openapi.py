@@ -135,6 +135,19 @@ def build_spec(customer_model: type[BaseModel], version: str, max_batch: int) ->
                     "responses": {"200": _json({"type": "object"}, "healthy")},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over all workers",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": ERROR_RESPONSES["401"],
+                    },
+                    "security": [{}, {"bearer": []}, {"apiKey": []}],
+                }
+            },
             "/model": {
                 "get": {
                     "summary": "Model version, metrics, threshold and schema",

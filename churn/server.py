@@ -14,22 +14,33 @@ from gunicorn.http import wsgi
 
 
 class CoalescingResponse(wsgi.Response):
-    """A gunicorn Response that sends the headers in the same write as the body."""
+    """A gunicorn Response whose first body write carries the headers in the same ``sendall``.
 
-    _pending_headers: bytes = b""
+    Only ``write`` coalesces; every other path (sendfile, close) sends headers as gunicorn does.
+    """
+
+    _coalescing = False
+    _pending_headers = b""
 
     def send_headers(self) -> None:
         if self.headers_sent:
             return
         lines = self.default_headers()
         lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
-        self._pending_headers = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
+        header_bytes = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
         self.headers_sent = True
+        if self._coalescing:
+            self._pending_headers = header_bytes
+        else:
+            util.write(self.sock, header_bytes)
 
-    def _flush_headers(self) -> None:
-        if self._pending_headers:
-            pending, self._pending_headers = self._pending_headers, b""
-            util.write(self.sock, pending)
+    def write(self, arg: bytes) -> None:
+        self._coalescing = True
+        try:
+            super().write(arg)
+        finally:
+            self._coalescing = False
+            self._flush_headers()  # a body-less response (HEAD, 204, 304) still needs them
 
     def _emit_body(self, data: bytes) -> None:
         if self._pending_headers and not self.chunked:
@@ -39,15 +50,10 @@ class CoalescingResponse(wsgi.Response):
         self._flush_headers()
         super()._emit_body(data)
 
-    def write(self, arg: bytes) -> None:
-        super().write(arg)
-        self._flush_headers()  # a body-less response (HEAD, 204, 304) still needs its headers
-
-    def close(self) -> None:
-        if not self.headers_sent:
-            self.send_headers()
-        self._flush_headers()
-        super().close()
+    def _flush_headers(self) -> None:
+        if self._pending_headers:
+            pending, self._pending_headers = self._pending_headers, b""
+            util.write(self.sock, pending)
 
 
 def install() -> None:

@@ -18,6 +18,7 @@ from churn.observability import instrument, record_predictions, render_metrics
 from churn.openapi import build_spec
 from churn.predictor import Predictor
 from churn.schema import RequestValidationError
+from churn.web import pages
 
 api = Blueprint("api", __name__)
 PROTECTED_ENDPOINTS = {"api.predict", "api.model_info", "api.metrics"}
@@ -80,6 +81,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         service_settings.model_file, threshold=service_settings.threshold
     )
     app.register_blueprint(api)
+    app.register_blueprint(pages)
     instrument(app)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -1,0 +1,102 @@
+"""The pages people open in a browser: a try-it form at / and readable API docs at /docs.
+
+Both are rendered on the server from the live model (vocabulary, bounds, threshold) and the live
+OpenAPI spec, so they cannot drift from what /predict accepts. Everything they need is served by
+the app itself: no CDN, no build step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, render_template
+
+from churn.features import CATEGORICAL_FIELDS, EXAMPLE_CUSTOMER, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.openapi import build_spec
+from churn.predictor import Predictor
+
+pages = Blueprint("pages", __name__)
+
+LABELS = {
+    "gender": "Gender",
+    "seniorcitizen": "Senior citizen",
+    "partner": "Partner",
+    "dependents": "Dependents",
+    "tenure": "Tenure (months)",
+    "phoneservice": "Phone service",
+    "multiplelines": "Multiple lines",
+    "internetservice": "Internet service",
+    "onlinesecurity": "Online security",
+    "onlinebackup": "Online backup",
+    "deviceprotection": "Device protection",
+    "techsupport": "Tech support",
+    "streamingtv": "Streaming TV",
+    "streamingmovies": "Streaming movies",
+    "contract": "Contract",
+    "paperlessbilling": "Paperless billing",
+    "paymentmethod": "Payment method",
+    "monthlycharges": "Monthly charges",
+    "totalcharges": "Total charges",
+}
+
+
+def _predictor() -> Predictor:
+    return current_app.extensions["churn.predictor"]
+
+
+def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the form shows for each field: label, control, choices or bounds, default."""
+    fields: list[dict[str, Any]] = []
+    for name in CATEGORICAL_FIELDS:
+        choices = [(value, value.replace("_", " ")) for value in schema["categorical"][name]]
+        fields.append({"name": name, "kind": "select", "choices": choices})
+    for name in FLAG_FIELDS:
+        fields.append({"name": name, "kind": "select", "choices": [("0", "no"), ("1", "yes")]})
+    for name in NUMERIC_FIELDS:
+        limits = schema["numeric"][name]
+        step = "1" if limits["integer"] else "0.01"
+        fields.append(
+            {
+                "name": name,
+                "kind": "number",
+                "min": limits["min"],
+                "max": limits["max"],
+                "step": step,
+            }
+        )
+    for field in fields:
+        field["label"] = LABELS.get(field["name"], field["name"])
+        default = EXAMPLE_CUSTOMER[field["name"]]
+        field["default"] = str(round(default, 2) if isinstance(default, float) else default)
+    return fields
+
+
+@pages.get("/")
+def try_it() -> str:
+    model = _predictor()
+    return render_template(
+        "index.html",
+        fields=form_fields(model.metadata["schema"]),
+        threshold=model.threshold,
+        version=model.version[:12],
+        metrics=model.metadata.get("metrics", {}),
+        api_key_required=current_app.extensions["churn.settings"].api_key is not None,
+    )
+
+
+@pages.get("/docs")
+def docs() -> str:
+    model = _predictor()
+    settings = current_app.extensions["churn.settings"]
+    spec = build_spec(model.validator.model, model.version, settings.max_batch_size)
+    example = {**EXAMPLE_CUSTOMER, "customer_id": "xyz-123"}
+    example_result = model.predict([model.validator.one(example)])[0]
+    return render_template(
+        "docs.html",
+        spec=spec,
+        customer=spec["components"]["schemas"]["Customer"],
+        example=example,
+        example_result=example_result,
+        threshold=model.threshold,
+        max_batch=settings.max_batch_size,
+    )
