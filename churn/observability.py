@@ -8,11 +8,11 @@ predict.py`) the process's own registry is used.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,25 +65,35 @@ def render_metrics() -> Response:
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-def _start_request() -> None:
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.lru_cache(maxsize=512)
+def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The labelled children, looked up once per label set instead of on every request."""
+    return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route)
+
+
+def start_request() -> None:
     g.started = time.perf_counter()
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")
     # A caller's id is kept so logs join up across services; anything odd is replaced.
-    g.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = given if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
-def _finish_request(response: Response) -> Response:
+def finish_request(response: Response) -> None:
+    """Return the request id and count the request (route, method, status, latency)."""
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
     route = request.url_rule.rule if request.url_rule else "unmatched"
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
-    return response
+    # Unknown methods share one label so a client cannot grow the metric without bound.
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    counter, latency = _request_metrics(route, method, response.status_code)
+    counter.inc()
+    latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
 
 
-def instrument(app: Flask) -> None:
-    """Request ids, request metrics, and app logs through gunicorn's (JSON) error log."""
-    app.before_request(_start_request)
-    app.after_request(_finish_request)
+def use_gunicorn_logging(app: Flask) -> None:
+    """Send the app's log records through gunicorn's (JSON) error log when under gunicorn."""
     gunicorn_error = logging.getLogger("gunicorn.error")
     if gunicorn_error.handlers:
         app.logger.handlers = gunicorn_error.handlers

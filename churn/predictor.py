@@ -43,7 +43,7 @@ class Predictor:
         self, customers: list[dict[str, Any]], explain: bool = False
     ) -> list[dict[str, Any]]:
         """Results for validated customers, in order (see the README's API section)."""
-        probabilities = self.scorer.probabilities(customers).tolist()
+        probabilities = self.scorer.probabilities(customers)
         results = []
         for customer, probability in zip(customers, probabilities, strict=True):
             result: dict[str, Any] = {

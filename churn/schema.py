@@ -55,9 +55,16 @@ def _bounded_text(value: Any) -> Any:
     return value
 
 
-def _category(value: Any) -> Any:
-    value = _bounded_text(value)
-    return normalize_token(value) if isinstance(value, str) else value
+def _category_normalizer(allowed: frozenset[str]):
+    """Values already in the course's spelling pass straight through; others are normalized."""
+
+    def normalize(value: Any) -> Any:
+        if isinstance(value, str) and value in allowed:  # lists and dicts are unhashable
+            return value
+        value = _bounded_text(value)
+        return normalize_token(value) if isinstance(value, str) else value
+
+    return normalize
 
 
 def _number(value: Any) -> Any:
@@ -124,7 +131,11 @@ class _CustomerBase(BaseModel):
     @classmethod
     def _normalize_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return {normalize_token(k) if isinstance(k, str) else k: v for k, v in data.items()}
+            known = cls.model_fields
+            return {
+                k if k in known or not isinstance(k, str) else normalize_token(k): v
+                for k, v in data.items()
+            }
         return data
 
 
@@ -133,7 +144,8 @@ def build_customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for field, values in schema["categorical"].items():
         allowed = Literal[tuple(values)]  # type: ignore[valid-type]
-        fields[field] = (Annotated[allowed, BeforeValidator(_category)], ...)
+        normalize = _category_normalizer(frozenset(values))
+        fields[field] = (Annotated[allowed, BeforeValidator(normalize)], ...)
     for field in schema["flags"]:
         fields[field] = (Annotated[int, BeforeValidator(_flag)], Field(ge=0, le=1))
     for field, limits in schema["numeric"].items():

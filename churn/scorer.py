@@ -22,9 +22,9 @@ Customer = Mapping[str, Any]
 VECTORIZE_FROM = 16
 
 
-def _sigmoid(logit: np.ndarray) -> np.ndarray:
-    # Same formula as scipy.special.expit used by predict_proba, without overflow warnings.
-    return 0.5 * (1.0 + np.tanh(0.5 * logit))
+def _sigmoid(logit: float) -> float:
+    # The logistic function written with tanh: no overflow for any logit.
+    return 0.5 * (1.0 + math.tanh(0.5 * logit))
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class CompiledScorer:
     numeric_fields: tuple[str, ...]
     numeric_weights: np.ndarray
     category_weights: dict[str, dict[str, float]]
+    numeric_terms: tuple[tuple[str, float], ...] = ()  # (field, weight) for the per-customer loop
 
     @classmethod
     def compile(
@@ -48,11 +49,13 @@ class CompiledScorer:
             if sep and field in category_weights:
                 category_weights[field][value] = weight
         numeric = tuple(numeric_fields)
+        weights = [model.weights.get(field, 0.0) for field in numeric]
         return cls(
             intercept=model.intercept,
             numeric_fields=numeric,
-            numeric_weights=np.array([model.weights.get(f, 0.0) for f in numeric]),
+            numeric_weights=np.array(weights),
             category_weights=category_weights,
+            numeric_terms=tuple(zip(numeric, weights, strict=True)),
         )
 
     def known_values(self, field: str) -> set[str]:
@@ -61,30 +64,27 @@ class CompiledScorer:
     def logit(self, customer: Customer) -> float:
         """Log-odds of churn for one customer: plain Python beats numpy's call overhead here."""
         total = self.intercept
-        for field, weight in zip(self.numeric_fields, self.numeric_weights.tolist(), strict=True):
+        for field, weight in self.numeric_terms:
             total += weight * customer[field]
         for field, table in self.category_weights.items():
             total += table.get(customer[field], 0.0)
         return total
 
-    def logits(self, customers: Sequence[Customer]) -> np.ndarray:
-        """Log-odds for a batch, vectorized over the customers.
+    def probabilities(self, customers: Sequence[Customer]) -> list[float]:
+        """Churn probability for each customer, in order; vectorized for larger batches.
 
-        Multiply-and-sum rather than a matrix product: BLAS would start its own threads and
-        contend with the server's, for a product only four columns wide.
+        The batch path multiplies and sums rather than calling a matrix product: BLAS would
+        start its own threads and contend with the server's, for a product four columns wide.
         """
         if len(customers) < VECTORIZE_FROM:
-            return np.array([self.logit(customer) for customer in customers], dtype=np.float64)
+            return [_sigmoid(self.logit(customer)) for customer in customers]
         numbers = np.array(
             [[c[f] for f in self.numeric_fields] for c in customers], dtype=np.float64
         ).reshape(len(customers), len(self.numeric_fields))
-        categorical = np.zeros(len(customers), dtype=np.float64)
+        logits = (numbers * self.numeric_weights).sum(axis=1) + self.intercept
         for field, table in self.category_weights.items():
-            categorical += np.array([table.get(c[field], 0.0) for c in customers])
-        return (numbers * self.numeric_weights).sum(axis=1) + categorical + self.intercept
-
-    def probabilities(self, customers: Sequence[Customer]) -> np.ndarray:
-        return _sigmoid(self.logits(customers))
+            logits += np.array([table.get(c[field], 0.0) for c in customers])
+        return (0.5 * (1.0 + np.tanh(0.5 * logits))).tolist()
 
     def explain(self, customer: Customer) -> list[dict[str, Any]]:
         """Each feature's contribution to the log-odds (weight × value), largest first."""
@@ -107,7 +107,3 @@ class CompiledScorer:
             )
         ]
         return sorted(parts, key=lambda part: -abs(part["contribution"]))
-
-
-def logit_of(probability: float) -> float:
-    return math.log(probability / (1.0 - probability))

@@ -12,6 +12,7 @@ from churn import artifact
 from churn.artifact import ModelFileError, load_weights, write_atomically
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
 from tests.conftest import COMMITTED_MODEL
+from tests.crafted import code_running_pickle
 
 
 def test_committed_artifact_is_the_course_pickle_and_scores_the_standard_customer():
@@ -61,18 +62,10 @@ def test_write_atomically_replaces_the_content(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
 
 
-class _RunsCode:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_pickle_that_runs_code_is_refused_and_its_code_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     crafted = tmp_path / "evil.bin"
-    crafted.write_bytes(pickle.dumps(_RunsCode(str(marker))))
+    crafted.write_bytes(code_running_pickle(marker))
     with pytest.raises(ModelFileError, match="refusing to load"):
         load_weights(crafted)
     assert not marker.exists()

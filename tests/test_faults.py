@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import threading
@@ -20,6 +19,7 @@ import requests
 from bench.run import require_wrk, run_wrk, worker_rss_mib
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
+from tests.crafted import code_running_pickle
 from tests.servers import free_port, gunicorn_command, running, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -112,18 +112,10 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones_cleanly(tmp_pa
     assert after_exit and set(after_exit) == {"refused"}
 
 
-class _Payload:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_code_running_pickle_stops_gunicorn_before_it_runs(tmp_path):
     marker = tmp_path / "pwned"
     model = tmp_path / "model.bin"
-    model.write_bytes(pickle.dumps(_Payload(str(marker))))
+    model.write_bytes(code_running_pickle(marker))
     (tmp_path / "model.json").write_text("{}")
     env = {**os.environ, "MODEL_FILE": str(model), "PORT": str(free_port())}
     result = subprocess.run(
@@ -135,12 +127,28 @@ def test_a_code_running_pickle_stops_gunicorn_before_it_runs(tmp_path):
     assert "Booting worker" not in result.stderr
 
 
+def warm_up(wrk: str, url: str, body_file: Path, master: int) -> list[float]:
+    """Load in short rounds until every worker has served traffic and its RSS has settled.
+
+    With keep-alive, one wrk run can leave a worker nearly idle; its first real traffic later
+    would look like growth. Each round opens fresh connections, which spread over the workers.
+    """
+    previous = worker_rss_mib(master)
+    for _ in range(10):
+        run_wrk(wrk, url, body_file, seconds=2, connections=32)
+        current = worker_rss_mib(master)
+        settled = all(abs(a - b) <= 0.02 * b for a, b in zip(current, previous, strict=True))
+        if settled and len(current) == len(previous):
+            return current
+        previous = current
+    return previous
+
+
 def test_soak_at_saturation_has_no_errors_and_flat_memory(tmp_path, body_file):
     wrk = require_wrk()
     with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
         url = server.url + "/predict"
-        run_wrk(wrk, url, body_file, seconds=5, connections=16)  # warm up: caches, arenas
-        before = worker_rss_mib(server.process.pid)
+        before = warm_up(wrk, url, body_file, server.process.pid)
         result = run_wrk(wrk, url, body_file, seconds=SOAK_SECONDS, connections=16)
         after = worker_rss_mib(server.process.pid)
         wait_until_up(server.url + "/health", server.process)
