@@ -333,3 +333,9 @@ def test_request_id_is_generated_or_kept(client):
 def test_server_timing_header_on_predict(client, customer):
     timing = client.post("/predict", json=customer).headers["Server-Timing"]
     assert timing.startswith("app;dur=") and float(timing.split("=")[1]) >= 0
+
+
+def test_unknown_http_methods_share_one_metric_label(client):
+    assert client.open("/predict", method="BREW").status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="other"' in text and 'method="BREW"' not in text
