@@ -1,6 +1,6 @@
 """Benchmark harness: this service against the course's way and a ceiling, in one run.
 
-    python -m bench.run                 # full run: 3 x 10 s per server, writes docs/benchmarks.*
+    python -m bench.run                 # full run: 15 rounds of 3 s slices, docs/benchmarks.*
     python -m bench.run --smoke         # 1 s per server: checks every server answers correctly
 
 Every server gets the same workers, connections and duration, driven by wrk on loopback with
@@ -11,6 +11,7 @@ the machine is shared and absolute numbers drift.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import math
@@ -75,6 +76,11 @@ def contenders(workers: int) -> list[Contender]:
             "baseline (course command, 1 worker)",
             [sys.executable, "-m", "gunicorn", *bind, "bench.baseline_app:app"],
             {},
+        ),
+        Contender(
+            "churn-serving, sync workers",
+            gunicorn_command(),
+            {"WEB_CONCURRENCY": str(workers), "GUNICORN_WORKER_CLASS": "sync"},
         ),
         Contender(
             "ceiling (parse + constant)",
@@ -170,29 +176,47 @@ def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 5) -> 
     return statistics.median(times)
 
 
+def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) -> list[Server]:
+    """Start every server once (timing its cold start); they idle while others are measured."""
+    servers = []
+    for result in results:
+        contender = result.contender
+        command = [part.replace("{port}", "%PORT%") for part in contender.command]
+        started = time.monotonic()
+        server = stack.enter_context(
+            running(command, work, env=contender.env, port_template="%PORT%")
+        )
+        result.cold_start_s = time.monotonic() - started
+        servers.append(server)
+    return servers
+
+
 def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:
+    """Rounds of short wrk slices, one per server in turn, all servers up throughout.
+
+    The machine is shared: its speed drifts by 2x over tens of seconds. Interleaving short
+    slices puts every server through the same slow and fast phases, so the medians compare.
+    """
     body_file = work / "customer.json"
     body_file.write_text(json.dumps(EXAMPLE_CUSTOMER))
     expected = reference_probability()
     results = [Result(c) for c in contenders(args.workers)]
     extra: dict = {}
-    for repeat in range(args.repeats):
-        for result in results:
-            contender = result.contender
-            command = [part.replace("{port}", "%PORT%") for part in contender.command]
-            started = time.monotonic()
-            with running(command, work, env=contender.env, port_template="%PORT%") as server:
-                if repeat == 0:
-                    result.cold_start_s = time.monotonic() - started
-                check_answer(server, contender, expected)
-                result.runs.append(
-                    run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
-                )
-                check_answer(server, contender, expected)
-                result.rss_mib = worker_rss_mib(server.process.pid)
-                if contender.name == "churn-serving" and repeat == 0:
-                    extra["batch_1000_server_ms"] = batch_server_time_ms(server)
-            print(f"  {contender.name:38s} run {repeat + 1}: {result.runs[-1]['rps']:8.0f} req/s")
+    with contextlib.ExitStack() as stack:
+        servers = start_all(results, work, stack)
+        for round_number in range(1, args.repeats + 1):
+            for result, server in zip(results, servers, strict=True):
+                check_answer(server, result.contender, expected)
+                url = server.url + "/predict"
+                result.runs.append(run_wrk(wrk, url, body_file, args.seconds, args.connections))
+            print(
+                f"  round {round_number}: "
+                + ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r in results)
+            )
+        for result, server in zip(results, servers, strict=True):
+            check_answer(server, result.contender, expected)
+            result.rss_mib = worker_rss_mib(server.process.pid)
+        extra["batch_1000_server_ms"] = batch_server_time_ms(servers[0])
     return results, extra
 
 
@@ -221,7 +245,8 @@ def _cpu_model() -> str:
 
 
 def table(results: list[Result]) -> str:
-    ours, baseline, _, ceiling = results
+    by_name = {r.contender.name.split(" (")[0]: r for r in results}
+    ours, baseline, ceiling = by_name["churn-serving"], results[1], by_name["ceiling"]
     lines = [
         "| server | req/s (median) | p50 ms | p99 ms | errors | cold start s | RSS/worker MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -249,7 +274,8 @@ def chart(results: list[Result], path: Path) -> None:
     names = [r.contender.name for r in results]
     rps = [r.rps for r in results]
     figure, axis = plt.subplots(figsize=(8, 3.2))
-    bars = axis.barh(names[::-1], rps[::-1], color=["#999", "#bbb", "#bbb", "#2a7"][::-1])
+    colors = ["#2a7", "#bbb", "#bbb", "#8cb", "#777"][: len(names)]
+    bars = axis.barh(names[::-1], rps[::-1], color=colors[::-1])
     axis.bar_label(bars, labels=[f"{v:,.0f}" for v in rps[::-1]], padding=4)
     axis.set_xlabel("requests per second (median of runs, higher is better)")
     axis.set_title("POST /predict, the course's customer, wrk on loopback")
@@ -262,8 +288,8 @@ def chart(results: list[Result], path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="1 s per server, 1 run, no report")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one wrk slice")
+    parser.add_argument("--repeats", type=int, default=15, help="rounds of slices")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DOCS, help="folder for benchmarks.md/png")
@@ -297,7 +323,8 @@ def write_report(args: argparse.Namespace, results: list[Result], extra: dict, r
     header = "\n".join(f"- {key}: {value}" for key, value in facts.items())
     settings = (
         f"{args.workers} workers each (the course command: 1), {args.connections} connections, "
-        f"{args.seconds:g} s per run, {args.repeats} runs per server, wrk -t2 on the same machine"
+        f"{args.repeats} rounds of {args.seconds:g} s wrk slices (servers interleaved; medians), "
+        "wrk -t2 on the same machine"
     )
     text = (
         "# Benchmarks\n\nMeasured by `make bench` (`python -m bench.run`); this file is rewritten"

@@ -28,7 +28,7 @@ def test_the_harness_runs_every_server_and_they_all_answer_correctly(tmp_path):
         line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line
     ]
     names = [row.split("|")[1].strip() for row in rows[1:]]
-    assert names[0] == "churn-serving" and len(names) == 4
+    assert names[0] == "churn-serving" and len(names) == 5
     assert all(row.split("|")[5].strip() == "0" for row in rows[1:]), rows  # no errors
     assert "ours / baseline" in result.stdout and "batch, server time" in result.stdout
 
