@@ -50,9 +50,9 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 def record_predictions(probabilities: list[float], threshold: float) -> None:
     churned = sum(1 for p in probabilities if p >= threshold)
     if churned:
-        PREDICTIONS.labels("churn").inc(churned)
+        _decision_counter("churn").inc(churned)
     if len(probabilities) - churned:
-        PREDICTIONS.labels("no_churn").inc(len(probabilities) - churned)
+        _decision_counter("no_churn").inc(len(probabilities) - churned)
     PROBABILITY_SUM.inc(sum(probabilities))
 
 
@@ -68,22 +68,34 @@ def render_metrics() -> Response:
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+@functools.lru_cache(maxsize=4)
+def _decision_counter(decision: str) -> Any:
+    return PREDICTIONS.labels(decision)
+
+
 @functools.lru_cache(maxsize=512)
 def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
     """The labelled children, looked up once per label set instead of on every request."""
     return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route)
 
 
+# Keys in the WSGI environ through which the app hands values to the response-header middleware.
+REQUEST_ID_KEY = "churn.request_id"
+SERVER_TIMING_KEY = "churn.server_timing_ms"
+
+
+def request_id_for(environ: dict) -> str:
+    """The caller's X-Request-ID if it is sane (so logs join up across services), else a new one."""
+    given = environ.get("HTTP_X_REQUEST_ID", "")
+    return given if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
+
+
 def start_request() -> None:
     g.started = time.perf_counter()
-    given = request.environ.get("HTTP_X_REQUEST_ID", "")
-    # A caller's id is kept so logs join up across services; anything odd is replaced.
-    g.request_id = given if _SAFE_REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 def finish_request(response: Response) -> None:
-    """Return the request id and count the request (route, method, status, latency)."""
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    """Count the request: route, method, status and latency."""
     route = request.url_rule.rule if request.url_rule else "unmatched"
     # Unknown methods share one label so a client cannot grow the metric without bound.
     method = request.method if request.method in KNOWN_METHODS else "other"
