@@ -339,3 +339,14 @@ def test_unknown_http_methods_share_one_metric_label(client):
     assert client.open("/predict", method="BREW").status_code == 405
     text = client.get("/metrics").get_data(as_text=True)
     assert 'method="other"' in text and 'method="BREW"' not in text
+
+
+def test_an_internal_error_is_json_without_a_stack_trace(app, customer, monkeypatch, caplog):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internals at /srv/app.py line 42")
+
+    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "predict", broken)
+    response = app.test_client().post("/predict", json=customer)
+    body = assert_json_error(response, 500, "internal_error")
+    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in body["message"]
+    assert "secret internals" in caplog.text  # the details go to the error log instead
