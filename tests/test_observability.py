@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from churn.observability import REQUEST_ID_KEY, JsonFormatter
 
@@ -27,7 +28,5 @@ def test_exceptions_are_logged_with_their_traceback():
     try:
         raise ValueError("bad thing")
     except ValueError:
-        import sys
-
         entry = json.loads(JsonFormatter().format(record("failed", sys.exc_info())))
     assert "Traceback" in entry["exception"] and "bad thing" in entry["exception"]
