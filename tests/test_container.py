@@ -185,3 +185,33 @@ def test_the_healthcheck_fails_when_nothing_answers(image_root, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PORT": str(free_port())}
     probe = subprocess.run(healthcheck, env=env, cwd=image_root, capture_output=True, timeout=30)
     assert probe.returncode != 0
+
+
+def test_every_package_the_service_imports_is_in_the_images_lock_group(tmp_path):
+    """The replay runs on the full dev environment; this closes that gap.
+
+    The image installs only the lock's default group, so anything the service imports from a
+    dev-only package (requests, say) would pass the replay and fail in the real image.
+    """
+    probe = (
+        "import json, sys, importlib.metadata as md\n"
+        "before = set(sys.modules)\n"  # what the interpreter loads by itself (site hooks)
+        "import predict\n"
+        "dists = md.packages_distributions()\n"
+        "new = set(sys.modules) - before\n"
+        "used = {d for m in new for d in dists.get(m.split('.')[0], [])}\n"
+        "print(json.dumps(sorted(used)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    used = {canonical(name) for name in json.loads(result.stdout.splitlines()[-1])}
+    lock = json.loads((PROJECT_ROOT / "Pipfile.lock").read_text())
+    default = {canonical(name) for name in lock["default"]}
+    assert used and used <= default, used - default
+    assert {"flask", "gunicorn", "pydantic", "orjson", "numpy"} <= used
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-")
