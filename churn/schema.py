@@ -177,8 +177,8 @@ class CustomerValidator:
 
 def _as_dict(customer: BaseModel) -> dict[str, Any]:
     values = customer.model_dump()
-    customer_id = values.pop(ID_FIELD) or values.pop("customer_id", None)
-    values.pop("customer_id", None)
+    ids = [values.pop(key) for key in ID_KEYS]  # customerID (CSV spelling) wins over customer_id
+    customer_id = next((value for value in ids if value is not None), None)
     values["customer_id"] = None if customer_id is None else str(customer_id)
     return values
 

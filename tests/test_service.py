@@ -350,3 +350,10 @@ def test_an_internal_error_is_json_without_a_stack_trace(app, customer, monkeypa
     body = assert_json_error(response, 500, "internal_error")
     assert "secret" not in response.get_data(as_text=True) and "Traceback" not in body["message"]
     assert "secret internals" in caplog.text  # the details go to the error log instead
+
+
+def test_a_falsy_customer_id_is_still_echoed(client, customer):
+    body = client.post("/predict", json={**customer, "customerID": 0}).get_json()
+    assert body["customer_id"] == "0"
+    both = client.post("/predict", json={**customer, "customerID": "a", "customer_id": "b"})
+    assert both.get_json()["customer_id"] == "a"
