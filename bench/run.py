@@ -181,10 +181,9 @@ def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) ->
     servers = []
     for result in results:
         contender = result.contender
-        command = [part.replace("{port}", "%PORT%") for part in contender.command]
         started = time.monotonic()
         server = stack.enter_context(
-            running(command, work, env=contender.env, port_template="%PORT%")
+            running(contender.command, work, env=contender.env, port_template="{port}")
         )
         result.cold_start_s = time.monotonic() - started
         servers.append(server)

@@ -47,13 +47,14 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
-def record_predictions(probabilities: list[float], threshold: float) -> None:
-    churned = sum(1 for p in probabilities if p >= threshold)
+def record_predictions(results: list[dict[str, Any]]) -> None:
+    """Count scored customers by the decision already made for them, and sum probabilities."""
+    churned = sum(1 for result in results if result["churn"])
     if churned:
         _decision_counter("churn").inc(churned)
-    if len(probabilities) - churned:
-        _decision_counter("no_churn").inc(len(probabilities) - churned)
-    PROBABILITY_SUM.inc(sum(probabilities))
+    if len(results) - churned:
+        _decision_counter("no_churn").inc(len(results) - churned)
+    PROBABILITY_SUM.inc(sum(result["churn_probability"] for result in results))
 
 
 def render_metrics() -> Response:

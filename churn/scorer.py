@@ -33,7 +33,7 @@ class CompiledScorer:
     numeric_fields: tuple[str, ...]
     numeric_weights: np.ndarray
     category_weights: dict[str, dict[str, float]]
-    numeric_terms: tuple[tuple[str, float], ...] = ()  # (field, weight) for the per-customer loop
+    numeric_terms: tuple[tuple[str, float], ...]  # (field, weight), for the per-customer paths
 
     @classmethod
     def compile(
@@ -102,8 +102,6 @@ class CompiledScorer:
                 "value": float(customer[field]),
                 "contribution": weight * customer[field],
             }
-            for field, weight in zip(
-                self.numeric_fields, self.numeric_weights.tolist(), strict=True
-            )
+            for field, weight in self.numeric_terms
         ]
         return sorted(parts, key=lambda part: -abs(part["contribution"]))

@@ -207,21 +207,20 @@ def predict() -> Response:
     payload = _read_json()
     explain = _explain_flag()
     model = predictor()
+    batch = isinstance(payload, list)
     try:
-        if isinstance(payload, list):
+        if batch:
             _check_batch_size(payload)
-            body: Any = model.predict(model.validator.many(payload), explain)
-        else:
-            body = model.predict([model.validator.one(payload)], explain)[0]
+        customers = model.validator.many(payload) if batch else [model.validator.one(payload)]
     except RequestValidationError as error:
         raise ApiError(
             422, "validation_error", "the request has invalid customers", error.problems
         ) from None
-    results = body if isinstance(body, list) else [body]
-    record_predictions([r["churn_probability"] for r in results], model.threshold)
+    results = model.predict(customers, explain)
+    record_predictions(results)
     # Time spent in the app (parse, validate, score), for clients and the benchmark harness.
     request.environ[SERVER_TIMING_KEY] = (time.perf_counter() - started) * 1000
-    return json_response(body)
+    return json_response(results if batch else results[0])
 
 
 def _check_batch_size(payload: list) -> None:
