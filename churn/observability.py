@@ -96,13 +96,19 @@ def start_request() -> None:
 
 
 def finish_request(response: Response) -> None:
-    """Count the request: route, method, status and latency."""
+    """Count a request Flask answered: route, method, status and latency."""
     route = request.url_rule.rule if request.url_rule else "unmatched"
+    count_request(route, request.method, response.status_code, g.get("started"))
+
+
+def count_request(route: str, method: str, status: int, started: float | None) -> None:
+    """Count one answered request; ``started`` is its ``time.perf_counter()`` at arrival."""
     # Unknown methods share one label so a client cannot grow the metric without bound.
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    counter, latency = _request_metrics(route, method, response.status_code)
+    method = method if method in KNOWN_METHODS else "other"
+    counter, latency = _request_metrics(route, method, status)
     counter.inc()
-    latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    now = time.perf_counter()
+    latency.observe(now - (now if started is None else started))
 
 
 def use_gunicorn_logging(app: Flask) -> None:
@@ -123,8 +129,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if has_request_context():  # a record logged while serving a request names it
-            entry["request_id"] = request.environ.get(REQUEST_ID_KEY)
+        # A record logged while serving a request names it: Flask routes have a request context,
+        # the /predict endpoint passes the id as ``extra={"request_id": ...}``.
+        request_id = getattr(record, "request_id", None)
+        if request_id is None and has_request_context():
+            request_id = request.environ.get(REQUEST_ID_KEY)
+        if request_id is not None:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

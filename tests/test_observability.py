@@ -30,3 +30,9 @@ def test_exceptions_are_logged_with_their_traceback():
     except ValueError:
         entry = json.loads(JsonFormatter().format(record("failed", sys.exc_info())))
     assert "Traceback" in entry["exception"] and "bad thing" in entry["exception"]
+
+
+def test_a_record_given_a_request_id_names_it_outside_flask():
+    logged = record("boom")
+    logged.request_id = "rid-9"  # what logger.exception(..., extra={"request_id": ...}) sets
+    assert json.loads(JsonFormatter().format(logged))["request_id"] == "rid-9"

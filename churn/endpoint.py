@@ -1,0 +1,166 @@
+"""``/predict`` as a plain WSGI app: the one route that carries the load.
+
+Flask's per-request machinery (request context, URL routing, Request and Response objects) cost
+more than parsing, validating and scoring a customer together, so this route is answered from the
+WSGI environ directly and Flask serves every other route (docs/performance.md). Both answer with
+the same JSON errors (errors.py), the same API key check (auth.py), the same metrics and, through
+the middleware in service.py, the same response headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from churn.auth import require_api_key
+from churn.config import ServiceSettings
+from churn.errors import INTERNAL_ERROR, ApiError, error_payload
+from churn.observability import (
+    REQUEST_ID_KEY,
+    SERVER_TIMING_KEY,
+    count_request,
+    record_predictions,
+)
+from churn.predictor import Predictor
+from churn.schema import RequestValidationError
+
+PATH = "/predict"
+ALLOWED_METHODS = "OPTIONS, POST"
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no", ""})
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+@dataclass(frozen=True)
+class PredictEndpoint:
+    """The WSGI app for ``/predict``: POST customers, get churn decisions (README, API)."""
+
+    predictor: Predictor
+    settings: ServiceSettings
+    logger: logging.Logger
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        try:
+            status, body = self._answer(environ, method)
+        except ApiError as error:
+            status, body = (
+                error.status,
+                orjson.dumps(error_payload(error.error, error.message, error.problems)),
+            )
+        except Exception:
+            # Never a stack trace in a response; the traceback goes to the error log.
+            self.logger.exception(
+                "unhandled error", extra={"request_id": environ.get(REQUEST_ID_KEY)}
+            )
+            status, body = 500, orjson.dumps(INTERNAL_ERROR)
+        if status == 200:
+            # Time spent in the app (parse, validate, score), for clients and the benchmarks.
+            environ[SERVER_TIMING_KEY] = (time.perf_counter() - started) * 1000
+        count_request(PATH, method, status, started)
+        start_response(_status_line(status), _headers(status, body))
+        return [body]
+
+    def _answer(self, environ: dict, method: str) -> tuple[int, bytes]:
+        if method != "POST":
+            if method == "OPTIONS":
+                return 204, b""
+            raise ApiError(
+                405, "method_not_allowed", f"{PATH} accepts POST (and OPTIONS), not {method}"
+            )
+        require_api_key(environ, self.settings.api_key)
+        payload = self._read_json(environ)
+        explain = _explain_flag(environ.get("QUERY_STRING", ""))
+        batch = isinstance(payload, list)
+        try:
+            if batch:
+                self._check_batch_size(payload)
+            validator = self.predictor.validator
+            customers = validator.many(payload) if batch else [validator.one(payload)]
+        except RequestValidationError as error:
+            raise ApiError(
+                422, "validation_error", "the request has invalid customers", error.problems
+            ) from None
+        results = self.predictor.predict(customers, explain)
+        record_predictions(results)
+        return 200, orjson.dumps(results if batch else results[0])
+
+    def _read_json(self, environ: dict) -> Any:
+        if not _is_json(environ.get("CONTENT_TYPE", "")):
+            raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+        body = self._read_body(environ)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            message = f"request body is not valid JSON: {error}"
+            raise ApiError(400, "invalid_json", message) from None
+
+    def _read_body(self, environ: dict) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = ApiError(
+            413, "request_entity_too_large", f"request body is larger than {limit} bytes"
+        )
+        declared = environ.get("CONTENT_LENGTH")
+        if declared:
+            if not declared.isdigit():
+                raise ApiError(400, "bad_request", "Content-Length is not a number")
+            length = int(declared)
+            if length > limit:
+                raise too_large  # refused from the header, before the body is read
+            body = environ["wsgi.input"].read(length)
+            if len(body) < length:
+                raise ApiError(400, "bad_request", "request body is shorter than Content-Length")
+            return body
+        if not environ.get("wsgi.input_terminated"):
+            return b""  # no length and no chunked framing: no body
+        body = environ["wsgi.input"].read(limit + 1)  # chunked: read one byte past the limit
+        if len(body) > limit:
+            raise too_large
+        return body
+
+    def _check_batch_size(self, payload: list) -> None:
+        limit = self.settings.max_batch_size
+        if not payload or len(payload) > limit:
+            message = f"a batch must hold between 1 and {limit} customers, got {len(payload)}"
+            problems = [{"field": "(batch)", "message": message}]
+            raise ApiError(422, "validation_error", message, problems)
+
+
+def _headers(status: int, body: bytes) -> list[tuple[str, str]]:
+    if status == 204:  # OPTIONS: no body, so neither a type nor a length (RFC 9110)
+        return [("Allow", ALLOWED_METHODS)]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if status == 405:
+        headers.append(("Allow", ALLOWED_METHODS))
+    return headers
+
+
+def _is_json(content_type: str) -> bool:
+    # The exact common value first: splitting off the header's options costs more than the check.
+    if content_type == "application/json":
+        return True
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def _explain_flag(query: str) -> bool:
+    if not query:
+        return False  # the usual case: no need to parse the query string
+    pairs = parse_qsl(query, keep_blank_values=True)
+    raw = next((value for name, value in pairs if name == "explain"), "false").strip().lower()
+    if raw not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "invalid_parameter", "explain must be true or false")
+    return raw in TRUE_WORDS
