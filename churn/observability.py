@@ -154,7 +154,6 @@ class JsonLogger(GunicornLogger):
     def access(self, resp: Any, req: Any, environ: dict, request_time: Any) -> None:
         if not self.access_log_enabled:
             return
-        headers = dict((name.lower(), value) for name, value in resp.headers)
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "level": "info",
@@ -167,7 +166,20 @@ class JsonLogger(GunicornLogger):
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
             "user_agent": environ.get("HTTP_USER_AGENT"),
-            "request_id": headers.get(REQUEST_ID_HEADER.lower()),
+            "request_id": environ.get(REQUEST_ID_KEY),
             "pid": os.getpid(),
         }
-        self.access_log.info(orjson.dumps(entry).decode())
+        self._write_access_line(orjson.dumps(entry).decode())
+
+    def _write_access_line(self, line: str) -> None:
+        handlers = self.access_log.handlers
+        if not all(isinstance(handler, logging.StreamHandler) for handler in handlers):
+            self.access_log.info(line)  # syslog and other non-stream handlers take records
+            return
+        # Straight to the streams, under the handlers' locks: logging.info (a LogRecord, level
+        # checks, a formatter) cost twice as much as building the line (docs/performance.md).
+        # gunicorn reopens these streams on SIGUSR1, so they are looked up on every call.
+        for handler in handlers:
+            with handler.lock:
+                handler.stream.write(line + "\n")
+                handler.stream.flush()

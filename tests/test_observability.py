@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import timedelta
+from logging.handlers import BufferingHandler
+from types import SimpleNamespace
 
-from churn.observability import REQUEST_ID_KEY, JsonFormatter
+from gunicorn.config import Config
+
+from churn.observability import REQUEST_ID_KEY, JsonFormatter, JsonLogger
 
 
 def record(message: str, exc_info=None) -> logging.LogRecord:
@@ -36,3 +41,36 @@ def test_a_record_given_a_request_id_names_it_outside_flask():
     logged = record("boom")
     logged.request_id = "rid-9"  # what logger.exception(..., extra={"request_id": ...}) sets
     assert json.loads(JsonFormatter().format(logged))["request_id"] == "rid-9"
+
+
+def access_logger(tmp_path):
+    config = Config()
+    config.set("accesslog", str(tmp_path / "access.log"))
+    logger = JsonLogger(config)
+    response = SimpleNamespace(status_code=201, sent=17, headers=[])
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/predict", REQUEST_ID_KEY: "rid-5"}
+
+    def log_one() -> None:
+        logger.access(response, None, environ, timedelta(milliseconds=2))
+
+    return logger, log_one
+
+
+def test_the_access_log_writes_one_json_line_per_request(tmp_path):
+    _, log_one = access_logger(tmp_path)
+    log_one()
+    log_one()
+    lines = (tmp_path / "access.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) == 2
+    assert entries[0] == {**entries[0], "status": 201, "bytes": 17, "request_id": "rid-5"}
+    assert entries[0]["duration_ms"] == 2.0 and entries[0]["path"] == "/predict"
+
+
+def test_the_access_log_reaches_handlers_that_are_not_streams(tmp_path):
+    logger, log_one = access_logger(tmp_path)
+    buffer = BufferingHandler(capacity=10)
+    logger.access_log.addHandler(buffer)
+    log_one()
+    assert [json.loads(r.getMessage())["request_id"] for r in buffer.buffer] == ["rid-5"]
+    assert json.loads((tmp_path / "access.log").read_text())["status"] == 201
