@@ -26,6 +26,12 @@ for stale in Path(_metrics_dir).glob("*.db"):  # counts from a previous run woul
 # EB's nginx and `docker run -p 9696:9696` reach the container on this port.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9696')}"  # noqa: S104 - a container must listen beyond loopback
 
+# One listening socket per worker (SO_REUSEPORT), so the kernel spreads new connections over
+# the workers. With one shared socket, whichever worker was awake took the connections, and with
+# keep-alive it kept them: in benchmark slices one worker often served everything while the
+# other sat idle (docs/performance.md). GUNICORN_REUSE_PORT=0 goes back to the shared socket.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
+
 # Scoring is CPU-bound and takes microseconds, so one process per core keeps every core busy
 # without context-switch overhead.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -55,6 +61,12 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # gunicorn 24+ opens a control socket under $HOME; the service needs none, and the container's
 # unprivileged user may have no writable home.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """With per-worker sockets a taken port would not fail start-up: check it in the master."""
+    if server.cfg.reuse_port:
+        churn_server.refuse_taken_ports(server.cfg.address)
 
 
 def child_exit(server, worker):

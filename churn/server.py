@@ -1,4 +1,4 @@
-"""gunicorn-specific behaviour, installed by gunicorn.conf.py.
+"""gunicorn-specific behaviour, installed by gunicorn.conf.py: response writing and port checks.
 
 gunicorn writes a response's status line and headers with one ``sendall`` and its body with
 another. If the process dies between the two (a killed worker, a lost instance), a proxy in front
@@ -8,6 +8,10 @@ is what lets nginx/ELB retries hide a dead instance completely (tests/test_scale
 """
 
 from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http import wsgi
@@ -59,3 +63,27 @@ class CoalescingResponse(wsgi.Response):
 def install() -> None:
     """Make gunicorn's workers build CoalescingResponse objects."""
     wsgi.Response = CoalescingResponse
+
+
+def refuse_taken_ports(addresses: Iterable[Any]) -> None:
+    """Stop start-up, naming the address, if something already listens on one of ``addresses``.
+
+    With ``reuse_port`` every worker binds its own socket with SO_REUSEPORT, so a second server
+    started on a port the first one serves would not fail: it would quietly take part of the
+    first one's connections. A probe bound without SO_REUSEPORT fails in exactly that case.
+    Unix-socket addresses (strings) are left to gunicorn.
+    """
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue
+        host, port = address[0], address[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise SystemExit(
+                    f"churn-serving cannot start: cannot listen on {host}:{port} "
+                    f"({error.strerror}); stop what uses it or set PORT to another port"
+                ) from None

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -214,3 +215,45 @@ def test_head_requests_get_headers_and_no_body(server):
     response = requests.head(server.url + "/health", timeout=10)
     assert response.status_code == 200 and response.content == b""
     assert response.headers["Content-Type"] == "application/json"
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (IPv4), from the kernel's table."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    listen_state = "0A"
+    return sum(
+        1
+        for row in rows
+        if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == listen_state
+    )
+
+
+def wait_for_listeners(port: int, expected: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := listening_sockets(port)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)  # the second worker may still be booting
+    return count
+
+
+def test_each_worker_listens_on_its_own_socket(server):
+    # SO_REUSEPORT: the kernel spreads connections over the workers' sockets, so no worker can
+    # take every keep-alive connection while another sits idle (gunicorn.conf.py).
+    assert wait_for_listeners(server.port, 2) == 2
+
+
+def test_the_shared_socket_is_one_variable_away(tmp_path):
+    env = {"WEB_CONCURRENCY": "2", "GUNICORN_REUSE_PORT": "0"}
+    with running(gunicorn_command(), tmp_path, env=env) as shared:
+        time.sleep(1)  # both workers booted: still the master's one socket
+        assert wait_for_listeners(shared.port, 1) == 1
+
+
+def test_a_second_server_on_a_taken_port_refuses_to_start(server):
+    env = {**os.environ, "PORT": str(server.port), "HOST": "127.0.0.1"}
+    result = subprocess.run(
+        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+    assert "Booting worker" not in result.stderr
+    assert requests.get(server.url + "/health", timeout=10).ok  # the first one is untouched
