@@ -150,19 +150,47 @@ def run_wrk(wrk: str, url: str, body_file: Path, seconds: float, connections: in
     }
 
 
-def worker_rss_mib(master_pid: int) -> list[float]:
-    """Resident memory of each child process of ``master_pid``, from /proc."""
-    sizes = []
+def worker_status(master_pid: int) -> dict[int, dict[str, str]]:
+    """The /proc status fields of each child process of ``master_pid``, by pid."""
+    workers = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             fields = dict(
                 line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
             )
         except OSError:
-            continue
-        if int(fields.get("PPid", "0")) == master_pid and "VmRSS" in fields:
-            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
+            continue  # the process ended while being read
+        if int(fields.get("PPid", "0")) == master_pid:
+            workers[int(status.parent.name)] = fields
+    return workers
+
+
+def worker_rss_mib(master_pid: int) -> list[float]:
+    """Resident memory of each child process of ``master_pid``."""
+    sizes = [
+        int(fields["VmRSS"].split()[0]) / 1024
+        for fields in worker_status(master_pid).values()
+        if "VmRSS" in fields
+    ]
     return sorted(sizes)
+
+
+def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
+    """CPU time (user + system) each worker of ``master_pid`` has used so far."""
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for pid in worker_status(master_pid):
+        with contextlib.suppress(OSError):
+            # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks_per_second
+    return cpu
+
+
+def had_idle_worker(before: dict[int, float], after: dict[int, float]) -> bool:
+    """Whether one worker did (almost) nothing while another was busy during a slice."""
+    used = [after[pid] - before[pid] for pid in after if pid in before]
+    return len(used) > 1 and min(used) < 0.1 * max(used)
 
 
 def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 5) -> float:
@@ -207,7 +235,12 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
             for result, server in zip(results, servers, strict=True):
                 check_answer(server, result.contender, expected)
                 url = server.url + "/predict"
-                result.runs.append(run_wrk(wrk, url, body_file, args.seconds, args.connections))
+                cpu_before = worker_cpu_seconds(server.process.pid)
+                run = run_wrk(wrk, url, body_file, args.seconds, args.connections)
+                run["idle_worker"] = had_idle_worker(
+                    cpu_before, worker_cpu_seconds(server.process.pid)
+                )
+                result.runs.append(run)
             print(
                 f"  round {round_number}: "
                 + ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r in results)
@@ -243,24 +276,59 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def table(results: list[Result]) -> str:
+def ours_baseline_ceiling(results: list[Result]) -> tuple[Result, Result, Result]:
+    """This service, the baseline at equal workers and the ceiling, as ``contenders`` lists them."""
     by_name = {r.contender.name.split(" (")[0]: r for r in results}
-    ours, baseline, ceiling = by_name["churn-serving"], results[1], by_name["ceiling"]
+    return by_name["churn-serving"], results[1], by_name["ceiling"]
+
+
+def table(results: list[Result]) -> str:
+    ours, baseline, ceiling = ours_baseline_ceiling(results)
     lines = [
-        "| server | req/s (median) | p50 ms | p99 ms | errors | cold start s | RSS/worker MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | req/s (median) | p50 ms | p99 ms | errors | cold start s | RSS/worker MiB "
+        "| slices with an idle worker |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         rss = f"{statistics.mean(r.rss_mib):.0f}" if r.rss_mib else "n/a"
         lines.append(
             f"| {r.contender.name} | {r.rps:,.0f} | {r.median('p50_ms'):.2f} | "
-            f"{r.median('p99_ms'):.2f} | {r.errors} | {r.cold_start_s:.2f} | {rss} |"
+            f"{r.median('p99_ms'):.2f} | {r.errors} | {r.cold_start_s:.2f} | {rss} "
+            f"| {sum(run['idle_worker'] for run in r.runs)}/{len(r.runs)} |"
         )
     lines += [
         "",
         f"- ours / baseline at equal workers: **{ours.rps / baseline.rps:.2f}×**",
         f"- ours / ceiling: **{ours.rps / ceiling.rps:.0%}**",
     ]
+    return "\n".join(lines)
+
+
+def targets(results: list[Result], extra: dict) -> str:
+    """The performance issue's targets for whole-service numbers, each with its verdict."""
+    ours, baseline, ceiling = ours_baseline_ceiling(results)
+    rows = [
+        (
+            "throughput ≥ 2× the baseline",
+            f"{ours.rps / baseline.rps:.2f}×",
+            ours.rps >= 2 * baseline.rps,
+        ),
+        (
+            "throughput ≥ 85% of the ceiling",
+            f"{ours.rps / ceiling.rps:.0%}",
+            ours.rps >= 0.85 * ceiling.rps,
+        ),
+        ("p99 ≤ 10 ms", f"{ours.median('p99_ms'):.2f} ms", ours.median("p99_ms") <= 10),
+        ("no errors", str(ours.errors), ours.errors == 0),
+        (
+            "1,000-customer batch ≤ 20 ms server time",
+            f"{extra['batch_1000_server_ms']:.1f} ms",
+            extra["batch_1000_server_ms"] <= 20,
+        ),
+        ("cold start ≤ 2 s", f"{ours.cold_start_s:.2f} s", ours.cold_start_s <= 2),
+    ]
+    lines = ["| target | this run | met |", "| --- | ---: | --- |"]
+    lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in rows]
     return "\n".join(lines)
 
 
@@ -306,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     report = table(results)
     print(report)
     print(f"- 1,000-customer batch, server time: {extra['batch_1000_server_ms']:.1f} ms")
+    print(targets(results, extra))
     failed = [r.contender.name for r in results if r.errors or not r.runs]
     if failed:
         print(f"error: these servers returned errors under load: {failed}", file=sys.stderr)
@@ -330,7 +399,10 @@ def write_report(args: argparse.Namespace, results: list[Result], extra: dict, r
         " by each full run. Hand-written notes live in `docs/performance.md`.\n\n"
         f"{header}\n- settings: {settings}\n\n![req/s](benchmarks.png)\n\n{report}\n"
         f"- 1,000-customer batch request, server time (Server-Timing): "
-        f"{extra['batch_1000_server_ms']:.1f} ms\n"
+        f"{extra['batch_1000_server_ms']:.1f} ms\n\n"
+        "## Targets\n\nThe performance issue's targets for the whole service, judged on this run"
+        " (the scorer's own targets are in `make bench-micro`, docs/performance.md).\n\n"
+        f"{targets(results, extra)}\n"
     )
     (args.output / "benchmarks.md").write_text(text)
     print(f"wrote {args.output / 'benchmarks.md'} and benchmarks.png")

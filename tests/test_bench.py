@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench.run import had_idle_worker
 from churn.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -24,13 +25,28 @@ def test_the_harness_runs_every_server_and_they_all_answer_correctly(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [
-        line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line
-    ]
-    names = [row.split("|")[1].strip() for row in rows[1:]]
+    servers, targets = markdown_tables(result.stdout)
+    names = [row[0] for row in servers[1:]]
     assert names[0] == "churn-serving" and len(names) == 5
-    assert all(row.split("|")[5].strip() == "0" for row in rows[1:]), rows  # no errors
+    assert all(row[4] == "0" for row in servers[1:]), servers  # no errors
+    assert all(row[7].endswith("/1") for row in servers[1:])  # idle-worker check per slice
     assert "ours / baseline" in result.stdout and "batch, server time" in result.stdout
+    verdicts = {row[0]: row[2] for row in targets[1:]}
+    assert len(verdicts) == 6 and set(verdicts.values()) <= {"yes", "**no**"}
+    assert verdicts["no errors"] == "yes"
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The tables in ``text``: rows of cells, separator rows left out."""
+    tables: list[list[list[str]]] = []
+    previous = ""
+    for line in text.splitlines():
+        if line.startswith("|") and "---" not in line:
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append([cell.strip() for cell in line.strip("|").split("|")])
+        previous = line
+    return tables
 
 
 def test_microbenchmarks_run(tmp_path):
@@ -52,3 +68,10 @@ def test_microbenchmarks_run(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
+
+
+def test_a_slice_where_one_worker_did_nothing_is_flagged():
+    before = {101: 5.0, 102: 7.0}
+    assert had_idle_worker(before, {101: 7.0, 102: 7.01})
+    assert not had_idle_worker(before, {101: 6.0, 102: 7.8})
+    assert not had_idle_worker({101: 5.0}, {101: 7.0})  # one worker cannot be unbalanced
