@@ -5,6 +5,7 @@ No speed is asserted here; speed is what `make bench` reports.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,21 @@ def test_a_slice_where_one_worker_did_nothing_is_flagged():
     assert had_idle_worker(before, {101: 7.0, 102: 7.01})
     assert not had_idle_worker(before, {101: 6.0, 102: 7.8})
     assert not had_idle_worker({101: 5.0}, {101: 7.0})  # one worker cannot be unbalanced
+
+
+def test_the_profiler_splits_a_loaded_workers_time():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--seconds", "2", "--top", "5"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    split = re.search(r"CPU per request: (\d+) µs, .*: (\d+) µs \((\d+)%\)", result.stdout)
+    assert split, result.stdout
+    cpu_us, app_us, _ = map(int, split.groups())
+    assert 0 < app_us < cpu_us
+    parts, functions = markdown_tables(result.stdout)
+    shares = [float(row[1].rstrip("%")) for row in parts[1:]]
+    assert abs(sum(shares) - 100) < 0.5 and len(functions) == 6  # header + --top 5
