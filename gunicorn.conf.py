@@ -47,6 +47,11 @@ preload_app = True
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 
+# Each worker's heartbeat touches a temporary file on every loop; on a container's disk-backed
+# /tmp that can stall a worker (gunicorn's FAQ, "Blocking OS calls"), so the file goes to
+# memory-backed /dev/shm where there is one.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs on purpose
+
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # Docker and EB send SIGTERM on deploy: in-flight requests get this long to finish.

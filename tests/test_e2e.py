@@ -257,3 +257,13 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(server):
     assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
     assert "Booting worker" not in result.stderr
     assert requests.get(server.url + "/health", timeout=10).ok  # the first one is untouched
+
+
+def test_worker_heartbeats_live_in_memory_not_on_disk(server):
+    # gunicorn touches each worker's heartbeat file on every loop; on a disk-backed /tmp in a
+    # container that can stall workers, so gunicorn.conf.py puts it on /dev/shm.
+    master = server.process.pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    for worker in workers:
+        targets = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
+        assert any(target.startswith("/dev/shm/") for target in targets), targets
