@@ -120,13 +120,13 @@ class PredictEndpoint:
             length = int(declared)
             if length > limit:
                 raise too_large  # refused from the header, before the body is read
-            body = environ["wsgi.input"].read(length)
+            body = _read(environ["wsgi.input"], length)
             if len(body) < length:
                 raise ApiError(400, "bad_request", "request body is shorter than Content-Length")
             return body
         if not environ.get("wsgi.input_terminated"):
             return b""  # no length and no chunked framing: no body
-        body = environ["wsgi.input"].read(limit + 1)  # chunked: read one byte past the limit
+        body = _read(environ["wsgi.input"], limit + 1)  # chunked: one byte past the limit
         if len(body) > limit:
             raise too_large
         return body
@@ -137,6 +137,16 @@ class PredictEndpoint:
             message = f"a batch must hold between 1 and {limit} customers, got {len(payload)}"
             problems = [{"field": "(batch)", "message": message}]
             raise ApiError(422, "validation_error", message, problems)
+
+
+def _read(stream: Any, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except Exception as error:
+        # Only the client can make reading fail: a malformed chunk, a connection dropped or
+        # stalled mid-body. The server (gunicorn) closes the connection after the answer.
+        message = f"the request body could not be read ({type(error).__name__})"
+        raise ApiError(400, "bad_request", message) from None
 
 
 def _headers(status: int, body: bytes) -> list[tuple[str, str]]:

@@ -189,6 +189,28 @@ def test_an_oversized_body_is_refused_from_its_length_without_being_sent(server)
     assert '"error":"request_entity_too_large"' in reply
 
 
+def raw_exchange(port: int, request: bytes) -> str:
+    """Send ``request`` as is and read the reply until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply.decode(errors="replace")
+
+
+@pytest.mark.parametrize("chunk", [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"])
+def test_a_malformed_chunked_body_gets_a_json_400_not_a_500(server, chunk):
+    reply = raw_exchange(
+        server.port,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunk,
+    )
+    assert reply.startswith("HTTP/1.1 400"), reply
+    assert '"error":"bad_request"' in reply and "could not be read" in reply
+    assert "Traceback" not in server.output()
+
+
 def test_an_oversized_chunked_body_is_refused(server):
     def chunks():
         for _ in range(5_000):
