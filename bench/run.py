@@ -32,7 +32,8 @@ from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 from tests.servers import Server, gunicorn_command, running
 
-LUA = PROJECT_ROOT / "bench" / "post.lua"
+BENCH = PROJECT_ROOT / "bench"
+LUA = BENCH / "post.lua"
 DOCS = PROJECT_ROOT / "docs"
 
 
@@ -41,7 +42,9 @@ class Contender:
     name: str
     command: list[str]
     env: dict[str, str]
+    workers: int
     checks_probability: bool = True
+    cwd: Path = PROJECT_ROOT
 
 
 @dataclass
@@ -65,27 +68,38 @@ class Result:
 
 def contenders(workers: int) -> list[Contender]:
     bind = ["--bind", "127.0.0.1:{port}"]
+    ours = {"WEB_CONCURRENCY": str(workers)}
+    # The course's way runs from a folder without a gunicorn.conf.py: gunicorn reads one from
+    # the working directory when there is one, and ours there would change the baseline's
+    # workers, worker class and logging. WEB_CONCURRENCY is gunicorn's default worker count.
+    course = {"MODEL_FILE": str(PROJECT_ROOT / "model_C=1.0.bin")}
     return [
-        Contender("churn-serving", gunicorn_command(), {"WEB_CONCURRENCY": str(workers)}),
+        Contender("churn-serving", gunicorn_command(), ours, workers),
         Contender(
             f"baseline ({workers} workers)",
-            [sys.executable, "-m", "gunicorn", *bind, "-w", str(workers), "bench.baseline_app:app"],
-            {},
+            [sys.executable, "-m", "gunicorn", *bind, "-w", str(workers), "baseline_app:app"],
+            course,
+            workers,
+            cwd=BENCH,
         ),
         Contender(
             "baseline (course command, 1 worker)",
-            [sys.executable, "-m", "gunicorn", *bind, "bench.baseline_app:app"],
-            {},
+            [sys.executable, "-m", "gunicorn", *bind, "baseline_app:app"],
+            {**course, "WEB_CONCURRENCY": "1"},
+            1,
+            cwd=BENCH,
         ),
         Contender(
             "churn-serving, sync workers",
             gunicorn_command(),
-            {"WEB_CONCURRENCY": str(workers), "GUNICORN_WORKER_CLASS": "sync"},
+            {**ours, "GUNICORN_WORKER_CLASS": "sync"},
+            workers,
         ),
         Contender(
             "ceiling (parse + constant)",
             gunicorn_command("bench.ceiling_app:app"),
-            {"WEB_CONCURRENCY": str(workers)},
+            ours,
+            workers,
             checks_probability=False,
         ),
     ]
@@ -211,11 +225,29 @@ def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) ->
         contender = result.contender
         started = time.monotonic()
         server = stack.enter_context(
-            running(contender.command, work, env=contender.env, port_template="{port}")
+            running(
+                contender.command,
+                work,
+                env=contender.env,
+                cwd=contender.cwd,
+                port_template="{port}",
+            )
         )
         result.cold_start_s = time.monotonic() - started
         servers.append(server)
+    for result, server in zip(results, servers, strict=True):
+        check_worker_count(server, result.contender)
     return servers
+
+
+def check_worker_count(server: Server, contender: Contender, timeout: float = 20) -> None:
+    """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
+    deadline = time.monotonic() + timeout
+    while len(worker_status(server.process.pid)) != contender.workers:
+        if time.monotonic() > deadline:
+            found = len(worker_status(server.process.pid))
+            raise AssertionError(f"{contender.name}: {found} workers, expected {contender.workers}")
+        time.sleep(0.1)
 
 
 def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:
@@ -291,10 +323,11 @@ def table(results: list[Result]) -> str:
     ]
     for r in results:
         rss = f"{statistics.mean(r.rss_mib):.0f}" if r.rss_mib else "n/a"
+        idle = f"{sum(run['idle_worker'] for run in r.runs)}/{len(r.runs)}"
         lines.append(
             f"| {r.contender.name} | {r.rps:,.0f} | {r.median('p50_ms'):.2f} | "
             f"{r.median('p99_ms'):.2f} | {r.errors} | {r.cold_start_s:.2f} | {rss} "
-            f"| {sum(run['idle_worker'] for run in r.runs)}/{len(r.runs)} |"
+            f"| {idle if len(r.rss_mib) > 1 else 'n/a (1 worker)'} |"
         )
     lines += [
         "",

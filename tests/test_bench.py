@@ -30,7 +30,9 @@ def test_the_harness_runs_every_server_and_they_all_answer_correctly(tmp_path):
     names = [row[0] for row in servers[1:]]
     assert names[0] == "churn-serving" and len(names) == 5
     assert all(row[4] == "0" for row in servers[1:]), servers  # no errors
-    assert all(row[7].endswith("/1") for row in servers[1:])  # idle-worker check per slice
+    idle_checks = [row[7] for row in servers[1:]]  # the idle-worker check, per slice
+    assert idle_checks[2] == "n/a (1 worker)"  # the course command
+    assert all(check.endswith("/1") for i, check in enumerate(idle_checks) if i != 2)
     assert "ours / baseline" in result.stdout and "batch, server time" in result.stdout
     verdicts = {row[0]: row[2] for row in targets[1:]}
     assert len(verdicts) == 6 and set(verdicts.values()) <= {"yes", "**no**"}
