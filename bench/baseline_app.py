@@ -1,6 +1,8 @@
 """The course's way of serving, for comparison: sklearn's transform + predict_proba per request.
 
-gunicorn --bind 0.0.0.0:9696 bench.baseline_app:app
+    cd bench && MODEL_FILE=../model_C=1.0.bin gunicorn --bind 0.0.0.0:9696 baseline_app:app
+
+(from bench/, which holds no gunicorn.conf.py: gunicorn would read the project's otherwise).
 """
 
 import os

@@ -289,3 +289,16 @@ def test_worker_heartbeats_live_in_memory_not_on_disk(server):
     for worker in workers:
         targets = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
         assert any(target.startswith("/dev/shm/") for target in targets), targets
+
+
+def test_the_course_command_gets_this_projects_settings(tmp_path, customer):
+    # gunicorn reads ./gunicorn.conf.py by itself; the README says the course's command is served
+    # with this project's settings, its --bind winning over the file.
+    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "predict:app"]
+    env = {"WEB_CONCURRENCY": "2"}
+    with running(command, tmp_path, env=env, port_template="{port}") as course:
+        assert requests.post(course.url + "/predict", json=customer, timeout=10).ok
+        assert wait_for_listeners(course.port, 2) == 2  # reuse_port, from the file
+        time.sleep(0.2)  # the access line is written after the response
+        entries = [json.loads(line) for line in course.output().splitlines()]
+        assert any(entry.get("path") == "/predict" for entry in entries)  # JSON logs, from the file
