@@ -22,7 +22,7 @@ import orjson
 
 from churn.auth import require_api_key
 from churn.config import ServiceSettings
-from churn.errors import INTERNAL_ERROR, ApiError, error_payload
+from churn.errors import INTERNAL_ERROR, ApiError
 from churn.observability import (
     REQUEST_ID_KEY,
     SERVER_TIMING_KEY,
@@ -57,10 +57,7 @@ class PredictEndpoint:
         try:
             status, body = self._answer(environ, method)
         except ApiError as error:
-            status, body = (
-                error.status,
-                orjson.dumps(error_payload(error.error, error.message, error.problems)),
-            )
+            status, body = error.status, orjson.dumps(error.payload())
         except Exception:
             # Never a stack trace in a response; the traceback goes to the error log.
             self.logger.exception(

@@ -12,6 +12,9 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.error, self.message, self.problems = status, error, message, problems
 
+    def payload(self) -> dict[str, Any]:
+        return error_payload(self.error, self.message, self.problems)
+
 
 def error_payload(error: str, message: str, problems: list | None = None) -> dict[str, Any]:
     """``{"error": ..., "message": ...}`` plus ``problems`` (field, message, index) when known."""

@@ -130,7 +130,7 @@ def serve_predict_with(endpoint: PredictEndpoint, flask_app: Callable) -> Callab
 
 
 def _api_error(error: ApiError) -> Response:
-    return json_response(error_payload(error.error, error.message, error.problems), error.status)
+    return json_response(error.payload(), error.status)
 
 
 def _http_error(error: HTTPException) -> Response:
