@@ -35,7 +35,7 @@ from churn.schema import RequestValidationError
 PATH = "/predict"
 ALLOWED_METHODS = "OPTIONS, POST"
 TRUE_WORDS = frozenset({"true", "1", "yes"})
-FALSE_WORDS = frozenset({"false", "0", "no", ""})
+BOOLEAN_WORDS = TRUE_WORDS | frozenset({"false", "0", "no", ""})
 
 
 @functools.cache
@@ -107,16 +107,13 @@ class PredictEndpoint:
 
     def _read_body(self, environ: dict) -> bytes:
         limit = self.settings.max_body_bytes
-        too_large = ApiError(
-            413, "request_entity_too_large", f"request body is larger than {limit} bytes"
-        )
         declared = environ.get("CONTENT_LENGTH")
         if declared:
             if not declared.isdigit():
                 raise ApiError(400, "bad_request", "Content-Length is not a number")
             length = int(declared)
             if length > limit:
-                raise too_large  # refused from the header, before the body is read
+                raise _too_large(limit)  # refused from the header, before the body is read
             body = _read(environ["wsgi.input"], length)
             if len(body) < length:
                 raise ApiError(400, "bad_request", "request body is shorter than Content-Length")
@@ -125,7 +122,7 @@ class PredictEndpoint:
             return b""  # no length and no chunked framing: no body
         body = _read(environ["wsgi.input"], limit + 1)  # chunked: one byte past the limit
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
         return body
 
     def _check_batch_size(self, payload: list) -> None:
@@ -134,6 +131,10 @@ class PredictEndpoint:
             message = f"a batch must hold between 1 and {limit} customers, got {len(payload)}"
             problems = [{"field": "(batch)", "message": message}]
             raise ApiError(422, "validation_error", message, problems)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_entity_too_large", f"request body is larger than {limit} bytes")
 
 
 def _read(stream: Any, size: int) -> bytes:
@@ -168,6 +169,6 @@ def _explain_flag(query: str) -> bool:
         return False  # the usual case: no need to parse the query string
     pairs = parse_qsl(query, keep_blank_values=True)
     raw = next((value for name, value in pairs if name == "explain"), "false").strip().lower()
-    if raw not in TRUE_WORDS | FALSE_WORDS:
+    if raw not in BOOLEAN_WORDS:
         raise ApiError(400, "invalid_parameter", "explain must be true or false")
     return raw in TRUE_WORDS
