@@ -327,7 +327,7 @@ def table(results: list[Result]) -> str:
         lines.append(
             f"| {r.contender.name} | {r.rps:,.0f} | {r.median('p50_ms'):.2f} | "
             f"{r.median('p99_ms'):.2f} | {r.errors} | {r.cold_start_s:.2f} | {rss} "
-            f"| {idle if len(r.rss_mib) > 1 else 'n/a (1 worker)'} |"
+            f"| {idle if r.contender.workers > 1 else 'n/a (1 worker)'} |"
         )
     lines += [
         "",
