@@ -50,6 +50,22 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 20.0) ->
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def workers_of(master_pid: int) -> set[int]:
+    """The pids of a gunicorn master's workers (its child processes)."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def wait_for_workers(master_pid: int, count: int, timeout: float = 20) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = workers_of(master_pid)
+        if len(pids) == count:
+            return pids
+        time.sleep(0.1)
+    raise TimeoutError(f"expected {count} workers, have {workers_of(master_pid)}")
+
+
 def gunicorn_command(app: str = "predict:app", config: str = "gunicorn.conf.py") -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", config, app]
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from churn.config import PROJECT_ROOT
-from tests.servers import free_port, gunicorn_command, running
+from tests.servers import free_port, gunicorn_command, running, wait_for_workers
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +284,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(server):
 def test_worker_heartbeats_live_in_memory_not_on_disk(server):
     # gunicorn touches each worker's heartbeat file on every loop; on a disk-backed /tmp in a
     # container that can stall workers, so gunicorn.conf.py puts it on /dev/shm.
-    master = server.process.pid
-    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    for worker in workers:
+    for worker in wait_for_workers(server.process.pid, 2):
         targets = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
         assert any(target.startswith("/dev/shm/") for target in targets), targets
 

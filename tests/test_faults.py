@@ -20,7 +20,13 @@ from bench.run import require_wrk, run_wrk, worker_rss_mib
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 from tests.crafted import code_running_pickle
-from tests.servers import free_port, gunicorn_command, running, wait_until_up
+from tests.servers import (
+    free_port,
+    gunicorn_command,
+    running,
+    wait_for_workers,
+    wait_until_up,
+)
 
 pytestmark = pytest.mark.slow
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
@@ -31,21 +37,6 @@ def body_file(tmp_path) -> Path:
     path = tmp_path / "customer.json"
     path.write_text(json.dumps(EXAMPLE_CUSTOMER))
     return path
-
-
-def workers_of(master_pid: int) -> set[int]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return {int(pid) for pid in children}
-
-
-def wait_for_workers(master_pid: int, count: int, timeout: float = 20) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = workers_of(master_pid)
-        if len(pids) == count:
-            return pids
-        time.sleep(0.1)
-    raise TimeoutError(f"expected {count} workers, have {workers_of(master_pid)}")
 
 
 def test_killing_a_worker_under_load_loses_at_most_a_tenth_of_a_percent(tmp_path, body_file):
