@@ -26,6 +26,7 @@ from tests.servers import (
     running,
     wait_for_workers,
     wait_until_up,
+    workers_of,
 )
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,7 @@ def test_a_code_running_pickle_stops_gunicorn_before_it_runs(tmp_path):
     assert "Booting worker" not in result.stderr
 
 
-def warm_up(wrk: str, url: str, body_file: Path, master: int) -> list[float]:
+def warm_up(wrk: str, url: str, body_file: Path, master: int, workers: int) -> list[float]:
     """Load in short rounds until every worker has served traffic and its RSS has settled.
 
     With keep-alive, one wrk run can leave a worker nearly idle; its first real traffic later
@@ -128,8 +129,9 @@ def warm_up(wrk: str, url: str, body_file: Path, master: int) -> list[float]:
     for _ in range(10):
         run_wrk(wrk, url, body_file, seconds=2, connections=32)
         current = worker_rss_mib(master)
-        settled = all(abs(a - b) <= 0.02 * b for a, b in zip(current, previous, strict=True))
-        if settled and len(current) == len(previous):
+        if len(current) == len(previous) == workers and all(
+            abs(a - b) <= 0.02 * b for a, b in zip(current, previous, strict=True)
+        ):
             return current
         previous = current
     return previous
@@ -138,11 +140,16 @@ def warm_up(wrk: str, url: str, body_file: Path, master: int) -> list[float]:
 def test_soak_at_saturation_has_no_errors_and_flat_memory(tmp_path, body_file):
     wrk = require_wrk()
     with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
-        url = server.url + "/predict"
-        before = warm_up(wrk, url, body_file, server.process.pid)
+        url, master = server.url + "/predict", server.process.pid
+        # /health answers once the first worker is up; a second still booting would be missing
+        # from the first memory sample.
+        workers = wait_for_workers(master, 2)
+        before = warm_up(wrk, url, body_file, master, workers=2)
         result = run_wrk(wrk, url, body_file, seconds=SOAK_SECONDS, connections=16)
-        after = worker_rss_mib(server.process.pid)
+        after = worker_rss_mib(master)
+        replaced = workers ^ workers_of(master)  # a crash, and fresh memory hiding any growth
         wait_until_up(server.url + "/health", server.process)
     assert result["errors"] == 0, result
+    assert not replaced
     assert len(before) == len(after) == 2
     assert sum(after) < 1.10 * sum(before), (before, after)
