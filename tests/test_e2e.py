@@ -79,7 +79,23 @@ def test_the_course_client_code_works_unchanged(server, customer):
 
 
 def log_entries(server) -> list[dict]:
-    return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    """The server's complete JSON log lines (a line still being written is left out)."""
+    lines = server.output().splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("\n")]
+
+
+def access_entries(server, request_ids: set[str], timeout: float = 10) -> list[dict]:
+    """The access lines of ``request_ids``, waiting for all of them.
+
+    gunicorn writes an access line after the response has gone out, so the client can read its
+    answer before the line exists; on a loaded machine the gap has no fixed bound.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in log_entries(server) if e.get("request_id") in request_ids]
+        if {e["request_id"] for e in found} >= request_ids or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
@@ -88,8 +104,7 @@ def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_json"
     request_id = response.headers["X-Request-ID"]
-    time.sleep(0.2)  # the access line is written after the response
-    access = [e for e in log_entries(server) if e.get("request_id") == request_id]
+    access = access_entries(server, {request_id})
     assert len(access) == 1
     assert access[0]["method"] == "POST" and access[0]["path"] == "/predict"
     assert access[0]["status"] == 400 and access[0]["duration_ms"] >= 0
@@ -126,8 +141,7 @@ PREDICTIONS = "churn_predictions_total"
 
 
 def worker_pids(server, request_ids: set[str]) -> set[int]:
-    time.sleep(0.05)
-    return {e["pid"] for e in log_entries(server) if e.get("request_id") in request_ids}
+    return {e["pid"] for e in access_entries(server, request_ids)}
 
 
 def metric(text: str, name: str) -> float:
@@ -266,8 +280,8 @@ def test_each_worker_listens_on_its_own_socket(server):
 def test_the_shared_socket_is_one_variable_away(tmp_path):
     env = {"WEB_CONCURRENCY": "2", "GUNICORN_REUSE_PORT": "0"}
     with running(gunicorn_command(), tmp_path, env=env) as shared:
-        time.sleep(1)  # both workers booted: still the master's one socket
-        assert wait_for_listeners(shared.port, 1) == 1
+        wait_for_workers(shared.process.pid, 2)  # both booted: still the master's one socket
+        assert listening_sockets(shared.port) == 1
 
 
 def test_a_second_server_on_a_taken_port_refuses_to_start(server):
@@ -295,8 +309,8 @@ def test_the_course_command_gets_this_projects_settings(tmp_path, customer):
     command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "predict:app"]
     env = {"WEB_CONCURRENCY": "2"}
     with running(command, tmp_path, env=env, port_template="{port}") as course:
-        assert requests.post(course.url + "/predict", json=customer, timeout=10).ok
+        response = requests.post(course.url + "/predict", json=customer, timeout=10)
+        assert response.ok
         assert wait_for_listeners(course.port, 2) == 2  # reuse_port, from the file
-        time.sleep(0.2)  # the access line is written after the response
-        entries = [json.loads(line) for line in course.output().splitlines()]
-        assert any(entry.get("path") == "/predict" for entry in entries)  # JSON logs, from the file
+        access = access_entries(course, {response.headers["X-Request-ID"]})
+        assert access and access[0]["path"] == "/predict"  # JSON access logs, from the file
