@@ -109,7 +109,7 @@ class PredictEndpoint:
         limit = self.settings.max_body_bytes
         declared = environ.get("CONTENT_LENGTH")
         if declared:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 raise ApiError(400, "bad_request", "Content-Length is not a number")
             length = int(declared)
             if length > limit:

@@ -55,8 +55,14 @@ def test_a_trailing_slash_is_another_path(client, customer):
     assert client.post("/predict/", json=customer).status_code == 404
 
 
-def test_a_content_length_that_is_not_a_number_gets_400(client, customer):
-    response = client.post("/predict", json=customer, environ_overrides={"CONTENT_LENGTH": "12abc"})
+@pytest.mark.parametrize(
+    "declared", ["12abc", "-1", "\N{SUPERSCRIPT TWO}", "\N{ARABIC-INDIC DIGIT ONE}"]
+)
+def test_a_content_length_that_is_not_a_number_gets_400(client, customer, declared):
+    # Headers arrive as latin-1; str.isdigit() alone would pass a superscript two, and int() fail.
+    response = client.post(
+        "/predict", json=customer, environ_overrides={"CONTENT_LENGTH": declared}
+    )
     assert response.status_code == 400 and "Content-Length" in response.get_json()["message"]
 
 
