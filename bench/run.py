@@ -30,7 +30,7 @@ from pathlib import Path
 
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import Server, gunicorn_command, running
+from tests.servers import Server, gunicorn_command, running, wait_for_workers
 
 BENCH = PROJECT_ROOT / "bench"
 LUA = BENCH / "post.lua"
@@ -242,12 +242,10 @@ def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) ->
 
 def check_worker_count(server: Server, contender: Contender, timeout: float = 20) -> None:
     """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
-    deadline = time.monotonic() + timeout
-    while len(worker_status(server.process.pid)) != contender.workers:
-        if time.monotonic() > deadline:
-            found = len(worker_status(server.process.pid))
-            raise AssertionError(f"{contender.name}: {found} workers, expected {contender.workers}")
-        time.sleep(0.1)
+    try:
+        wait_for_workers(server.process.pid, contender.workers, timeout)
+    except TimeoutError as error:
+        raise AssertionError(f"{contender.name}: {error}") from None
 
 
 def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from churn.config import PROJECT_ROOT
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -56,14 +59,23 @@ def workers_of(master_pid: int) -> set[int]:
     return {int(pid) for pid in children}
 
 
-def wait_for_workers(master_pid: int, count: int, timeout: float = 20) -> set[int]:
+def poll(read: Callable[[], T], done: Callable[[T], bool], timeout: float, interval: float) -> T:
+    """Call ``read`` until ``done`` accepts its value or ``timeout`` passes; the last value.
+
+    For what a server does after answering, or while it boots: no fixed sleep bounds that on a
+    loaded machine.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = workers_of(master_pid)
-        if len(pids) == count:
-            return pids
-        time.sleep(0.1)
-    raise TimeoutError(f"expected {count} workers, have {workers_of(master_pid)}")
+    while not done(value := read()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
+
+
+def wait_for_workers(master_pid: int, count: int, timeout: float = 20) -> set[int]:
+    pids = poll(lambda: workers_of(master_pid), lambda pids: len(pids) == count, timeout, 0.1)
+    if len(pids) != count:
+        raise TimeoutError(f"expected {count} workers, have {pids}")
+    return pids
 
 
 def gunicorn_command(app: str = "predict:app", config: str = "gunicorn.conf.py") -> list[str]:

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from bench.run import had_idle_worker
+from bench.run import Contender, check_worker_count, had_idle_worker
 from churn.config import PROJECT_ROOT
+from tests.servers import gunicorn_command, running
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,16 @@ def test_a_slice_where_one_worker_did_nothing_is_flagged():
     assert had_idle_worker(before, {101: 7.0, 102: 7.01})
     assert not had_idle_worker(before, {101: 6.0, 102: 7.8})
     assert not had_idle_worker({101: 5.0}, {101: 7.0})  # one worker cannot be unbalanced
+
+
+def test_a_server_with_other_than_its_declared_workers_is_not_measured(tmp_path):
+    # Ratios are only fair at equal workers, so the harness checks each server's real count.
+    command = gunicorn_command()
+    with running(command, tmp_path, env={"WEB_CONCURRENCY": "1"}) as server:
+        check_worker_count(server, Contender("one worker", command, {}, workers=1))
+        claims_two = Contender("claims two", command, {}, workers=2)
+        with pytest.raises(AssertionError, match="claims two"):
+            check_worker_count(server, claims_two, timeout=1)
 
 
 def test_the_profiler_splits_a_loaded_workers_time():

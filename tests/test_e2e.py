@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from churn.config import PROJECT_ROOT
-from tests.servers import free_port, gunicorn_command, running, wait_for_workers
+from tests.servers import free_port, gunicorn_command, poll, running, wait_for_workers
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +89,12 @@ def access_entries(server, request_ids: set[str], timeout: float = 10) -> list[d
     gunicorn writes an access line after the response has gone out, so the client can read its
     answer before the line exists; on a loaded machine the gap has no fixed bound.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in log_entries(server) if e.get("request_id") in request_ids]
-        if {e["request_id"] for e in found} >= request_ids or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
+    return poll(
+        lambda: [e for e in log_entries(server) if e.get("request_id") in request_ids],
+        lambda found: {e["request_id"] for e in found} >= request_ids,
+        timeout,
+        interval=0.02,
+    )
 
 
 def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
@@ -265,10 +264,8 @@ def listening_sockets(port: int) -> int:
 
 
 def wait_for_listeners(port: int, expected: int, timeout: float = 10) -> int:
-    deadline = time.monotonic() + timeout
-    while (count := listening_sockets(port)) != expected and time.monotonic() < deadline:
-        time.sleep(0.1)  # the second worker may still be booting
-    return count
+    # The second worker may still be booting.
+    return poll(lambda: listening_sockets(port), lambda count: count == expected, timeout, 0.1)
 
 
 def test_each_worker_listens_on_its_own_socket(server):
