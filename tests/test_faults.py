@@ -143,11 +143,11 @@ def test_soak_at_saturation_has_no_errors_and_flat_memory(tmp_path, body_file):
         url, master = server.url + "/predict", server.process.pid
         # /health answers once the first worker is up; a second still booting would be missing
         # from the first memory sample.
-        workers = wait_for_workers(master, 2)
-        before = warm_up(wrk, url, body_file, master, workers=2)
+        worker_pids = wait_for_workers(master, 2)
+        before = warm_up(wrk, url, body_file, master, workers=len(worker_pids))
         result = run_wrk(wrk, url, body_file, seconds=SOAK_SECONDS, connections=16)
         after = worker_rss_mib(master)
-        replaced = workers ^ workers_of(master)  # a crash, and fresh memory hiding any growth
+        replaced = worker_pids ^ workers_of(master)  # a crash, and fresh memory hiding any growth
         wait_until_up(server.url + "/health", server.process)
     assert result["errors"] == 0, result
     assert not replaced
