@@ -8,11 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from churn import server as churn_server
+from churn import gunicorn_hooks
 
 # Headers and body in one write: a proxy can then retry elsewhere whenever this process dies
-# mid-request, instead of passing a truncated response on (churn/server.py).
-churn_server.install()
+# mid-request, instead of passing a truncated response on (churn/gunicorn_hooks.py).
+gunicorn_hooks.install()
 
 # Prometheus multiprocess mode: every worker writes its samples under this folder and /metrics
 # adds them up. It must be set before the app (and prometheus_client) is imported.
@@ -71,7 +71,7 @@ control_socket_disable = True
 def on_starting(server):
     """With per-worker sockets a taken port would not fail start-up: check it in the master."""
     if server.cfg.reuse_port:
-        churn_server.refuse_taken_ports(server.cfg.address)
+        gunicorn_hooks.refuse_taken_ports(server.cfg.address)
 
 
 def child_exit(server, worker):

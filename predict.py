@@ -6,9 +6,9 @@
 import os
 import sys
 
+from churn.app import create_app
 from churn.artifact import ModelFileError
 from churn.config import DEFAULT_PORT, ConfigError
-from churn.service import create_app
 
 try:
     app = create_app()

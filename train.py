@@ -2,7 +2,7 @@
 
 import sys
 
-from churn.train import main
+from churn.training import main
 
 if __name__ == "__main__":
     sys.exit(main())

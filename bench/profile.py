@@ -28,14 +28,14 @@ from collections import Counter
 from pathlib import Path
 
 from bench.run import require_wrk, run_wrk, worker_cpu_seconds, worker_status
+from bench.servers import gunicorn_command, running
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import gunicorn_command, running
 
 # Parts of a request, each found by a frame in the sampled stack (first match wins).
 PARTS = [
     ("our /predict app (parse, validate, score, metrics)", "churn/endpoint.py"),
     ("Flask routing (routes other than /predict)", "full_dispatch_request"),
-    ("response headers and dispatch (service.py)", "churn/service.py"),
+    ("response headers and dispatch (app.py)", "churn/app.py"),
     ("access log", "JsonLogger.access"),
     ("sending the response", "CoalescingResponse.write"),
     ("parsing the request", "gunicorn/http/"),

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.servers import Server, gunicorn_command, running, wait_for_workers
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import Server, gunicorn_command, running, wait_for_workers
 
 BENCH = PROJECT_ROOT / "bench"
 LUA = BENCH / "post.lua"

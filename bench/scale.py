@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.run import require_wrk, run_wrk
+from bench.servers import Server, free_port, gunicorn_command, running
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import Server, free_port, gunicorn_command, running
 
 NGINX_CONF = """\
 worker_processes 1;

@@ -4,7 +4,7 @@ Flask's per-request machinery (request context, URL routing, Request and Respons
 more than parsing, validating and scoring a customer together, so this route is answered from the
 WSGI environ directly and Flask serves every other route (docs/performance.md). Both answer with
 the same JSON errors (errors.py), the same API key check (auth.py), the same metrics and, through
-the middleware in service.py, the same response headers.
+the middleware in app.py, the same response headers.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from churn.app import create_app
 from churn.config import DATA_FILENAME, PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
-from churn.service import create_app
 
 COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
 

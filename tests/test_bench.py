@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from bench.run import Contender, check_worker_count, had_idle_worker
+from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
-from tests.servers import gunicorn_command, running
 
 pytestmark = pytest.mark.slow
 

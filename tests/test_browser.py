@@ -11,9 +11,9 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
+from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
-from tests.servers import gunicorn_command, running
 
 pytestmark = pytest.mark.browser
 

@@ -19,9 +19,9 @@ import requests
 from dockerfile_parse import DockerfileParser
 from pathspec import PathSpec
 
+from bench.servers import free_port, gunicorn_settings, running
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
-from tests.servers import free_port, gunicorn_settings, running
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
@@ -153,7 +153,7 @@ def image_root(tmp_path_factory) -> Path:
 def test_the_image_holds_only_what_serving_needs(image_root):
     names = {p.relative_to(image_root).as_posix() for p in image_root.rglob("*") if p.is_file()}
     assert {"predict.py", "gunicorn.conf.py", "model_C=1.0.bin", "model_C=1.0.json"} <= names
-    assert "churn/service.py" in names
+    assert "churn/app.py" in names
     assert not any(n.startswith(("tests/", "data/", ".venv/")) for n in names)
     assert "train.py" not in names and not any(n.endswith(".csv") for n in names)
 

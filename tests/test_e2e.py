@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.servers import free_port, gunicorn_command, poll, running, wait_for_workers
 from churn.config import PROJECT_ROOT
-from tests.servers import free_port, gunicorn_command, poll, running, wait_for_workers
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from ebcli.core import fileoperations
 
+from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
 from tests.ebconfig import config_files, option_settings
-from tests.servers import gunicorn_settings
 
 # Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
 # "General options for all environments":
@@ -91,7 +91,7 @@ MUST_BE_IN_BUNDLE = {
     "predict.py",
     "model_C=1.0.bin",
     "model_C=1.0.json",
-    "churn/service.py",
+    "churn/app.py",
     "churn/predictor.py",
 }
 MUST_NOT_BE_IN_BUNDLE = ("data/", ".venv/", ".git/", "tests/", "bench/", ".elasticbeanstalk/")

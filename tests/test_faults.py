@@ -17,10 +17,7 @@ import pytest
 import requests
 
 from bench.run import require_wrk, run_wrk, worker_rss_mib
-from churn.config import PROJECT_ROOT
-from churn.features import EXAMPLE_CUSTOMER
-from tests.crafted import code_running_pickle
-from tests.servers import (
+from bench.servers import (
     free_port,
     gunicorn_command,
     running,
@@ -28,6 +25,9 @@ from tests.servers import (
     wait_until_up,
     workers_of,
 )
+from churn.config import PROJECT_ROOT
+from churn.features import EXAMPLE_CUSTOMER
+from tests.crafted import code_running_pickle
 
 pytestmark = pytest.mark.slow
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))

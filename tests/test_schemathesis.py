@@ -13,8 +13,8 @@ import schemathesis
 from hypothesis import settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from bench.servers import gunicorn_command, running
 from tests.conftest import make_app
-from tests.servers import gunicorn_command, running
 
 SPEC = make_app().test_client().get("/openapi.json").get_json()
 schema = schemathesis.openapi.from_dict(SPEC)

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from churn import model
 from churn.config import PROJECT_ROOT
 from churn.data import clean
-from churn.train import main
+from churn.training import main
 from tests.synthetic import raw_frame, write_csv
 
 
