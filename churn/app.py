@@ -27,6 +27,7 @@ from churn.observability import (
 )
 from churn.openapi import build_spec
 from churn.predictor import Predictor
+from churn.tally import set_interval
 from churn.web import pages
 
 api = Blueprint("api", __name__)
@@ -101,6 +102,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = service_settings.max_body_bytes
     app.extensions["churn.settings"] = service_settings
+    set_interval(service_settings.metrics_flush_seconds)
     app.extensions["churn.predictor"] = Predictor.load(
         service_settings.model_file, threshold=service_settings.threshold
     )

@@ -63,6 +63,8 @@ class ServiceSettings:
     max_batch_size: int = 1000
     max_body_bytes: int = 2 * 1024 * 1024
     api_key: str | None = None
+    # How often each worker hands its tallied counts to the shared Prometheus files (tally.py).
+    metrics_flush_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -74,4 +76,5 @@ class ServiceSettings:
             max_batch_size=int(_number(env, "MAX_BATCH_SIZE", 1000, 1, 1_000_000)),
             max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, 1024, 1 << 30)),
             api_key=env.get("API_KEY", "").strip() or None,
+            metrics_flush_seconds=_number(env, "METRICS_FLUSH_SECONDS", 1.0, 0.05, 3600),
         )

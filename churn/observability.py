@@ -29,6 +29,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from churn.tally import Tally, flush_all
+
 REQUESTS = Counter(
     "churn_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
 )
@@ -47,17 +49,22 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
+# Counted per worker in plain Python, flushed to the shared counters about once a second.
+TALLY = Tally()
+
+
 def record_predictions(results: list[dict[str, Any]]) -> None:
     """Count scored customers by the decision already made for them, and sum probabilities."""
     churned = sum(1 for result in results if result["churn"])
     if churned:
-        _decision_counter("churn").inc(churned)
+        TALLY.add(_decision_counter("churn"), churned)
     if len(results) - churned:
-        _decision_counter("no_churn").inc(len(results) - churned)
-    PROBABILITY_SUM.inc(sum(result["churn_probability"] for result in results))
+        TALLY.add(_decision_counter("no_churn"), len(results) - churned)
+    TALLY.add(PROBABILITY_SUM, sum(result["churn_probability"] for result in results))
 
 
 def render_metrics() -> Response:
+    flush_all()  # this worker's own counts are current; other workers' lag by a flush interval
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_a_callers_request_id_is_kept(server, customer):
 
 
 def test_metrics_add_up_across_workers(server, customer):
-    before = metric(requests.get(server.url + "/metrics", timeout=10).text, PREDICTIONS)
+    before = settled_metric(server, PREDICTIONS)
     sent, ids = 0, set()
     # New connections until two different workers have served some (bounded).
     while sent < 300 and len(worker_pids(server, ids)) < 2:
@@ -131,12 +132,38 @@ def test_metrics_add_up_across_workers(server, customer):
         ids.add(response.headers["X-Request-ID"])
         sent += 1
     assert len(worker_pids(server, ids)) == 2
-    after = requests.get(server.url + "/metrics", timeout=10).text
+    # Each worker hands its tally to the shared counters about once a second (churn/tally.py).
+    after = poll(
+        lambda: requests.get(server.url + "/metrics", timeout=10).text,
+        lambda text: metric(text, PREDICTIONS) - before >= sent,
+        timeout=10,
+        interval=0.2,
+    )
     assert metric(after, PREDICTIONS) - before == sent
     assert 'route="/predict"' in after and "churn_http_request_duration_seconds_bucket" in after
 
 
 PREDICTIONS = "churn_predictions_total"
+
+
+def settled_metric(server, name: str, flush_seconds: float = 1.0) -> float:
+    """A metric's value once every worker has flushed what earlier tests sent it.
+
+    Workers flush their tallies every ``flush_seconds``: two reads that far apart agreeing means
+    nothing was still pending.
+    """
+
+    def read() -> float:
+        return metric(requests.get(server.url + "/metrics", timeout=10).text, name)
+
+    previous = read()
+    for _ in range(20):
+        time.sleep(flush_seconds * 1.5)
+        current = read()
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError(f"{name} never settled")
 
 
 def worker_pids(server, request_ids: set[str]) -> set[int]:
