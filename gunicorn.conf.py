@@ -1,14 +1,21 @@
 """gunicorn settings for churn-serving, used by `make run`, the Dockerfile and the benchmarks.
 
-Everything here can be set through the environment (README, Configuration).
+The values come from churn/config.py's ``Settings`` (README, Configuration), where each
+variable's name, default and bounds are defined once; this file says why each is set as it is.
 """
 
-import multiprocessing
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from churn import gunicorn_hooks
+from churn.config import ConfigError, Settings
+
+try:
+    settings = Settings.from_env()
+except ConfigError as error:
+    sys.exit(f"churn-serving cannot start: {error}")
 
 # Headers and body in one write: a proxy can then retry elsewhere whenever this process dies
 # mid-request, instead of passing a truncated response on (churn/gunicorn_hooks.py).
@@ -16,25 +23,23 @@ gunicorn_hooks.install()
 
 # Prometheus multiprocess mode: every worker writes its samples under this folder and /metrics
 # adds them up. It must be set before the app (and prometheus_client) is imported.
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-    prefix="churn-metrics-"
-)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
-for stale in Path(_metrics_dir).glob("*.db"):  # counts from a previous run would be added in
+_metrics_dir = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="churn-metrics-"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+for stale in _metrics_dir.glob("*.db"):  # counts from a previous run would be added in
     stale.unlink()
 
 # EB's nginx and `docker run -p 9696:9696` reach the container on this port.
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9696')}"  # noqa: S104 - a container must listen beyond loopback
+bind = f"{settings.host}:{settings.port}"
 
 # One listening socket per worker (SO_REUSEPORT), so the kernel spreads new connections over
 # the workers. With one shared socket, whichever worker was awake took the connections, and with
 # keep-alive it kept them: in benchmark slices one worker often served everything while the
 # other sat idle (docs/performance.md). GUNICORN_REUSE_PORT=0 goes back to the shared socket.
-reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
+reuse_port = settings.reuse_port
 
 # Scoring is CPU-bound and takes microseconds, so one process per core keeps every core busy
 # without context-switch overhead.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+workers = settings.workers
 
 # Load the model once in the master: a bad model file stops start-up before any worker boots,
 # and the workers share the loaded pages copy-on-write.
@@ -44,24 +49,24 @@ preload_app = True
 # connection and waits for the client to hang up, which cost a fifth of a loaded worker's time
 # (docs/performance.md). Two threads per worker: four gave the same throughput with a worse p99
 # (more handlers contending for the GIL).
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+worker_class = settings.worker_class
+threads = settings.threads
 
 # Each worker's heartbeat touches a temporary file on every loop; on a container's disk-backed
 # /tmp that can stall a worker (gunicorn's FAQ, "Blocking OS calls"), so the file goes to
 # memory-backed /dev/shm where there is one.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs on purpose
 
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+keepalive = settings.keepalive
+timeout = settings.timeout
 # Docker and EB send SIGTERM on deploy: in-flight requests get this long to finish.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+graceful_timeout = settings.graceful_timeout
 
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
+accesslog = settings.access_log  # None: no access log
 errorlog = "-"
 # JSON lines for the access and error logs, with the request id (see README, Logs).
 logger_class = "churn.observability.JsonLogger"
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = settings.log_level
 
 # gunicorn 24+ opens a control socket under $HOME; the service needs none, and the container's
 # unprivileged user may have no writable home.

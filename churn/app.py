@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,7 +11,7 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
 from churn.auth import require_api_key
-from churn.config import ServiceSettings
+from churn.config import Settings
 from churn.endpoint import PATH, PredictEndpoint
 from churn.errors import INTERNAL_ERROR, ApiError, error_payload
 from churn.observability import (
@@ -87,17 +86,17 @@ def predictor() -> Predictor:
     return current_app.extensions["churn.predictor"]
 
 
-def settings() -> ServiceSettings:
+def current_settings() -> Settings:
     return current_app.extensions["churn.settings"]
 
 
-def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
-    """Build the service. ``test_config`` overrides environment variables (see config.py).
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the service with ``settings`` (default: read from the environment, config.py).
 
     Loading the model here, at import time under gunicorn's ``preload_app``, means a missing or
     unsafe model stops the master before any worker serves errors.
     """
-    service_settings = ServiceSettings.from_env({**os.environ, **(test_config or {})})
+    service_settings = Settings.from_env() if settings is None else settings
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = service_settings.max_body_bytes
@@ -152,7 +151,7 @@ def _unexpected_error(error: Exception) -> Response:
 def _before_request() -> None:
     start_request()
     if request.endpoint in PROTECTED_ENDPOINTS:
-        require_api_key(request.environ, settings().api_key)
+        require_api_key(request.environ, current_settings().api_key)
 
 
 def _after_request(response: Response) -> Response:
@@ -174,10 +173,10 @@ def model_info() -> Response:
 def openapi() -> Response:
     model = predictor()
     return json_response(
-        build_spec(model.validator.model, model.version, settings().max_batch_size)
+        build_spec(model.validator.model, model.version, current_settings().max_batch_size)
     )
 
 
 @api.get("/metrics")
 def metrics() -> Response:
-    return render_metrics()
+    return render_metrics(current_settings().metrics_dir)

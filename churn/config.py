@@ -1,15 +1,24 @@
-"""Paths, data-set constants and service settings read from the environment.
+"""Every setting read from the environment, plus the project's paths and data-set constants.
 
-Every knob the project has lives here so there is one place to read what can be configured;
-the README's configuration table mirrors ``ServiceSettings.from_env``.
+This is the one module that reads ``os.environ`` for the project's settings. Each variable is
+defined once, as a field of a settings class below, with its name, default, bounds and what it
+does: ``Settings`` for the service process (the app and gunicorn.conf.py), ``DataSettings`` for
+training. A value that cannot be used stops start-up with a ``ConfigError`` naming the variable.
+The README's configuration table is generated from these fields (``python -m churn.config``) and
+tests/test_config.py checks the two agree.
+
+A new setting is one field: ``name: type = setting("ENV_NAME", default, parser, "what it does")``.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,40 +50,293 @@ def metadata_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+# --- Parsers: text from the environment to a value, or ValueError saying what is wrong ---
+
+Parser = Callable[[str], Any]
+
+
+def whole(low: int, high: int) -> Parser:
+    """A whole number in [low, high]: "2.5" is refused, not truncated to 2."""
+
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]+", raw):
+            raise ValueError("is not a whole number")
+        return _within(int(raw), low, high)
+
+    return parse
+
+
+def number(low: float, high: float) -> Parser:
+    """A finite number in [low, high]."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError("is not a finite number")
+        return _within(value, low, high)
+
+    return parse
+
+
+def one_of(*choices: str) -> Parser:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return raw.lower()
+
+    return parse
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def boolean(raw: str) -> bool:
+    if raw.lower() not in _TRUE | _FALSE:
+        raise ValueError("must be 1 or 0 (or true/false)")
+    return raw.lower() in _TRUE
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def path(raw: str) -> Path:
+    return Path(raw)
+
+
+T = TypeVar("T", int, float)
+
+
+def _within(value: T, low: T, high: T) -> T:
     if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+        raise ValueError(f"must be between {low:g} and {high:g}")
     return value
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What the web service reads from its environment (see README, Configuration)."""
+# --- Fields and reading them ---
 
-    model_file: Path = Path(DEFAULT_MODEL_FILE)
-    threshold: float | None = None  # None: use the threshold saved in the model's metadata
-    max_batch_size: int = 1000
-    max_body_bytes: int = 2 * 1024 * 1024
-    api_key: str | None = None
-    # How often each worker hands its tallied counts to the shared Prometheus files (tally.py).
-    metrics_flush_seconds: float = 1.0
+_DEFAULT = object()  # "a blank value means the default", as opposed to a value of its own
+
+
+def setting(
+    env: str,
+    default: Any,
+    parse: Parser,
+    doc: str,
+    *,
+    shown: str | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    blank: Any = _DEFAULT,
+) -> Any:
+    """A settings field read from ``env``; ``shown`` is the README's default when not literal.
+
+    A variable set to blank text means its default, unless ``blank`` gives it a meaning.
+    """
+    metadata = {
+        "env": env,
+        "parse": parse,
+        "doc": doc,
+        "shown": shown if shown is not None else _shown(default),
+        "blank": blank,
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return f"`{int(default)}`"
+    return f"`{default}`"
+
+
+class FromEnvironment:
+    """``from_env`` for a frozen dataclass whose fields were made with ``setting``."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+    def from_env(cls: Any, env: Mapping[str, str] | None = None) -> Any:
+        """The settings in ``env`` (default: this process's environment)."""
         env = os.environ if env is None else env
-        threshold_raw = env.get("CHURN_THRESHOLD", "").strip()
-        return cls(
-            model_file=Path(env.get("MODEL_FILE", "").strip() or DEFAULT_MODEL_FILE),
-            threshold=_number(env, "CHURN_THRESHOLD", 0.5, 0.0, 1.0) if threshold_raw else None,
-            max_batch_size=int(_number(env, "MAX_BATCH_SIZE", 1000, 1, 1_000_000)),
-            max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, 1024, 1 << 30)),
-            api_key=env.get("API_KEY", "").strip() or None,
-            metrics_flush_seconds=_number(env, "METRICS_FLUSH_SECONDS", 1.0, 0.05, 3600),
-        )
+        return cls(**dict(_read(cls, env)))
+
+
+def _read(cls: Any, env: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
+    for item in fields(cls):
+        name = item.metadata["env"]
+        raw = env.get(name)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        if not raw:
+            if item.metadata["blank"] is not _DEFAULT:
+                yield item.name, item.metadata["blank"]
+            continue
+        try:
+            yield item.name, item.metadata["parse"](raw)
+        except ValueError as error:
+            raise ConfigError(f"{name}={raw!r} {error}") from None
+
+
+# --- The settings ---
+
+
+@dataclass(frozen=True)
+class Settings(FromEnvironment):
+    """What the service process reads: the app (``create_app``) and gunicorn.conf.py."""
+
+    model_file: Path = setting(
+        "MODEL_FILE",
+        Path(DEFAULT_MODEL_FILE),
+        path,
+        "model to serve (its `.json` metadata must sit beside it)",
+    )
+    threshold: float | None = setting(
+        "CHURN_THRESHOLD",
+        None,
+        number(0.0, 1.0),
+        "probability at or above which `churn` is true",
+        shown="from the model's metadata",
+    )
+    max_batch_size: int = setting(
+        "MAX_BATCH_SIZE", 1000, whole(1, 1_000_000), "most customers in one request"
+    )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", 2 * 1024 * 1024, whole(1024, 1 << 30), "largest request body, in bytes"
+    )
+    api_key: str | None = setting(
+        "API_KEY",
+        None,
+        text,
+        "when set, `/predict`, `/model` and `/metrics` need `Authorization: Bearer KEY` or "
+        "`X-API-Key: KEY`",
+    )
+    host: str = setting(
+        "HOST",
+        "0.0.0.0",  # noqa: S104 - a container must listen beyond loopback
+        text,
+        "interface to bind",
+    )
+    port: int = setting(
+        "PORT",
+        DEFAULT_PORT,
+        whole(1, 65535),
+        "port gunicorn (and `python predict.py`) listens on",
+    )
+    workers: int = setting(
+        "WEB_CONCURRENCY",
+        None,
+        whole(1, 256),
+        "gunicorn worker processes",
+        shown="number of cores",
+        default_factory=os.cpu_count,
+    )
+    worker_class: str = setting(
+        "GUNICORN_WORKER_CLASS",
+        "gthread",
+        one_of("gthread", "sync"),
+        "`gthread` keeps connections alive between requests; `sync` closes each one",
+    )
+    threads: int = setting("GUNICORN_THREADS", 2, whole(1, 64), "threads per `gthread` worker")
+    keepalive: int = setting(
+        "GUNICORN_KEEPALIVE", 5, whole(0, 3600), "seconds an idle kept-alive connection stays open"
+    )
+    timeout: int = setting(
+        "GUNICORN_TIMEOUT",
+        30,
+        whole(1, 3600),
+        "seconds a silent worker may take before the master restarts it",
+    )
+    graceful_timeout: int = setting(
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        20,
+        whole(0, 3600),
+        "seconds in-flight requests get to finish after SIGTERM",
+    )
+    reuse_port: bool = setting(
+        "GUNICORN_REUSE_PORT",
+        True,
+        boolean,
+        "one listening socket per worker (SO_REUSEPORT) so the kernel spreads connections "
+        "evenly; `0`: one shared socket. Start-up stops if the port is already taken",
+    )
+    access_log: str | None = setting(
+        "GUNICORN_ACCESSLOG",
+        "-",
+        text,
+        "access log destination (`-` is stdout); set but empty turns it off",
+        blank=None,
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "info",
+        one_of("debug", "info", "warning", "error", "critical"),
+        "gunicorn's and the app's log level",
+    )
+    metrics_dir: Path | None = setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        path,
+        "where gunicorn's workers share metric samples (emptied at start); without gunicorn, "
+        "unset means the process's own registry",
+        shown="a new temp folder",
+    )
+    metrics_flush_seconds: float = setting(
+        "METRICS_FLUSH_SECONDS",
+        1.0,
+        number(0.05, 3600),
+        "how often each worker hands its counts to the shared metric files (`/metrics` lags "
+        "other workers by up to this)",
+    )
+    flask_debug: bool = setting(
+        "FLASK_DEBUG",
+        False,
+        boolean,
+        "`1` turns on the debugger for `python predict.py` only; never in production",
+    )
+
+
+@dataclass(frozen=True)
+class DataSettings(FromEnvironment):
+    """What training and the tests read to find the Telco CSV (churn/data.py)."""
+
+    data_file: Path | None = setting(
+        "CHURN_DATA",
+        None,
+        path,
+        f"the Telco CSV for training and tests; unset: `{DEFAULT_DATA_PATH}`, downloaded when "
+        "missing",
+    )
+    data_url: str = setting(
+        "CHURN_DATA_URL",
+        DATA_URL,
+        text,
+        "where that download comes from (a mirror must serve the same file: its SHA-256 is "
+        "checked)",
+        shown="the course's GitHub copy",
+    )
+
+
+SETTINGS_CLASSES = (Settings, DataSettings)
+
+
+def variables() -> list[Field]:
+    """Every environment variable the project reads, as the fields that define them."""
+    return [item for cls in SETTINGS_CLASSES for item in fields(cls)]
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | what |", "| --- | --- | --- |"]
+    for item in variables():
+        meta = item.metadata
+        lines.append(f"| `{meta['env']}` | {meta['shown']} | {meta['doc']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH
+from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
 from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
 
 RAW_COLUMNS = 21
@@ -30,17 +30,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_data_path(cli_path: str | None, env: dict[str, str] | None = None) -> Path:
+def resolve_data_path(cli_path: str | None, settings: DataSettings | None = None) -> Path:
     """``--data`` first, then ``$CHURN_DATA``, then ``data/`` (downloaded there when missing)."""
-    env = dict(os.environ) if env is None else env
+    settings = DataSettings.from_env() if settings is None else settings
     if cli_path:
         return _existing(Path(cli_path), "--data")
-    if env.get("CHURN_DATA"):
-        return _existing(Path(env["CHURN_DATA"]), "CHURN_DATA")
+    if settings.data_file is not None:
+        return _existing(settings.data_file, "CHURN_DATA")
     if DEFAULT_DATA_PATH.exists():
         return DEFAULT_DATA_PATH
-    url = env.get("CHURN_DATA_URL") or DATA_URL
-    return download(url, DEFAULT_DATA_PATH, DATA_SHA256)
+    return download(settings.data_url, DEFAULT_DATA_PATH, DATA_SHA256)
 
 
 def _existing(path: Path, source: str) -> Path:
@@ -172,7 +171,7 @@ def main() -> int:
     """``python -m churn.data``: make sure the CSV is there (download it if needed)."""
     try:
         print(resolve_data_path(None))
-    except DataFileError as error:
+    except (DataFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

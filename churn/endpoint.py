@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from churn.auth import require_api_key
-from churn.config import ServiceSettings
+from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
 from churn.observability import (
     REQUEST_ID_KEY,
@@ -48,7 +48,7 @@ class PredictEndpoint:
     """The WSGI app for ``/predict``: POST customers, get churn decisions (README, API)."""
 
     predictor: Predictor
-    settings: ServiceSettings
+    settings: Settings
     logger: logging.Logger
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -14,6 +14,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -63,11 +64,12 @@ def record_predictions(results: list[dict[str, Any]]) -> None:
     TALLY.add(PROBABILITY_SUM, sum(result["churn_probability"] for result in results))
 
 
-def render_metrics() -> Response:
+def render_metrics(multiprocess_dir: Path | None) -> Response:
+    """The metrics of every gunicorn worker when they share ``multiprocess_dir``, else ours."""
     flush_all()  # this worker's own counts are current; other workers' lag by a flush interval
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_dir is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -14,7 +14,7 @@ import pandas as pd
 import sklearn
 
 from churn import artifact
-from churn.config import DEFAULT_C, DEFAULT_DATA_PATH, DEFAULT_FOLDS, model_filename
+from churn.config import DEFAULT_C, DEFAULT_DATA_PATH, DEFAULT_FOLDS, ConfigError, model_filename
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.features import learn_schema
 from churn.model import CrossValidation, auc, cross_validate, fit, split
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except DataFileError as error:
+    except (DataFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

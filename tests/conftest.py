@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 
 from churn.app import create_app
-from churn.config import DATA_FILENAME, PROJECT_ROOT
+from churn.config import DATA_FILENAME, PROJECT_ROOT, DataSettings, Settings
 from churn.features import EXAMPLE_CUSTOMER
 
 COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
@@ -16,13 +17,13 @@ COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
 
 def find_real_data() -> Path:
     candidates = [
-        os.environ.get("CHURN_DATA", ""),
+        DataSettings.from_env().data_file,
         PROJECT_ROOT.parent / "shared" / "data" / DATA_FILENAME,
         PROJECT_ROOT / "data" / DATA_FILENAME,
     ]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
+        if candidate is not None and candidate.is_file():
+            return candidate
     pytest.fail(
         "The Telco CSV was not found: set CHURN_DATA, or run `make data` to download it to data/."
     )
@@ -65,10 +66,12 @@ def raw_customer() -> dict:
     }
 
 
-def make_app(**overrides: str):
-    """The app on the committed model, isolated from the caller's environment."""
-    config = {"MODEL_FILE": str(COMMITTED_MODEL), "API_KEY": "", "CHURN_THRESHOLD": ""}
-    return create_app({**config, **overrides})
+def make_app(**overrides: Any) -> Flask:
+    """The app on the committed model with default ``Settings`` but for ``overrides``.
+
+    The caller's environment plays no part: ``make_app(api_key="k")`` is exactly that.
+    """
+    return create_app(Settings(model_file=COMMITTED_MODEL, **overrides))
 
 
 @pytest.fixture()

@@ -96,17 +96,17 @@ def test_a_batch_with_bad_members_lists_every_problem_with_its_index(client, cus
 
 
 def test_batch_size_limit(customer):
-    client = make_app(MAX_BATCH_SIZE="3").test_client()
+    client = make_app(max_batch_size=3).test_client()
     assert client.post("/predict", json=[customer] * 3).status_code == 200
     body = assert_json_error(client.post("/predict", json=[customer] * 4), 422)
     assert "3" in body["message"]
     assert_json_error(client.post("/predict", json=[]), 422)
 
 
-def test_threshold_comes_from_the_environment(customer):
+def test_threshold_setting_overrides_the_metadata(customer):
     probability = sklearn_probability(customer)
-    low = make_app(CHURN_THRESHOLD=str(probability - 0.01)).test_client()
-    high = make_app(CHURN_THRESHOLD=str(probability + 0.01)).test_client()
+    low = make_app(threshold=probability - 0.01).test_client()
+    high = make_app(threshold=probability + 0.01).test_client()
     assert low.post("/predict", json=customer).get_json()["churn"] is True
     assert high.post("/predict", json=customer).get_json()["churn"] is False
 
@@ -217,7 +217,7 @@ def test_json_with_charset_is_accepted(client, customer):
 
 
 def test_body_over_the_limit_gets_413_before_it_is_read(customer):
-    client = make_app(MAX_BODY_BYTES="2048").test_client()
+    client = make_app(max_body_bytes=2048).test_client()
     big = json.dumps([customer] * 50)
     assert_json_error(client.post("/predict", data=big, content_type="application/json"), 413)
 
@@ -277,7 +277,7 @@ def test_security_headers_are_set(client):
 
 @pytest.fixture()
 def keyed_client():
-    return make_app(API_KEY="s3cret").test_client()
+    return make_app(api_key="s3cret").test_client()
 
 
 def test_api_key_guards_predict_and_model_but_not_health(keyed_client, customer):

@@ -1,36 +1,150 @@
-"""Settings from the environment: defaults, overrides and clear refusals."""
+"""Settings: read from the environment only in churn/config.py, refused clearly when bad, and
+described by the README's configuration table exactly as they are defined."""
 
 from __future__ import annotations
 
+import ast
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from churn.config import ConfigError, ServiceSettings, model_filename
+from churn.config import (
+    PROJECT_ROOT,
+    ConfigError,
+    DataSettings,
+    Settings,
+    markdown_table,
+    model_filename,
+    variables,
+)
+
+README = PROJECT_ROOT / "README.md"
 
 
-def test_defaults():
-    settings = ServiceSettings.from_env({})
+def test_defaults_without_any_variable():
+    settings = Settings.from_env({})
     assert settings.model_file == Path("model_C=1.0.bin")
     assert settings.threshold is None and settings.api_key is None
-    assert settings.max_batch_size == 1000
+    assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 2 * 1024 * 1024)
+    assert (settings.port, settings.reuse_port, settings.workers) == (9696, True, os.cpu_count())
+    assert settings.access_log == "-" and settings.metrics_dir is None
 
 
-def test_overrides():
-    settings = ServiceSettings.from_env(
-        {"MODEL_FILE": "m.bin", "CHURN_THRESHOLD": "0.3", "MAX_BATCH_SIZE": "10", "API_KEY": "k"}
+def test_values_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "MODEL_FILE": "m.bin",
+            "CHURN_THRESHOLD": "0.3",
+            "MAX_BATCH_SIZE": " 10 ",
+            "API_KEY": "k",
+            "GUNICORN_REUSE_PORT": "0",
+            "WEB_CONCURRENCY": "3",
+        }
     )
     assert (settings.model_file, settings.threshold) == (Path("m.bin"), 0.3)
     assert (settings.max_batch_size, settings.api_key) == (10, "k")
+    assert (settings.reuse_port, settings.workers) == (False, 3)
+
+
+def test_blank_means_the_default_except_where_blank_has_a_meaning():
+    settings = Settings.from_env({"CHURN_THRESHOLD": "", "API_KEY": " ", "GUNICORN_ACCESSLOG": ""})
+    assert settings.threshold is None and settings.api_key is None
+    assert settings.access_log is None  # set but empty: no access log
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("CHURN_THRESHOLD", "2"), ("CHURN_THRESHOLD", "half"), ("MAX_BATCH_SIZE", "0")],
+    [
+        ("CHURN_THRESHOLD", "2"),
+        ("CHURN_THRESHOLD", "half"),
+        ("CHURN_THRESHOLD", "nan"),
+        ("MAX_BATCH_SIZE", "0"),
+        ("MAX_BATCH_SIZE", "2.5"),
+        ("MAX_BODY_BYTES", "1e6"),
+        ("PORT", "70000"),
+        ("WEB_CONCURRENCY", "two"),
+        ("GUNICORN_THREADS", "0"),
+        ("GUNICORN_TIMEOUT", "-1"),
+        ("GUNICORN_REUSE_PORT", "maybe"),
+        ("GUNICORN_WORKER_CLASS", "gevnet"),
+        ("LOG_LEVEL", "loud"),
+        ("FLASK_DEBUG", "2"),
+    ],
 )
-def test_bad_values_name_the_variable(name, value):
-    with pytest.raises(ConfigError, match=name):
-        ServiceSettings.from_env({name: value})
+def test_bad_values_stop_with_the_variable_named(name, value):
+    with pytest.raises(ConfigError, match=f"^{name}={value!r} "):
+        Settings.from_env({name: value})
+
+
+def test_data_settings():
+    assert DataSettings.from_env({}).data_file is None
+    settings = DataSettings.from_env({"CHURN_DATA": "x.csv", "CHURN_DATA_URL": "http://m/x.csv"})
+    assert (settings.data_file, settings.data_url) == (Path("x.csv"), "http://m/x.csv")
+
+
+def test_each_variable_is_defined_once():
+    names = [item.metadata["env"] for item in variables()]
+    assert len(names) == len(set(names))
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_readme_configuration_table_is_the_generated_one():
+    section = readme_section("Configuration")
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert table == markdown_table(), "paste `python -m churn.config` into README, Configuration"
+
+
+def test_readme_limits_table_agrees_with_the_defaults():
+    defaults = Settings()
+    limits = readme_section("Limits and authentication")
+    batch = re.search(r"`MAX_BATCH_SIZE`\) \| ([\d,]+) \|", limits)
+    body = re.search(r"`MAX_BODY_BYTES`\) \| (\d+) MiB \|", limits)
+    assert batch and int(batch.group(1).replace(",", "")) == defaults.max_batch_size
+    assert body and int(body.group(1)) * 1024 * 1024 == defaults.max_body_bytes
+
+
+def environ_readers(source: str) -> list[int]:
+    """Lines of ``source`` that read os.environ or call os.getenv (``os.environ[k] = v`` is not
+    reading: gunicorn.conf.py hands prometheus_client its folder that way)."""
+    tree = ast.parse(source)
+    written = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"environ", "getenv"}
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+        and id(node) not in written
+    ]
+
+
+def test_only_config_reads_the_environment():
+    # The copyable client reads API_KEY for itself (issue 12): it must not need churn/.
+    exempt = {"churn/config.py", "churn/client.py", "predict_test.py"}
+    files = [*PROJECT_ROOT.glob("churn/*.py"), *PROJECT_ROOT.glob("*.py")]
+    readers = {}
+    for file in files:
+        name = str(file.relative_to(PROJECT_ROOT))
+        if name not in exempt and (lines := environ_readers(file.read_text())):
+            readers[name] = lines
+    assert readers == {}
+
+
+def test_the_environment_check_finds_a_reader():
+    assert environ_readers("import os\nx = os.environ.get('A')\nos.environ['B'] = x\n") == [2]
 
 
 def test_model_filename_carries_C():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from churn import data
+from churn.config import DataSettings
 from churn.data import DataFileError, clean, download, load_clean, resolve_data_path
 from tests.synthetic import raw_frame, write_csv
 
@@ -88,10 +89,10 @@ def test_data_path_prefers_cli_then_env(tmp_path):
     cli, env = tmp_path / "cli.csv", tmp_path / "env.csv"
     cli.write_text("x")
     env.write_text("x")
-    assert resolve_data_path(str(cli), {"CHURN_DATA": str(env)}) == cli
-    assert resolve_data_path(None, {"CHURN_DATA": str(env)}) == env
+    assert resolve_data_path(str(cli), DataSettings(data_file=env)) == cli
+    assert resolve_data_path(None, DataSettings(data_file=env)) == env
     with pytest.raises(DataFileError, match="CHURN_DATA"):
-        resolve_data_path(None, {"CHURN_DATA": str(tmp_path / "missing.csv")})
+        resolve_data_path(None, DataSettings(data_file=tmp_path / "missing.csv"))
 
 
 @pytest.fixture()
@@ -130,7 +131,7 @@ def test_offline_download_names_the_three_ways_to_provide_the_file(tmp_path, mon
     # A loopback port nobody listens on: the download fails as it would offline.
     env = {"CHURN_DATA_URL": "http://127.0.0.1:9/telco.csv"}
     with pytest.raises(DataFileError) as error:
-        resolve_data_path(None, env)
+        resolve_data_path(None, DataSettings.from_env(env))
     message = str(error.value)
     assert "--data" in message and "CHURN_DATA" in message and "data/" in message
     assert not (tmp_path / "data" / data.DEFAULT_DATA_PATH.name).exists()

@@ -200,6 +200,19 @@ def test_gunicorn_refuses_to_start_on_a_bad_model(tmp_path, content, expected):
     assert "Booting worker" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("MAX_BATCH_SIZE", "2.5"), ("GUNICORN_THREADS", "many")]
+)
+def test_gunicorn_refuses_to_start_on_a_bad_setting(name, value):
+    env = {**os.environ, name: value, "PORT": str(free_port())}
+    result = subprocess.run(
+        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode != 0
+    assert f"churn-serving cannot start: {name}={value!r}" in result.stderr
+    assert "Booting worker" not in result.stderr
+
+
 def test_deep_nesting_does_not_crash_a_worker(server, customer):
     response = requests.post(
         server.url + "/predict",

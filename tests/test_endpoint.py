@@ -78,7 +78,7 @@ def test_a_body_shorter_than_its_content_length_gets_400(client, customer):
 
 
 def test_a_chunked_body_up_to_the_limit_is_read_and_one_byte_more_is_refused(customer):
-    app = make_app(MAX_BODY_BYTES="2048")
+    app = make_app(max_body_bytes=2048)
     payload = json.dumps(customer).encode()
     at_limit = payload + b" " * (2048 - len(payload))
     status, _, body = call(app, chunked_environ(at_limit))

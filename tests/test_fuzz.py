@@ -17,7 +17,7 @@ from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
 from churn.schema import RequestValidationError
 from tests.conftest import COMMITTED_MODEL, make_app
 
-APP = make_app(MAX_BATCH_SIZE="50")
+APP = make_app(max_batch_size=50)
 CLIENT = APP.test_client()
 VALIDATOR = APP.extensions["churn.predictor"].validator
 with open(COMMITTED_MODEL, "rb") as handle:

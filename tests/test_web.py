@@ -22,12 +22,12 @@ def test_try_it_page_has_a_labelled_control_per_field(client):
 
 
 def test_try_it_page_shows_the_configured_threshold():
-    html = make_app(CHURN_THRESHOLD="0.3").test_client().get("/").get_data(as_text=True)
+    html = make_app(threshold=0.3).test_client().get("/").get_data(as_text=True)
     assert 'data-threshold="0.3"' in html
 
 
 def test_pages_stay_open_when_an_api_key_is_set():
-    client = make_app(API_KEY="k").test_client()
+    client = make_app(api_key="k").test_client()
     assert client.get("/").status_code == 200
     assert "requires one" in client.get("/").get_data(as_text=True)
     assert client.get("/docs").status_code == 200
