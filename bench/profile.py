@@ -27,7 +27,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from bench.run import require_wrk, run_wrk, worker_cpu_seconds, worker_status
+from bench.load import require_wrk, run_wrk, worker_cpu_seconds, worker_status
 from bench.servers import gunicorn_command, running
 from churn.features import EXAMPLE_CUSTOMER
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.run import require_wrk, run_wrk
+from bench.load import require_wrk, run_wrk
 from bench.servers import Server, free_port, gunicorn_command, running
 from churn.features import EXAMPLE_CUSTOMER
 

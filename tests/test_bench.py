@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from bench.run import Contender, check_worker_count, had_idle_worker
+from bench.contenders import Contender, contenders
+from bench.load import had_idle_worker
+from bench.measure import check_worker_count
 from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
 
@@ -28,12 +30,13 @@ def test_the_harness_runs_every_server_and_they_all_answer_correctly(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     servers, targets = markdown_tables(result.stdout)
-    names = [row[0] for row in servers[1:]]
-    assert names[0] == "churn-serving" and len(names) == 5
-    assert all(row[4] == "0" for row in servers[1:]), servers  # no errors
-    idle_checks = [row[7] for row in servers[1:]]  # the idle-worker check, per slice
-    assert idle_checks[2] == "n/a (1 worker)"  # the course command
-    assert all(check.endswith("/1") for i, check in enumerate(idle_checks) if i != 2)
+    rows = {row[0]: row for row in servers[1:]}
+    expected = contenders(workers=2)  # the smoke run's defaults
+    assert list(rows) == [contender.name for contender in expected]
+    assert all(row[4] == "0" for row in rows.values()), servers  # no errors
+    for contender in expected:  # the idle-worker check, per slice, where there are two workers
+        idle_check = rows[contender.name][7]
+        assert idle_check == "n/a (1 worker)" if contender.workers == 1 else idle_check == "0/1"
     assert "ours / baseline" in result.stdout and "batch, server time" in result.stdout
     verdicts = {row[0]: row[2] for row in targets[1:]}
     assert len(verdicts) == 6 and set(verdicts.values()) <= {"yes", "**no**"}
@@ -71,7 +74,22 @@ def test_microbenchmarks_run(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed" in result.stdout
+    # Every collected benchmark ran and passed: none skipped, deselected or failed.
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"(\d+) passed in .*", summary), summary
+    assert int(summary.split()[0]) == count_tests("bench/test_micro.py")
+
+
+def count_tests(path: str) -> int:
+    """How many tests pytest collects from ``path`` (parametrized cases count once each)."""
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", path, "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return sum(1 for line in collected.stdout.splitlines() if "::" in line)
 
 
 def test_a_slice_where_one_worker_did_nothing_is_flagged():

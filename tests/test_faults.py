@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.run import require_wrk, run_wrk, worker_rss_mib
+from bench.load import require_wrk, run_wrk, worker_rss_mib
 from bench.servers import (
     free_port,
     gunicorn_command,
