@@ -14,7 +14,7 @@ from ebcli.core import fileoperations
 
 from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
-from tests.ebconfig import config_files, option_settings
+from tests.ebconfig import config_files, option_settings, scaling_problems
 
 # Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
 # "General options for all environments":
@@ -26,6 +26,20 @@ DOCUMENTED_OPTIONS: dict[str, set[str]] = {
         "Custom Availability Zones",
         "MinSize",
         "MaxSize",
+    },
+    "aws:autoscaling:launchconfiguration": {
+        "DisableIMDSv1",
+        "EC2KeyName",
+        "IamInstanceProfile",
+        "ImageId",
+        "InstanceType",
+        "MonitoringInterval",
+        "SecurityGroups",
+        "SSHSourceRestriction",
+        "BlockDeviceMappings",
+        "RootVolumeType",
+        "RootVolumeSize",
+        "RootVolumeIOPS",
     },
     "aws:autoscaling:trigger": {
         "BreachDuration",
@@ -120,16 +134,53 @@ def test_the_required_concerns_are_configured():
     scaling = settings["aws:autoscaling:asg"]
     assert 1 <= scaling["MinSize"] < scaling["MaxSize"]
     assert settings["aws:autoscaling:trigger"]["MeasureName"] == "CPUUtilization"
-    trigger = settings["aws:autoscaling:trigger"]
-    assert trigger["BreachDuration"] == trigger["Period"] * trigger["EvaluationPeriods"]
     assert settings["aws:elasticbeanstalk:command"]["DeploymentPolicy"] in {
         "Immutable",
         "Rolling",
         "RollingWithAdditionalBatch",
     }
-    assert settings["aws:ec2:instances"]["InstanceTypes"]
     assert settings["aws:elasticbeanstalk:cloudwatch:logs"]["StreamLogs"] is True
-    assert {"CHURN_THRESHOLD", "WEB_CONCURRENCY"} <= set(settings[ANY_NAME])
+    assert "WEB_CONCURRENCY" in settings[ANY_NAME]
+
+
+def test_the_scaling_rule_can_fire_and_the_instance_type_is_used():
+    assert scaling_problems(option_settings()) == []
+
+
+def with_changes(changes: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    settings = {namespace: dict(options) for namespace, options in option_settings().items()}
+    for namespace, options in changes.items():
+        settings.setdefault(namespace, {}).update(options)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        # 1-minute periods on an instance metric with EC2's default 5-minute monitoring
+        ({"aws:autoscaling:launchconfiguration": {"MonitoringInterval": "5 minute"}}, "every 5"),
+        ({"aws:autoscaling:trigger": {"BreachDuration": 3}}, "BreachDuration 3"),
+        (
+            {"aws:autoscaling:trigger": {"Period": 2, "EvaluationPeriods": 2, "BreachDuration": 5}},
+            "BreachDuration 5",
+        ),
+        ({"aws:ec2:instances": {"InstanceTypes": "t3.small,t3a.small"}}, "only the first"),
+        ({"aws:autoscaling:trigger": {"MeasureName": "RequestCountPerTarget"}}, "not a trigger"),
+    ],
+)
+def test_a_trigger_or_type_list_that_cannot_work_is_caught(changes, problem):
+    problems = scaling_problems(with_changes(changes))
+    assert any(problem in p for p in problems), problems
+
+
+def test_spot_may_list_fallback_types():
+    spot = {"aws:ec2:instances": {"EnableSpot": "true", "InstanceTypes": "t3.small,t3a.small"}}
+    assert scaling_problems(with_changes(spot)) == []
+
+
+def test_eb_leaves_the_decision_threshold_to_the_model():
+    # A CHURN_THRESHOLD here would override the threshold saved with each retrained model.
+    assert "CHURN_THRESHOLD" not in option_settings()[ANY_NAME]
 
 
 def test_health_check_path_is_a_route_of_the_app(app):
