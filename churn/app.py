@@ -131,7 +131,9 @@ def serve_predict_with(endpoint: PredictEndpoint, flask_app: Callable) -> Callab
 
 
 def _api_error(error: ApiError) -> Response:
-    return json_response(error.payload(), error.status)
+    response = json_response(error.payload(), error.status)
+    response.headers.extend(error.headers)
+    return response
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -6,6 +6,9 @@ import hmac
 
 from churn.errors import ApiError
 
+# A 401 names the scheme the client should use (RFC 9110 section 11.6.1; RFC 6750 for Bearer).
+CHALLENGE = ("WWW-Authenticate", 'Bearer realm="churn-serving"')
+
 
 def require_api_key(environ: dict, expected: str | None) -> None:
     """Raise a 401 ``ApiError`` unless the request carries ``expected`` (no key set: no check).
@@ -21,5 +24,8 @@ def require_api_key(environ: dict, expected: str | None) -> None:
     # Constant-time comparison: the time taken says nothing about how much of a guess was right.
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise ApiError(
-            401, "unauthorized", "missing or wrong API key (Authorization: Bearer … or X-API-Key)"
+            401,
+            "unauthorized",
+            "missing or wrong API key (Authorization: Bearer … or X-API-Key)",
+            headers=[CHALLENGE],
         )

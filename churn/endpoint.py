@@ -54,10 +54,12 @@ class PredictEndpoint:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         method = environ["REQUEST_METHOD"]
+        extra_headers: list[tuple[str, str]] = []
         try:
             status, body = self._answer(environ, method)
         except ApiError as error:
             status, body = error.status, orjson.dumps(error.payload())
+            extra_headers = error.headers
         except Exception:
             # Never a stack trace in a response; the traceback goes to the error log.
             self.logger.exception(
@@ -68,7 +70,7 @@ class PredictEndpoint:
             # Time spent in the app (parse, validate, score), for clients and the benchmarks.
             environ[SERVER_TIMING_KEY] = (time.perf_counter() - started) * 1000
         count_request(PATH, method, status, started)
-        start_response(_status_line(status), _headers(status, body))
+        start_response(_status_line(status), _headers(status, body) + extra_headers)
         return [body]
 
     def _answer(self, environ: dict, method: str) -> tuple[int, bytes]:

@@ -3,6 +3,10 @@
 Both are rendered on the server from the live model (vocabulary, bounds, threshold) and the live
 OpenAPI spec, so they cannot drift from what /predict accepts. Everything they need is served by
 the app itself: no CDN, no build step.
+
+They stay open when ``API_KEY`` is set, so then they show only the request contract (fields,
+allowed values, bounds, limits) and the model version (also on /health): not what /model guards
+(training metrics, data facts, the decision threshold) nor a score computed by the model.
 """
 
 from __future__ import annotations
@@ -11,7 +15,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
-from churn.features import CATEGORICAL_FIELDS, EXAMPLE_CUSTOMER, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.features import (
+    CATEGORICAL_FIELDS,
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_CUSTOMER_ID,
+    FLAG_FIELDS,
+    NUMERIC_FIELDS,
+)
 from churn.openapi import build_spec
 from churn.predictor import Predictor
 
@@ -71,16 +81,22 @@ def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return fields
 
 
+def _guarded() -> bool:
+    """True when an API key guards the model's facts, so open pages must not show them."""
+    return current_app.extensions["churn.settings"].api_key is not None
+
+
 @pages.get("/")
 def try_it() -> str:
     model = _predictor()
+    guarded = _guarded()
     return render_template(
         "index.html",
         fields=form_fields(model.metadata["schema"]),
-        threshold=model.threshold,
+        threshold=None if guarded else model.threshold,
         version=model.version[:12],
-        metrics=model.metadata.get("metrics", {}),
-        api_key_required=current_app.extensions["churn.settings"].api_key is not None,
+        metrics={} if guarded else model.metadata.get("metrics", {}),
+        api_key_required=guarded,
     )
 
 
@@ -89,14 +105,15 @@ def docs() -> str:
     model = _predictor()
     settings = current_app.extensions["churn.settings"]
     spec = build_spec(model.validator.model, model.version, settings.max_batch_size)
-    example = {**EXAMPLE_CUSTOMER, "customer_id": "xyz-123"}
-    example_result = model.predict([model.validator.one(example)])[0]
+    example = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
+    guarded = _guarded()
+    example_result = None if guarded else model.predict([model.validator.one(example)])[0]
     return render_template(
         "docs.html",
         spec=spec,
         customer=spec["components"]["schemas"]["Customer"],
         example=example,
         example_result=example_result,
-        threshold=model.threshold,
+        threshold=None if guarded else model.threshold,
         max_batch=settings.max_batch_size,
     )

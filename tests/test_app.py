@@ -286,6 +286,15 @@ def test_api_key_guards_predict_and_model_but_not_health(keyed_client, customer)
     assert keyed_client.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/predict"), ("GET", "/model"), ("GET", "/metrics")]
+)
+def test_a_401_names_the_bearer_scheme(keyed_client, customer, method, path):
+    response = keyed_client.open(path, method=method, json=customer if method == "POST" else None)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
 @pytest.mark.parametrize("headers", [{"Authorization": "Bearer s3cret"}, {"X-API-Key": "s3cret"}])
 def test_either_header_carries_the_key(keyed_client, customer, headers):
     assert keyed_client.post("/predict", json=customer, headers=headers).status_code == 200

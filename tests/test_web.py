@@ -33,6 +33,44 @@ def test_pages_stay_open_when_an_api_key_is_set():
     assert client.get("/docs").status_code == 200
 
 
+# What /model guards. With API_KEY set the open pages show the request contract and nothing of
+# this (churn/web.py); an unusual threshold makes its absence checkable.
+GUARDED_THRESHOLD = "0.4217"
+
+
+def guarded_facts() -> list[str]:
+    metrics, data = METADATA["metrics"], METADATA["data"]
+    return [
+        GUARDED_THRESHOLD,
+        f"{metrics['test_auc']:.3f}",
+        f"{metrics['cv_auc_mean']:.3f}",
+        data["sha256"],
+        METADATA["created_at"],
+        "observed_m",  # observed_min / observed_max: ranges seen in the training data
+    ]
+
+
+def open_pages(client) -> dict[str, str]:
+    return {
+        path: client.get(path).get_data(as_text=True) for path in ("/", "/docs", "/openapi.json")
+    }
+
+
+def test_open_pages_show_none_of_what_the_key_guards(customer):
+    client = make_app(API_KEY="k", CHURN_THRESHOLD=GUARDED_THRESHOLD).test_client()
+    score = client.post("/predict", json=customer, headers={"X-API-Key": "k"}).get_json()
+    for path, text in open_pages(client).items():
+        for fact in [*guarded_facts(), str(score["churn_probability"])[:8]]:
+            assert fact not in text, (path, fact)
+        assert "paymentmethod" in text  # the request contract is still there
+
+
+def test_without_a_key_the_pages_show_the_models_facts():
+    pages = open_pages(make_app(CHURN_THRESHOLD=GUARDED_THRESHOLD).test_client())
+    assert f"{METADATA['metrics']['test_auc']:.3f}" in pages["/"]
+    assert GUARDED_THRESHOLD in pages["/"] and GUARDED_THRESHOLD in pages["/docs"]
+
+
 def test_static_assets_are_served(client):
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/style.css").mimetype == "text/css"

@@ -91,9 +91,13 @@ function showResult(result, threshold) {
   const probability = document.getElementById("probability");
   probability.textContent = `${(result.churn_probability * 100).toFixed(1)}%`;
   probability.dataset.probability = String(result.churn_probability);
+  // With an API key set the page is not told the threshold (it is the model's business).
+  const [above, below] = threshold
+    ? [`At or above the ${threshold} threshold: likely`, `Below the ${threshold} threshold: not likely`]
+    : ["Likely", "Not likely"];
   document.getElementById("decision").textContent = result.churn
-    ? `At or above the ${threshold} threshold: likely to churn, send the promo email.`
-    : `Below the ${threshold} threshold: not likely to churn, no promo email.`;
+    ? `${above} to churn, send the promo email.`
+    : `${below} to churn, no promo email.`;
   drawChart(document.getElementById("chart"), result.explanation.contributions);
   const section = document.getElementById("result");
   section.hidden = false;
