@@ -25,52 +25,6 @@ def server(tmp_path_factory):
         yield live
 
 
-def run_client(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "predict_test.py", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def test_predict_test_py_gets_a_decision(server, customer):
-    result = run_client("--url", server.url + "/predict")
-    assert result.returncode == 0, result.stderr
-    response = json.loads(result.stdout.splitlines()[0])
-    direct = requests.post(server.url + "/predict", json=customer, timeout=10).json()
-    assert response == direct
-    expected = "sending promo email to xyz-123" if direct["churn"] else "not sending promo email"
-    assert expected in result.stdout
-
-
-def test_predict_test_py_reads_a_customer_file_and_id(server, raw_customer, tmp_path):
-    customer_file = tmp_path / "customer.json"
-    customer_file.write_text(
-        json.dumps({**raw_customer, "tenure": 1, "Contract": "Month-to-month"})
-    )
-    result = run_client(
-        "--url", server.url + "/predict", "--customer", str(customer_file), "--customer-id", "c-42"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith("c-42")
-
-
-def test_predict_test_py_fails_in_one_line_on_an_error_status(server, tmp_path):
-    customer_file = tmp_path / "bad.json"
-    customer_file.write_text("{}")
-    result = run_client("--url", server.url + "/predict", "--customer", str(customer_file))
-    assert result.returncode != 0
-    assert result.stderr.count("\n") == 1 and "HTTP 422" in result.stderr
-
-
-def test_predict_test_py_fails_in_one_line_when_nothing_listens():
-    result = run_client("--url", f"http://127.0.0.1:{free_port()}/predict")
-    assert result.returncode != 0
-    assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr
-
-
 def test_the_course_client_code_works_unchanged(server, customer):
     # What the course's predict-test.py does, word for word in spirit: requests.post(...).json()
     response = requests.post(server.url + "/predict", json=customer, timeout=10).json()
