@@ -57,7 +57,7 @@ def open_pages(client) -> dict[str, str]:
 
 
 def test_open_pages_show_none_of_what_the_key_guards(customer):
-    client = make_app(API_KEY="k", CHURN_THRESHOLD=GUARDED_THRESHOLD).test_client()
+    client = make_app(api_key="k", threshold=float(GUARDED_THRESHOLD)).test_client()
     score = client.post("/predict", json=customer, headers={"X-API-Key": "k"}).get_json()
     for path, text in open_pages(client).items():
         for fact in [*guarded_facts(), str(score["churn_probability"])[:8]]:
@@ -66,7 +66,7 @@ def test_open_pages_show_none_of_what_the_key_guards(customer):
 
 
 def test_without_a_key_the_pages_show_the_models_facts():
-    pages = open_pages(make_app(CHURN_THRESHOLD=GUARDED_THRESHOLD).test_client())
+    pages = open_pages(make_app(threshold=float(GUARDED_THRESHOLD)).test_client())
     assert f"{METADATA['metrics']['test_auc']:.3f}" in pages["/"]
     assert GUARDED_THRESHOLD in pages["/"] and GUARDED_THRESHOLD in pages["/docs"]
 
