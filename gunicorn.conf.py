@@ -78,9 +78,3 @@ def on_starting(server):
     if server.cfg.reuse_port:
         gunicorn_hooks.refuse_taken_ports(server.cfg.address)
 
-
-def child_exit(server, worker):
-    """Let prometheus_client drop a dead worker's live-only samples."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
