@@ -77,4 +77,3 @@ def on_starting(server):
     """With per-worker sockets a taken port would not fail start-up: check it in the master."""
     if server.cfg.reuse_port:
         gunicorn_hooks.refuse_taken_ports(server.cfg.address)
-

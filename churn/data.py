@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
-from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
+from churn.features import FEATURE_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
 
 RAW_COLUMNS = 21
 
@@ -114,7 +114,7 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     frame = raw.copy()
     frame.columns = [normalize_token(str(name)) for name in frame.columns]
     _require_columns(frame)
-    numeric = set(NUMERIC_FIELDS) | {"seniorcitizen"}
+    numeric = set(NUMERIC_FIELDS) | set(FLAG_FIELDS)
     for column in frame.columns:
         if column not in numeric and _is_text(frame[column]):
             frame[column] = frame[column].astype(str).map(normalize_token)
@@ -122,7 +122,8 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("float64")
     if len(frame) == 0:
         raise DataFileError("The data file has a header but no rows.")
-    frame["seniorcitizen"] = _seniorcitizen(frame["seniorcitizen"])
+    for column in FLAG_FIELDS:
+        frame[column] = _flag(frame[column], column)
     frame[TARGET] = _target(frame[TARGET])
     return frame
 
@@ -142,10 +143,10 @@ def _require_columns(frame: pd.DataFrame) -> None:
         )
 
 
-def _seniorcitizen(column: pd.Series) -> pd.Series:
+def _flag(column: pd.Series, name: str) -> pd.Series:
     values = pd.to_numeric(column, errors="coerce")
     if values.isna().any() or not values.isin([0, 1]).all():
-        raise DataFileError("Column seniorcitizen must hold only 0 and 1.")
+        raise DataFileError(f"Column {name} must hold only 0 and 1.")
     return values.astype("int64")
 
 

@@ -1,11 +1,15 @@
 """The feature schema: which fields a customer has, how values are spelled, what is allowed.
 
+Each field is defined once here (``FIELDS``: name, label, kind, the course's example value);
+training, validation, the try-it page, the OpenAPI example and the client all read it.
+
 Training and serving both go through ``normalize_token`` so that a request in the raw Telco CSV
 spelling ("Fiber optic") and one in the course's spelling ("fiber_optic") mean the same thing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,35 +17,63 @@ import numpy as np
 TARGET = "churn"
 ID_FIELD = "customerid"
 
-# seniorcitizen is 0/1 in the data, so DictVectorizer treats it as a number, as the course does.
-FLAG_FIELDS: tuple[str, ...] = ("seniorcitizen",)
-NUMERIC_FIELDS: tuple[str, ...] = ("tenure", "monthlycharges", "totalcharges")
-CATEGORICAL_FIELDS: tuple[str, ...] = (
-    "gender",
-    "partner",
-    "dependents",
-    "phoneservice",
-    "multiplelines",
-    "internetservice",
-    "onlinesecurity",
-    "onlinebackup",
-    "deviceprotection",
-    "techsupport",
-    "streamingtv",
-    "streamingmovies",
-    "contract",
-    "paperlessbilling",
-    "paymentmethod",
+CATEGORICAL, FLAG, NUMERIC = "categorical", "flag", "numeric"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One customer field: its name (the course's spelling), how the page labels it, its kind,
+    and its value for the course's standard customer."""
+
+    name: str
+    label: str
+    kind: str  # CATEGORICAL (text from a vocabulary), FLAG (0/1) or NUMERIC
+    example: Any
+    limits: dict[str, Any] | None = None  # NUMERIC only: what a request must respect
+
+
+# Every customer field, once, in the order of the course's standard customer (xyz-123, ML
+# Zoomcamp's deployment chapter, predict-test.py). seniorcitizen is 0/1 in the data, so
+# DictVectorizer treats it as a number, as the course does.
+FIELDS: tuple[Field, ...] = (
+    Field("gender", "Gender", CATEGORICAL, "female"),
+    Field("seniorcitizen", "Senior citizen", FLAG, 0),
+    Field("partner", "Partner", CATEGORICAL, "yes"),
+    Field("dependents", "Dependents", CATEGORICAL, "no"),
+    Field("phoneservice", "Phone service", CATEGORICAL, "no"),
+    Field("multiplelines", "Multiple lines", CATEGORICAL, "no_phone_service"),
+    Field("internetservice", "Internet service", CATEGORICAL, "dsl"),
+    Field("onlinesecurity", "Online security", CATEGORICAL, "no"),
+    Field("onlinebackup", "Online backup", CATEGORICAL, "yes"),
+    Field("deviceprotection", "Device protection", CATEGORICAL, "no"),
+    Field("techsupport", "Tech support", CATEGORICAL, "no"),
+    Field("streamingtv", "Streaming TV", CATEGORICAL, "no"),
+    Field("streamingmovies", "Streaming movies", CATEGORICAL, "no"),
+    Field("contract", "Contract", CATEGORICAL, "month-to-month"),
+    Field("paperlessbilling", "Paperless billing", CATEGORICAL, "yes"),
+    Field("paymentmethod", "Payment method", CATEGORICAL, "electronic_check"),
+    Field("tenure", "Tenure (months)", NUMERIC, 24, {"min": 0, "max": 1200, "integer": True}),
+    Field("monthlycharges", "Monthly charges", NUMERIC, 29.85, {"min": 0, "max": 100_000}),
+    Field("totalcharges", "Total charges", NUMERIC, 24 * 29.85, {"min": 0, "max": 10_000_000}),
 )
+CATEGORICAL_FIELDS = tuple(field.name for field in FIELDS if field.kind == CATEGORICAL)
+FLAG_FIELDS = tuple(field.name for field in FIELDS if field.kind == FLAG)
+NUMERIC_FIELDS = tuple(field.name for field in FIELDS if field.kind == NUMERIC)
 FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS
+LABELS = {field.name: field.label for field in FIELDS}
+
+# The course's standard customer: the client's default, the try-it page's defaults, the OpenAPI
+# and docs page example and the benchmark request.
+EXAMPLE_CUSTOMER_ID = "xyz-123"
+EXAMPLE_CUSTOMER: dict[str, Any] = {field.name: field.example for field in FIELDS}
 
 # Domain bounds a request must respect. They are wider than anything in the data (so a real
 # customer is never refused) but catch nonsense such as tenure=1e20. Saved into the metadata so
 # the service validates against what the model was trained with.
 NUMERIC_LIMITS: dict[str, dict[str, Any]] = {
-    "tenure": {"min": 0, "max": 1200, "integer": True},
-    "monthlycharges": {"min": 0, "max": 100_000, "integer": False},
-    "totalcharges": {"min": 0, "max": 10_000_000, "integer": False},
+    field.name: {"integer": False, **(field.limits or {})}
+    for field in FIELDS
+    if field.kind == NUMERIC
 }
 
 
@@ -66,29 +98,3 @@ def learn_schema(features: Any) -> dict[str, Any]:
         }
     flags = {field: [0, 1] for field in FLAG_FIELDS}
     return {"categorical": categorical, "numeric": numeric, "flags": flags}
-
-
-# The course's standard customer (ML Zoomcamp, deployment chapter, predict-test.py): used as the
-# client's default, the try-it page's defaults, the OpenAPI example and the benchmark request.
-EXAMPLE_CUSTOMER_ID = "xyz-123"
-EXAMPLE_CUSTOMER: dict[str, Any] = {
-    "gender": "female",
-    "seniorcitizen": 0,
-    "partner": "yes",
-    "dependents": "no",
-    "phoneservice": "no",
-    "multiplelines": "no_phone_service",
-    "internetservice": "dsl",
-    "onlinesecurity": "no",
-    "onlinebackup": "yes",
-    "deviceprotection": "no",
-    "techsupport": "no",
-    "streamingtv": "no",
-    "streamingmovies": "no",
-    "contract": "month-to-month",
-    "paperlessbilling": "yes",
-    "paymentmethod": "electronic_check",
-    "tenure": 24,
-    "monthlycharges": 29.85,
-    "totalcharges": 24 * 29.85,
-}

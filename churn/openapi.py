@@ -1,7 +1,8 @@
 """The OpenAPI 3 description of the service, generated from the live validation model.
 
 The ``Customer`` schema is pydantic's own JSON schema of the model that validates requests, so
-the documentation cannot drift from what the service accepts.
+the documentation cannot drift from what the service accepts; its example is the course's
+standard customer (churn/features.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+
+from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID
 
 REF = "#/components/schemas/{model}"
 
@@ -81,6 +84,7 @@ def build_spec(customer_model: type[BaseModel], version: str, max_batch: int) ->
         "One customer. Keys and text values may also be written as in the Telco CSV "
         '("SeniorCitizen", "Fiber optic"); numbers may be numeric strings.'
     )
+    customer_schema["example"] = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
     request_body = {
         "required": True,
         "content": {

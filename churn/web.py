@@ -20,34 +20,13 @@ from churn.features import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_CUSTOMER_ID,
     FLAG_FIELDS,
+    LABELS,
     NUMERIC_FIELDS,
 )
 from churn.openapi import build_spec
 from churn.predictor import Predictor
 
 pages = Blueprint("pages", __name__)
-
-LABELS = {
-    "gender": "Gender",
-    "seniorcitizen": "Senior citizen",
-    "partner": "Partner",
-    "dependents": "Dependents",
-    "tenure": "Tenure (months)",
-    "phoneservice": "Phone service",
-    "multiplelines": "Multiple lines",
-    "internetservice": "Internet service",
-    "onlinesecurity": "Online security",
-    "onlinebackup": "Online backup",
-    "deviceprotection": "Device protection",
-    "techsupport": "Tech support",
-    "streamingtv": "Streaming TV",
-    "streamingmovies": "Streaming movies",
-    "contract": "Contract",
-    "paperlessbilling": "Paperless billing",
-    "paymentmethod": "Payment method",
-    "monthlycharges": "Monthly charges",
-    "totalcharges": "Total charges",
-}
 
 
 def _predictor() -> Predictor:
@@ -59,9 +38,10 @@ def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
     fields: list[dict[str, Any]] = []
     for name in CATEGORICAL_FIELDS:
         choices = [(value, value.replace("_", " ")) for value in schema["categorical"][name]]
-        fields.append({"name": name, "kind": "select", "choices": choices})
+        fields.append({"name": name, "kind": "select", "value_type": "text", "choices": choices})
     for name in FLAG_FIELDS:
-        fields.append({"name": name, "kind": "select", "choices": [("0", "no"), ("1", "yes")]})
+        choices = [("0", "no"), ("1", "yes")]
+        fields.append({"name": name, "kind": "select", "value_type": "number", "choices": choices})
     for name in NUMERIC_FIELDS:
         limits = schema["numeric"][name]
         step = "1" if limits["integer"] else "0.01"
@@ -69,13 +49,14 @@ def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "kind": "number",
+                "value_type": "number",
                 "min": limits["min"],
                 "max": limits["max"],
                 "step": step,
             }
         )
     for field in fields:
-        field["label"] = LABELS.get(field["name"], field["name"])
+        field["label"] = LABELS[field["name"]]
         default = EXAMPLE_CUSTOMER[field["name"]]
         field["default"] = str(round(default, 2) if isinstance(default, float) else default)
     return fields

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
-from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
+from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID, FEATURE_FIELDS
 
 pytestmark = pytest.mark.browser
 
@@ -171,6 +171,8 @@ def test_docs_render_the_spec_with_examples(page: Page, live):
     expect(rows.filter(has_text="contract")).to_contain_text("month-to-month")
     example = json.loads(page.locator("#example ~ pre").nth(1).inner_text())
     direct = requests.post(
-        live.url + "/predict", json={**EXAMPLE_CUSTOMER, "customer_id": "xyz-123"}, timeout=10
+        live.url + "/predict",
+        json={**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID},
+        timeout=10,
     ).json()
     assert example == direct

@@ -81,3 +81,24 @@ def test_docs_list_every_path_of_the_spec(client):
     spec = client.get("/openapi.json").get_json()
     for path in spec["paths"]:
         assert f"<code>{path}</code>" in html
+
+
+def test_the_form_labels_fields_and_sends_the_flag_as_a_number(client):
+    html = client.get("/").get_data(as_text=True)
+    assert '<label for="f-seniorcitizen">Senior citizen</label>' in html
+    assert '<label for="f-tenure">Tenure (months)</label>' in html
+    flag = html[html.index('id="f-seniorcitizen"') :].split(">", 1)[0]
+    contract = html[html.index('id="f-contract"') :].split(">", 1)[0]
+    assert 'data-kind="number"' in flag and 'data-kind="text"' in contract
+
+
+def test_the_openapi_example_is_the_course_customer_and_is_accepted(client):
+    spec = client.get("/openapi.json").get_json()
+    example = spec["components"]["schemas"]["Customer"]["example"]
+    assert (example["customer_id"], example["contract"], example["tenure"]) == (
+        "xyz-123",
+        "month-to-month",
+        24,
+    )
+    response = client.post("/predict", json=example)
+    assert response.status_code == 200 and response.get_json()["customer_id"] == "xyz-123"
