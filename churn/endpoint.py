@@ -84,18 +84,23 @@ class PredictEndpoint:
         payload = self._read_json(environ)
         explain = _explain_flag(environ.get("QUERY_STRING", ""))
         batch = isinstance(payload, list)
+        if batch:
+            self._check_batch_size(payload)
+        results = None if explain or not batch else self.predictor.fast_batch.answer(payload)
+        if results is None:  # one customer, explanations, or a batch the fast checks refused
+            results = self._validated_answer(payload, batch, explain)
+        record_predictions(results)
+        return 200, orjson.dumps(results if batch else results[0])
+
+    def _validated_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict[str, Any]]:
+        validator = self.predictor.validator
         try:
-            if batch:
-                self._check_batch_size(payload)
-            validator = self.predictor.validator
             customers = validator.many(payload) if batch else [validator.one(payload)]
         except RequestValidationError as error:
             raise ApiError(
                 422, "validation_error", "the request has invalid customers", error.problems
             ) from None
-        results = self.predictor.predict(customers, explain)
-        record_predictions(results)
-        return 200, orjson.dumps(results if batch else results[0])
+        return self.predictor.predict(customers, explain)
 
     def _read_json(self, environ: dict) -> Any:
         if not _is_json(environ.get("CONTENT_TYPE", "")):

@@ -8,7 +8,9 @@ from typing import Any
 
 from churn import artifact
 from churn.artifact import ModelFileError
+from churn.fastpath import BatchFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.rules import CustomerRules
 from churn.schema import CustomerValidator
 from churn.scorer import CompiledScorer
 
@@ -20,6 +22,8 @@ class Predictor:
     metadata: dict[str, Any]
     version: str
     threshold: float
+    rules: CustomerRules
+    fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
 
     @classmethod
     def load(cls, model_file: Path, threshold: float | None = None) -> Predictor:
@@ -31,12 +35,17 @@ class Predictor:
         numeric_fields = FLAG_FIELDS + NUMERIC_FIELDS
         scorer = CompiledScorer.compile(weights, numeric_fields, CATEGORICAL_FIELDS)
         _check_vocabulary(scorer, metadata["schema"], model_file)
+        validator = CustomerValidator(metadata["schema"])
+        rules = CustomerRules.build(validator)
+        threshold = float(metadata["threshold"] if threshold is None else threshold)
         return cls(
             scorer=scorer,
-            validator=CustomerValidator(metadata["schema"]),
+            validator=validator,
             metadata=metadata,
             version=version,
-            threshold=float(metadata["threshold"] if threshold is None else threshold),
+            threshold=threshold,
+            rules=rules,
+            fast_batch=BatchFastPath(rules, scorer, threshold),
         )
 
     def predict(

@@ -130,13 +130,15 @@ class _CustomerBase(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalize_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = cls.model_fields
-            return {
-                k if k in known or not isinstance(k, str) else normalize_token(k): v
-                for k, v in data.items()
-            }
-        return data
+        return normalize_keys(data, cls.model_fields) if isinstance(data, dict) else data
+
+
+def normalize_keys(data: dict[Any, Any], known: Mapping[str, Any]) -> dict[Any, Any]:
+    """Keys in the course's spelling; a later key wins when two spellings meet."""
+    return {
+        k if k in known or not isinstance(k, str) else normalize_token(k): v
+        for k, v in data.items()
+    }
 
 
 def build_customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
@@ -159,8 +161,14 @@ class CustomerValidator:
     """Turns request JSON into clean feature dicts, or raises ``RequestValidationError``."""
 
     def __init__(self, schema: Mapping[str, Any]):
+        self.schema = schema
         self.model = build_customer_model(schema)
         self._batch = TypeAdapter(list[self.model])  # type: ignore[name-defined]
+
+    def field_adapter(self, field: str) -> TypeAdapter:
+        """A validator for one field's value alone, with exactly the model's rules for it."""
+        info = self.model.model_fields[field]
+        return TypeAdapter(Annotated[(info.annotation, *info.metadata)])
 
     def one(self, payload: Any) -> dict[str, Any]:
         try:

@@ -81,10 +81,23 @@ class CompiledScorer:
         numbers = np.array(
             [[c[f] for f in self.numeric_fields] for c in customers], dtype=np.float64
         ).reshape(len(customers), len(self.numeric_fields))
+        categories = [
+            np.array([table.get(c[field], 0.0) for c in customers])
+            for field, table in self.category_weights.items()
+        ]
+        return self.combine(numbers, categories).tolist()
+
+    def combine(self, numbers: np.ndarray, category_terms: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities from a numeric matrix (``numeric_fields`` order) and each categorical
+        field's weight per customer (``category_weights`` order).
+
+        Every vectorized path (/predict batches, batch files, Spark) ends here, so they agree to
+        the last bit on the same customers.
+        """
         logits = (numbers * self.numeric_weights).sum(axis=1) + self.intercept
-        for field, table in self.category_weights.items():
-            logits += np.array([table.get(c[field], 0.0) for c in customers])
-        return (0.5 * (1.0 + np.tanh(0.5 * logits))).tolist()
+        for terms in category_terms:
+            logits += terms
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))
 
     def explain(self, customer: Customer) -> list[dict[str, Any]]:
         """Each feature's contribution to the log-odds (weight × value), largest first."""

@@ -1,0 +1,122 @@
+"""The column-wise path for /predict batches (churn/fastpath.py) against the pydantic validator.
+
+The fast path may decline a batch (it then goes through the validator); when it answers, the
+answer must be exactly the validator's and scorer's, and it must never accept a batch the
+validator refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
+from churn.schema import RequestValidationError
+from churn.scorer import VECTORIZE_FROM
+from tests.conftest import make_app
+from tests.synthetic import RAW_COLUMNS
+
+PREDICTOR = make_app().extensions["churn.predictor"]
+SCHEMA = PREDICTOR.metadata["schema"]
+RAW_KEYS = {column.lower(): column for column in RAW_COLUMNS}
+CHECKS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def spellings(value: str) -> st.SearchStrategy[str]:
+    """The course's spelling and the ways a CSV export or a person writes the same value."""
+    raw = value.replace("_", " ")
+    return st.sampled_from([value, value.upper(), raw.title(), raw.capitalize(), f" {value} "])
+
+
+def number_forms(value: float, integer: bool, text: bool) -> st.SearchStrategy:
+    forms = [value, float(value)] + ([str(value), f" {value}"] if text else [])
+    return st.sampled_from([int(value), *forms] if integer else forms)
+
+
+@st.composite
+def valid_customers(draw, numbers_as_text: bool = True) -> dict:
+    customer: dict = {}
+    for field, values in SCHEMA["categorical"].items():
+        customer[field] = draw(st.sampled_from(values).flatmap(spellings))
+    customer["seniorcitizen"] = draw(st.sampled_from([0, 1, "0", "1", "Yes", "no", True, 1.0]))
+    for field, limits in SCHEMA["numeric"].items():
+        if limits["integer"]:
+            value = draw(st.integers(0, 72))
+        else:
+            value = draw(st.floats(0, 9000, allow_nan=False).map(lambda x: round(x, 2)))
+        customer[field] = draw(number_forms(value, limits["integer"], numbers_as_text))
+    if numbers_as_text and draw(st.booleans()):
+        customer["totalcharges"] = draw(st.sampled_from(["", " "]))  # blank: a new customer
+    id_key = draw(st.sampled_from([None, "customerID", "customer_id", "customerid"]))
+    if id_key:
+        customer[id_key] = draw(st.text(max_size=10) | st.integers(0, 10**6))
+    if draw(st.booleans()):  # the raw export's column names
+        customer = {RAW_KEYS.get(key, key): value for key, value in customer.items()}
+    return customer
+
+
+weird = (
+    st.sampled_from([None, True, False, "", " ", "NaN", "inf", "-0", "1e3", "1_000", "０", [], {}])
+    | st.sampled_from([-1, -0.5, 0.5, 1.5, 1201, 1e7 + 1, 2**70, 1e300])
+    | st.text(max_size=5)
+)
+
+
+@st.composite
+def batches_with_one_defect(draw) -> list:
+    """A valid batch, numbers as JSON numbers, with one field of one customer spoiled."""
+    batch = draw(batches(valid_customers(numbers_as_text=draw(st.booleans()))))
+    customer = draw(st.sampled_from(batch))
+    field = draw(st.sampled_from(FEATURE_FIELDS) | st.sampled_from(list(SCHEMA["numeric"])))
+    key = next((k for k in customer if k.lower() == field), field)
+    action = draw(st.sampled_from(["spoil", "spoil", "drop", "shadow"]))
+    if action == "spoil":
+        customer[key] = draw(weird)
+    elif action == "drop":
+        customer.pop(key, None)
+    else:  # a second spelling of a known key, which wins in the validator
+        customer[draw(st.sampled_from(["Contract", "TENURE", "customerID"]))] = draw(weird)
+    return batch
+
+
+def batches(customers: st.SearchStrategy[dict]) -> st.SearchStrategy[list]:
+    """Batches long enough for the fast path: a few customers, repeated (generating is slow)."""
+    return st.lists(customers, min_size=1, max_size=5).map(
+        lambda distinct: [copy.deepcopy(c) for c in (distinct * VECTORIZE_FROM)[:VECTORIZE_FROM]]
+    )
+
+
+def validator_answer(batch: list) -> list | None:
+    try:
+        return PREDICTOR.predict(PREDICTOR.validator.many(batch))
+    except RequestValidationError:
+        return None
+
+
+@CHECKS
+@given(batches(valid_customers()))
+def test_valid_batches_in_any_spelling_take_the_fast_path_with_the_same_answers(batch):
+    fast = PREDICTOR.fast_batch.answer(copy.deepcopy(batch))
+    assert fast is not None
+    assert json.dumps(fast) == json.dumps(validator_answer(batch))
+
+
+@CHECKS
+@given(batches_with_one_defect())
+def test_the_fast_path_accepts_only_what_the_validator_accepts(batch):
+    fast = PREDICTOR.fast_batch.answer(copy.deepcopy(batch))
+    expected = validator_answer(batch)
+    if expected is None:
+        assert fast is None
+    elif fast is not None:
+        assert json.dumps(fast) == json.dumps(expected)
+
+
+def test_a_batch_with_one_bad_member_still_gets_the_validators_422(client):
+    batch = [dict(EXAMPLE_CUSTOMER)] * VECTORIZE_FROM + [{**EXAMPLE_CUSTOMER, "tenure": -1}]
+    assert PREDICTOR.fast_batch.answer(batch) is None
+    body = client.post("/predict", json=batch).get_json()
+    assert [(p["index"], p["field"]) for p in body["problems"]] == [(VECTORIZE_FROM, "tenure")]
