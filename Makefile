@@ -30,7 +30,7 @@ help:
 # The locked environment, rebuilt whenever Pipfile.lock changes.
 .venv/.installed: Pipfile.lock
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PIPENV) install --dev --deploy
+	$(PIPENV) install --categories="packages dev-packages batch" --deploy
 	@touch $@
 
 env: .venv/.installed

@@ -100,6 +100,11 @@ def load_weights(path: Path) -> ModelWeights:
     except OSError as error:
         reason = f"cannot read model file {path}: {error.strerror}. "
         raise ModelFileError(reason + _retrain_hint(path)) from None
+    return weights_from_bytes(raw, path)
+
+
+def weights_from_bytes(raw: bytes, path: Path) -> ModelWeights:
+    """The pair in ``raw`` (the bytes of the file at ``path``), loaded as ``load_weights`` does."""
     try:
         pair = _RestrictedUnpickler(io.BytesIO(raw)).load()
     except ModelFileError as error:

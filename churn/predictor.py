@@ -30,6 +30,17 @@ class Predictor:
         """Load and check the artifact; raises ``ModelFileError`` saying what to do."""
         weights = artifact.load_weights(model_file)
         metadata = artifact.load_metadata(model_file)
+        return cls.build(weights, metadata, model_file, threshold)
+
+    @classmethod
+    def build(
+        cls,
+        weights: artifact.ModelWeights,
+        metadata: dict[str, Any],
+        model_file: Path,
+        threshold: float | None = None,
+    ) -> Predictor:
+        """Check loaded weights against their metadata and compile them; ``ModelFileError``."""
         version = artifact.sha256_hex(weights.raw)
         _check_metadata(metadata, version, model_file)
         numeric_fields = FLAG_FIELDS + NUMERIC_FIELDS
