@@ -17,7 +17,7 @@ endif
 endif
 
 .PHONY: run test lint train data env system-deps bench bench-micro profile audit scale-test docker-build docker-run \
-	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-predict eb-terminate
+	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
 help:
@@ -114,8 +114,41 @@ eb-open: env
 eb-setenv: env
 	$(EB) setenv $(VARS) -e $(ENV)
 
+# HTTPS on the load balancer (README, Deploy): a listener on 443 with your certificate from ACM, and
+# the plain-HTTP listener on 80 closed, so an API key never travels in clear (a redirect would
+# come too late: the key has already been sent). make eb-https CERT_ARN=arn:aws:acm:...
+# The settings go to a file under .elasticbeanstalk/ (git-ignored: the ARN names your account)
+# and are applied with `eb config --update`, which sets them on the running environment.
+CERT_ARN ?=
+EB_HTTPS_SETTINGS ?= .elasticbeanstalk/https-settings.yml
+define HTTPS_SETTINGS
+# Written by `make eb-https`; applied with `eb config ENV --update file://THIS_FILE`.
+OptionSettings:
+  aws:elbv2:listener:443:
+    ListenerEnabled: "true"
+    Protocol: HTTPS
+    SSLCertificateArns: $(CERT_ARN)
+  aws:elbv2:listener:default:
+    ListenerEnabled: "false"
+endef
+
+eb-https-settings:
+	$(if $(filter arn:%,$(CERT_ARN)),,$(error usage: make eb-https CERT_ARN=arn:aws:acm:REGION:ACCOUNT:certificate/ID (your certificate from ACM)))
+	$(shell mkdir -p $(dir $(EB_HTTPS_SETTINGS)))$(file > $(EB_HTTPS_SETTINGS),$(HTTPS_SETTINGS))
+	@echo "HTTPS settings written to $(EB_HTTPS_SETTINGS)"
+
+eb-https: env eb-https-settings
+	$(EB) config $(ENV) --update "file://$(abspath $(EB_HTTPS_SETTINGS))"
+
+# The certificate names your domain, not the environment's *.elasticbeanstalk.com CNAME: with
+# HTTPS on, point your domain at the CNAME and give it here (make eb-predict DOMAIN=...).
+DOMAIN ?=
 eb-predict: env
+ifneq ($(DOMAIN),)
+	$(RUN) python predict_test.py --url "https://$(DOMAIN)/predict"
+else
 	$(RUN) python predict_test.py --url "http://$$($(EB) status $(ENV) | awk '/CNAME/ {print $$2}')/predict"
+endif
 
 eb-terminate: env
 	$(EB) terminate $(ENV)
