@@ -17,10 +17,6 @@ try:
 except ConfigError as error:
     sys.exit(f"churn-serving cannot start: {error}")
 
-# Headers and body in one write: a proxy can then retry elsewhere whenever this process dies
-# mid-request, instead of passing a truncated response on (churn/gunicorn_hooks.py).
-gunicorn_hooks.install()
-
 # Prometheus multiprocess mode: every worker writes its samples under this folder and /metrics
 # adds them up. It must be set before the app (and prometheus_client) is imported.
 _metrics_dir = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="churn-metrics-"))

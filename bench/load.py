@@ -28,8 +28,13 @@ def wrk_version(wrk: str = "wrk") -> str:
     return output.split("\n")[0].strip()
 
 
-def run_wrk(wrk: str, url: str, body_file: Path, seconds: float, connections: int) -> dict:
-    """One wrk run POSTing ``body_file`` to ``url``: req/s, p50/p99 and errors by kind."""
+def run_wrk(
+    wrk: str, url: str, body_file: Path, seconds: float, connections: int, close: bool = False
+) -> dict:
+    """One wrk run POSTing ``body_file`` to ``url``: req/s, p50/p99 and errors by kind.
+
+    ``close``: a new connection per request, instead of keep-alive.
+    """
     command = [
         wrk,
         "-t2",
@@ -41,6 +46,7 @@ def run_wrk(wrk: str, url: str, body_file: Path, seconds: float, connections: in
         url,
         "--",
         str(body_file),
+        *(["close"] if close else []),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
     summary = json.loads(output.stdout.strip().splitlines()[-1])

@@ -2,10 +2,14 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
+-- A second argument "close" sends each request on a new connection (Connection: close).
 function init(args)
   local file = assert(io.open(args[1], "rb"))
   wrk.body = file:read("*a")
   file:close()
+  if args[2] == "close" then
+    wrk.headers["Connection"] = "close"
+  end
 end
 
 function done(summary, latency, requests)

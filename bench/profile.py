@@ -37,7 +37,7 @@ PARTS = [
     ("Flask routing (routes other than /predict)", "full_dispatch_request"),
     ("response headers and dispatch (app.py)", "churn/app.py"),
     ("access log", "JsonLogger.access"),
-    ("sending the response", "CoalescingResponse.write"),
+    ("sending the response", "write (gunicorn/http/wsgi.py"),
     ("parsing the request", "gunicorn/http/"),
 ]
 

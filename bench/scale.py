@@ -1,11 +1,16 @@
-"""Scale-out as Elastic Beanstalk runs it, on loopback: several instances behind nginx.
+"""Scale-out as Elastic Beanstalk runs it, on loopback: instances behind a load balancer.
 
-    python -m bench.scale [--instances 2] [--seconds 12] [--no-kill]
+    python -m bench.scale [--instances 2] [--seconds 12] [--no-drain]
 
-Starts N gunicorn instances of the service and an nginx in front (upstream with
-proxy_next_upstream, as a load balancer retries another target), drives nginx with wrk, and a
-third of the way in kills one instance outright (SIGKILL to its whole process group). Reports
+Starts N gunicorn instances of the service and an nginx in front that, like EB's Application Load
+Balancer, never retries a request on another instance. Drives nginx with wrk and, a third of the
+way in, removes one instance the way a planned change does (scale-in, an Immutable deploy
+retiring the old instances): the load balancer stops sending it new requests (deregistration:
+nginx reloads without it, in-flight requests finish), then the instance gets SIGTERM. Reports
 throughput and every failed request; exits non-zero if any client request failed.
+
+A crashed instance is another matter: EB's load balancer does not retry its in-flight requests,
+so they fail, and the client retries them (predict_test.py; README, Deploy).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import signal
 import sys
@@ -50,10 +54,8 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Request-ID $request_id;
-            # /predict has no side effects, so a POST that died with its instance is safe to
-            # send to another one: that is what keeps a lost instance invisible to clients.
-            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-            proxy_next_upstream_tries 3;
+            # EB's load balancer sends each request to one instance and never retries it.
+            proxy_next_upstream off;
             proxy_connect_timeout 1s;
             proxy_read_timeout 10s;
         }}
@@ -93,14 +95,23 @@ def instances(count: int, work: Path) -> Iterator[list[Server]]:
         ]
 
 
-def kill_instance(server: Server) -> None:
-    """SIGKILL the instance's master and workers at once, as a lost machine would vanish."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
-    server.process.wait()
+def drain_and_stop(server: Server, proxy: Server, conf: Path, port: int, others: list[int]):
+    """Deregister ``server`` (nginx reloads without it; in-flight requests finish), then stop it.
+
+    The load balancer's deregistration delay (DeregistrationDelay in .ebextensions) is the time
+    between the two steps; a second is plenty for requests that take milliseconds.
+    """
+    write_nginx_conf(conf.parent, port, others)
+    proxy.process.send_signal(signal.SIGHUP)  # nginx: reload, old workers finish what they hold
+    time.sleep(DRAIN_SECONDS)
+    server.process.terminate()  # gunicorn: graceful stop
+    server.process.wait(timeout=30)
 
 
-def run(instance_count: int, seconds: float, kill: bool, work: Path) -> dict:
+DRAIN_SECONDS = 1.0
+
+
+def run(instance_count: int, seconds: float, drain: bool, work: Path) -> dict:
     wrk = require_wrk()
     body = work / "customer.json"
     body.write_text(json.dumps(EXAMPLE_CUSTOMER))
@@ -109,14 +120,25 @@ def run(instance_count: int, seconds: float, kill: bool, work: Path) -> dict:
         conf = write_nginx_conf(work / "nginx", port, [s.port for s in servers])
         command = [nginx_binary(), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
         with running(command, work, port=port) as proxy:
-            killer = None
-            if kill:
-                killer = threading.Timer(seconds / 3, kill_instance, args=(servers[0],))
-                killer.start()
-            result = run_wrk(wrk, proxy.url + "/predict", body, seconds, connections=16)
-            if killer:
-                killer.join()
-            result["killed_instance"] = kill and servers[0].process.poll() is not None
+            stopper = None
+            if drain:
+                others = [s.port for s in servers[1:]]
+                stopper = threading.Timer(
+                    seconds / 3, drain_and_stop, args=(servers[0], proxy, conf, port, others)
+                )
+                stopper.start()
+            # A connection per request: the ALB keeps its clients' connections whatever happens
+            # to an instance, but nginx, standing in for it, closes idle ones when it reloads,
+            # and wrk would count the request it was just sending on one as failed.
+            result = run_wrk(
+                wrk, proxy.url + "/predict", body, seconds, connections=16, close=drain
+            )
+            if stopper:
+                stopper.join()
+            stopped = servers[0].process.poll()
+            result["drained_instance"] = drain and stopped is not None
+            result["drained_exit_code"] = stopped
+            result["drained_instance_served"] = '"path":"/predict"' in servers[0].output()
     result["instances"] = instance_count
     return result
 
@@ -127,17 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=12.0)
-    parser.add_argument("--no-kill", action="store_true", help="measure throughput only")
+    parser.add_argument("--no-drain", action="store_true", help="measure throughput only")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
-        result = run(args.instances, args.seconds, not args.no_kill, Path(tmp))
+        result = run(args.instances, args.seconds, not args.no_drain, Path(tmp))
     print(json.dumps(result))
     print(
         f"{args.instances} instances behind nginx: {result['rps']:,.0f} req/s, "
         f"p99 {result['p99_ms']:.1f} ms, {result['requests']:,} requests, "
         f"{result['errors']} failed"
-        + (", one instance killed mid-load" if result["killed_instance"] else "")
+        + (", one instance drained and stopped mid-load" if result["drained_instance"] else "")
         + f" ({time.monotonic() - started:.0f} s)"
     )
     return 1 if result["errors"] else 0
