@@ -98,8 +98,9 @@ eb-init: env
 eb-local: env
 	$(EB) local run --port 9696
 
+# The HTTPS settings (eb-https) are for an Application Load Balancer, so ask for one explicitly.
 eb-create: env
-	$(EB) create $(ENV)
+	$(EB) create $(ENV) --elb-type application
 
 eb-deploy: env
 	$(EB) deploy $(ENV)

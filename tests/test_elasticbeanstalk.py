@@ -212,9 +212,22 @@ def test_health_check_path_is_a_route_of_the_app(app):
 
 
 def test_deregistration_delay_covers_the_graceful_timeout():
-    gunicorn = gunicorn_settings()
+    # A planned stop on EB: the load balancer deregisters the instance and gives its in-flight
+    # requests DeregistrationDelay seconds; then the container is stopped, SIGTERM, and gunicorn
+    # gives what is still in flight graceful_timeout before exiting (which must come before the
+    # engine's SIGKILL: tests/test_container_stop.py). A request must get no less from the load
+    # balancer than gunicorn promises it, so the delay is at least the graceful timeout, read
+    # from gunicorn's settings as gunicorn.conf.py computes them with no environment.
+    graceful = gunicorn_settings({})["graceful_timeout"]
     process = option_settings()["aws:elasticbeanstalk:environment:process:default"]
-    assert process["DeregistrationDelay"] >= gunicorn["graceful_timeout"]
+    assert process["DeregistrationDelay"] >= graceful
+
+
+def test_the_readme_states_how_long_a_crashed_instance_keeps_getting_requests():
+    process = option_settings()["aws:elasticbeanstalk:environment:process:default"]
+    seconds = process["UnhealthyThresholdCount"] * process["HealthCheckInterval"]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"about {seconds} s" in readme
 
 
 @pytest.fixture(scope="module")
