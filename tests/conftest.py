@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,29 @@ def make_app(**overrides: Any) -> Flask:
     The caller's environment plays no part: ``make_app(api_key="k")`` is exactly that.
     """
     return create_app(Settings(model_file=COMMITTED_MODEL, **overrides))
+
+
+@functools.cache
+def _sklearn_pair() -> tuple[Any, Any]:
+    with open(COMMITTED_MODEL, "rb") as handle:
+        return pickle.load(handle)
+
+
+def sklearn_probability(customer: dict) -> float:
+    """The committed model's probability computed by scikit-learn itself, as the course does."""
+    dv, model = _sklearn_pair()
+    return float(model.predict_proba(dv.transform([customer]))[0, 1])
+
+
+def assert_json_error(response: Any, status: int, error: str | None = None) -> dict:
+    """``response`` is a JSON error with ``status``, a message and (if given) ``error``."""
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body["message"], str) and body["message"]
+    if error:
+        assert body["error"] == error
+    return body
 
 
 @pytest.fixture()

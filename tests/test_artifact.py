@@ -5,33 +5,51 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
+from typing import Any
 
 import pytest
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LogisticRegression
 
 from churn import artifact
 from churn.artifact import ModelFileError, load_weights, write_atomically
+from churn.config import PROJECT_ROOT
+from churn.data import load_clean, sha256_of
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
 from tests.conftest import COMMITTED_MODEL
 from tests.crafted import code_running_pickle
+from tests.modelcheck import feature_names_of, held_out_auc
 
 
-def test_committed_artifact_is_the_course_pickle_and_scores_the_standard_customer():
+@pytest.fixture(scope="module")
+def committed() -> tuple[Any, Any, dict]:
     with open(COMMITTED_MODEL, "rb") as handle:
         dv, model = pickle.load(handle)
-    probability = model.predict_proba(dv.transform([EXAMPLE_CUSTOMER]))[0, 1]
-    assert 0 < probability < 1
+    return dv, model, json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
 
 
-def test_committed_artifact_matches_its_metadata():
-    metadata = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
+def test_committed_artifact_is_the_course_pickle(committed):
+    dv, model, _ = committed
+    assert isinstance(dv, DictVectorizer) and isinstance(model, LogisticRegression)
+    assert model.predict_proba(dv.transform([EXAMPLE_CUSTOMER])).shape == (1, 2)
+
+
+def test_committed_model_scores_the_held_out_customers_as_its_metadata_says(committed, real_data):
+    dv, model, metadata = committed
+    assert metadata["data"]["sha256"] == sha256_of(real_data)  # the CSV it was trained on
+    auc = held_out_auc(dv, model, load_clean(real_data))
+    assert auc == pytest.approx(metadata["metrics"]["test_auc"], abs=1e-9)
+    assert auc >= 0.855  # the course's figure for C=1.0
+
+
+def test_committed_artifact_matches_its_metadata(committed):
+    dv, _, metadata = committed
     assert metadata["artifact_sha256"] == artifact.sha256_hex(COMMITTED_MODEL.read_bytes())
     assert metadata["params"]["C"] == 1.0
-    assert metadata["metrics"]["test_auc"] >= 0.855
     assert metadata["threshold"] == 0.5
-    with open(COMMITTED_MODEL, "rb") as handle:
-        dv, _model = pickle.load(handle)
-    for field, values in metadata["schema"]["categorical"].items():
-        assert {f"{field}={value}" for value in values} <= set(dv.feature_names_)
+    assert set(dv.feature_names_) == feature_names_of(metadata["schema"])
     schema_fields = {
         *metadata["schema"]["categorical"],
         *metadata["schema"]["numeric"],
@@ -113,3 +131,29 @@ def test_pickles_of_every_python3_protocol_load(tmp_path, protocol):
     old = tmp_path / "old.bin"
     old.write_bytes(pickle.dumps(pair, protocol=protocol))
     assert load_weights(old).weights == load_weights(COMMITTED_MODEL).weights
+
+
+# A fresh interpreter imports the service as gunicorn does, loads the model and answers one
+# request, then reports which of the heavy libraries were imported along the way.
+HEAVY_IMPORT_PROBE = """
+import json, sys
+import predict
+from churn.features import EXAMPLE_CUSTOMER
+answer = predict.app.test_client().post("/predict", json=EXAMPLE_CUSTOMER)
+assert answer.status_code == 200, answer.get_data()
+heavy = {"sklearn", "scipy", "pandas"}
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & heavy)))
+"""
+
+
+def test_the_service_imports_neither_sklearn_nor_scipy_nor_pandas():
+    result = subprocess.run(
+        [sys.executable, "-c", HEAVY_IMPORT_PROBE],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MODEL_FILE": str(COMMITTED_MODEL)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []

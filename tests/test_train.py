@@ -16,6 +16,7 @@ from churn import model
 from churn.config import PROJECT_ROOT
 from churn.data import clean
 from churn.training import main
+from tests.modelcheck import feature_names_of, held_out_auc
 from tests.synthetic import raw_frame, write_csv
 
 
@@ -51,7 +52,9 @@ def test_cli_writes_model_and_metadata(tmp_path, synthetic_csv, capsys):
         "one_year",
         "two_year",
     }
-    assert lr.predict_proba(dv.transform([{"tenure": 1}])).shape == (1, 2)
+    assert set(dv.feature_names_) == feature_names_of(metadata["schema"])
+    held_out = held_out_auc(dv, lr, clean(raw_frame(400)))
+    assert held_out == pytest.approx(metadata["metrics"]["test_auc"], abs=1e-9)
 
 
 def test_several_C_values_keep_the_best_mean_auc(tmp_path, synthetic_csv, capsys):
