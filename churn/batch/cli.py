@@ -1,0 +1,191 @@
+"""``python score.py``: score a customer file here (or on Spark) with the service's model.
+
+Streams the input in Arrow batches through ``score_record_batch``, writes the scores and the
+rejects atomically, shows progress on a terminal, prints a one-line JSON summary, and exits
+non-zero on a bad file (2) or a flood of rejected rows (3). See README, "Batch scoring".
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from churn.artifact import ModelFileError
+from churn.batch.columns import InputFileError, Layout, score_record_batch
+from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
+from churn.batch.model import BatchModel
+from churn.batch.progress import Progress
+from churn.config import DEFAULT_MODEL_FILE
+
+# A normal export has a few bad rows at most; more than 1% means it changed (new columns,
+# new spellings, a broken join), and scores from it should not reach a campaign unseen.
+DEFAULT_MAX_INVALID = 0.01
+EXIT_BAD_INPUT = 2
+EXIT_TOO_MANY_INVALID = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="score.py", description="Score every customer of a file with the churn model."
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help=".csv, .parquet, a directory of Parquet parts, or .jsonl",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help="scores: .csv, .parquet, .jsonl (a directory of Parquet parts with --engine spark)",
+    )
+    parser.add_argument(
+        "--rejects",
+        type=Path,
+        help="rejected rows, one line per problem (default: beside the output, NAME.rejects.EXT)",
+    )
+    parser.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL_FILE))
+    parser.add_argument("--engine", choices=("local", "spark"), default="local")
+    parser.add_argument(
+        "--max-invalid",
+        type=_fraction,
+        default=DEFAULT_MAX_INVALID,
+        metavar="FRACTION",
+        help=f"exit 3 when a larger share of rows is rejected (default {DEFAULT_MAX_INVALID})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_fraction,
+        help="churn when probability >= P (default: the model's own threshold)",
+    )
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=BATCH_ROWS,
+        metavar="N",
+        help=f"rows per batch (default {BATCH_ROWS:,}); memory grows with it",
+    )
+    args = parser.parse_args(argv)
+    if args.batch_rows < 1:
+        parser.error("--batch-rows must be at least 1")
+    if args.rejects is None:
+        args.rejects = default_rejects_path(args.output)
+    return args
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def default_rejects_path(output: Path) -> Path:
+    suffix = output.suffix or ".parquet"
+    return output.with_name(f"{output.stem}.rejects{suffix}")
+
+
+def too_many_invalid(rows_in: int, rejected: int, max_invalid: float) -> bool:
+    return rejected > max_invalid * rows_in
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        summary = run_spark(args) if args.engine == "spark" else run_local(args)
+    except (InputFileError, ModelFileError) as error:
+        print(f"score.py: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(orjson.dumps(summary).decode(), flush=True)
+    if summary["status"] == "too_many_invalid":
+        print(
+            f"score.py: error: {summary['rejected']:,} of {summary['rows_in']:,} rows rejected, "
+            f"more than --max-invalid {args.max_invalid}; scores not written, see {args.rejects}",
+            file=sys.stderr,
+        )
+        return EXIT_TOO_MANY_INVALID
+    return 0
+
+
+def run_spark(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        from churn.batch import spark
+    except ImportError as error:
+        raise InputFileError(
+            f"the Spark engine is not available here ({error}); install it with "
+            "`pipenv install --categories spark` or use --engine local"
+        ) from None
+    return spark.run(args)
+
+
+def run_local(args: argparse.Namespace) -> dict[str, Any]:
+    """Score ``args.input`` into ``args.output`` and ``args.rejects``; the summary."""
+    _check_paths(args)
+    started = time.perf_counter()
+    model = BatchModel.load(args.model, args.threshold)
+    source = open_source(args.input, args.batch_rows)
+    layout = Layout.of(source.schema)
+    counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
+    progress = Progress(source.rows)
+    writers: list[AtomicWriter] = []
+    try:
+        output = AtomicWriter(args.output, layout.output_schema())
+        writers.append(output)
+        rejects = AtomicWriter(args.rejects, layout.rejects_schema())
+        writers.append(rejects)
+        for batch in source.batches:
+            scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1)
+            output.write(scored)
+            rejects.write(problems)
+            counts["rows_in"] += batch.num_rows
+            counts["scored"] += scored.num_rows
+            counts["rejected"] += batch.num_rows - scored.num_rows
+            counts["problems"] += problems.num_rows
+            progress.update(counts["rows_in"])
+        flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)
+        rejects.commit()
+        output.discard() if flood else output.commit()
+    except BaseException:  # errors, Ctrl-C, SIGTERM: nothing half-written stays behind
+        for writer in writers:
+            writer.discard()
+        raise
+    finally:
+        progress.close()
+    return summary(args, model, counts, time.perf_counter() - started, flood)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    paths = [args.input.resolve(), args.output.resolve(), args.rejects.resolve()]
+    if len(set(paths)) < 3:
+        raise InputFileError("--input, --output and --rejects must be three different files")
+
+
+def summary(
+    args: argparse.Namespace, model: BatchModel, counts: dict[str, int], seconds: float, flood: bool
+) -> dict[str, Any]:
+    """The one-line JSON summary both engines print."""
+    return {
+        "status": "too_many_invalid" if flood else "ok",
+        "engine": args.engine,
+        "input": str(args.input),
+        "output": None if flood else str(args.output),
+        "rejects": str(args.rejects),
+        **counts,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(counts["rows_in"] / seconds) if seconds > 0 else None,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "max_invalid": args.max_invalid,
+    }

@@ -1,0 +1,199 @@
+"""Reading customer files as a stream of Arrow batches, and writing results atomically.
+
+Formats go by extension: ``.csv``, ``.parquet`` or a directory of Parquet parts (what Spark
+writes), ``.jsonl``. Only the columns scoring needs are read, text columns of categories as
+dictionaries (each distinct value once per batch), so memory stays flat whatever the file size.
+Outputs go to a hidden temporary file beside the target and are renamed over it only when the
+run succeeds: an interrupted run leaves no partial output under the target's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from churn.batch.columns import InputFileError
+from churn.features import CATEGORICAL_FIELDS, FEATURE_FIELDS, FLAG_FIELDS, normalize_token
+from churn.schema import ID_KEYS
+
+BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
+ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text readers' blocks
+FORMATS = (".csv", ".parquet", ".jsonl")
+WANTED = frozenset((*FEATURE_FIELDS, *ID_KEYS))
+CODED = frozenset((*CATEGORICAL_FIELDS, *FLAG_FIELDS))  # few distinct values: read as dictionary
+
+
+def file_format(path: Path) -> str:
+    if path.is_dir():
+        return ".parquet"
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InputFileError(
+            f"{path}: unknown format {suffix or '(none)'}; use {', '.join(FORMATS)}"
+        )
+    return suffix
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input file opened for streaming: its columns, its batches (lazy), its row count."""
+
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    rows: int | None  # known up front for Parquet, from its metadata
+
+
+def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
+    """Open ``path`` for reading in batches; ``InputFileError`` says what is wrong with it."""
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist")
+    kind = file_format(path)
+    try:
+        if kind == ".csv":
+            reader = _csv_reader(path, batch_rows * ROW_BYTES)
+            return Source(reader.schema, _guarded(reader, path), None)
+        if kind == ".jsonl":
+            options = pa_json.ReadOptions(block_size=batch_rows * ROW_BYTES)
+            reader = pa_json.open_json(path, read_options=options)
+            return Source(reader.schema, _guarded(reader, path), None)
+        parts = _parquet_parts(path)
+        files = [pq.ParquetFile(part) for part in parts]
+        rows = sum(parquet.metadata.num_rows for parquet in files)
+        return Source(files[0].schema_arrow, _parquet_batches(parts, batch_rows), rows)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
+
+
+def _wanted(names: list[str]) -> list[str]:
+    return [name for name in names if normalize_token(name) in WANTED]
+
+
+def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputFileError(f"{path} is not a UTF-8 CSV file ({error})") from None
+    if not header:
+        raise InputFileError(f"{path} is empty; expected a header line, then customers")
+    names = _wanted(header)
+    dictionary = pa.dictionary(pa.int32(), pa.string())
+    types = {n: dictionary if normalize_token(n) in CODED else pa.string() for n in names}
+    convert = pa_csv.ConvertOptions(
+        column_types=types, include_columns=names, strings_can_be_null=False
+    )
+    read = pa_csv.ReadOptions(block_size=block_bytes)
+    return pa_csv.open_csv(path, read_options=read, convert_options=convert)
+
+
+def _parquet_parts(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    # Spark's layout: part files in name order; _SUCCESS, .crc and other hidden files skipped.
+    parts = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if not parts:
+        raise InputFileError(f"{path} is a directory without Parquet parts")
+    return parts
+
+
+def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    for part in parts:
+        schema = pq.ParquetFile(part).schema_arrow
+        names = _wanted(schema.names)
+        coded = [
+            name
+            for name in names
+            if normalize_token(name) in CODED and pa.types.is_string(schema.field(name).type)
+        ]
+        reader = pq.ParquetFile(part, read_dictionary=coded)
+        yield from _guarded(reader.iter_batches(batch_rows, columns=names), part)
+
+
+def _guarded(batches, path: Path) -> Iterator[pa.RecordBatch]:
+    """Batches, with a reading error mid-file turned into ``InputFileError`` naming the file."""
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+        raise InputFileError(f"{path}: {error}") from None
+
+
+class AtomicWriter:
+    """Batches written to a hidden temporary file, renamed to ``path`` by ``commit``.
+
+    ``discard`` (or an exception, a Ctrl-C, a SIGTERM turned into SystemExit) removes the
+    temporary file, so ``path`` holds either the previous complete file or the new one.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema = path, schema
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        os.close(fd)
+        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the result is not
+        self.temporary = Path(name)
+        self._sink = pa.OSFile(name, "wb")
+        self._writer = _format_writer(file_format_for_output(path), self._sink, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._writer.write(batch)
+
+    def commit(self) -> None:
+        self._writer.close()
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self._sink.close()
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        with suppress(Exception):
+            self._writer.close()
+        with suppress(Exception):
+            self._sink.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+def file_format_for_output(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InputFileError(f"{path}: unknown output format; use {', '.join(FORMATS)}")
+    return suffix
+
+
+class _JsonLinesWriter:
+    def __init__(self, sink: pa.NativeFile):
+        self._sink = sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        lines = b"".join(
+            orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist()
+        )
+        self._sink.write(lines)
+
+    def close(self) -> None:
+        pass
+
+
+def _format_writer(kind: str, sink: pa.NativeFile, schema: pa.Schema):
+    if kind == ".csv":
+        return pa_csv.CSVWriter(sink, schema)
+    if kind == ".parquet":
+        return pq.ParquetWriter(sink, schema)
+    return _JsonLinesWriter(sink)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

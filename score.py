@@ -1,0 +1,12 @@
+"""Score a whole customer file: ``python score.py --input customers.csv --output scores.parquet``.
+
+The logic lives in churn/batch/ (README, "Batch scoring"); ``spark-submit score.py --engine
+spark ...`` runs the same scoring on a Spark cluster.
+"""
+
+import sys
+
+from churn.batch.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
