@@ -10,15 +10,21 @@ numbers.
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from bench.servers import gunicorn_command
-from churn.config import PROJECT_ROOT
+from bench.peers.envs import cache_root, peer_env
+from bench.servers import free_port, gunicorn_command
+from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT, metadata_path
 
 BENCH = PROJECT_ROOT / "bench"
+PEERS = BENCH / "peers"
+MODEL_FILE = PROJECT_ROOT / DEFAULT_MODEL_FILE
+# BentoML and MLServer start several processes that each import scikit-learn: ~10 s when idle.
+PEER_START_TIMEOUT_S = 120.0
 
 
 class Role(StrEnum):
@@ -42,14 +48,17 @@ class Contender:
     checks_probability: bool = True
     cwd: Path = PROJECT_ROOT
     health_path: str = "/health"
+    # Child processes that are not workers (uvicorn's multiprocessing resource tracker).
+    helper_processes: int = 0
+    start_timeout_s: float = 20.0
     # Software versions the row depends on beyond the project's own lock (peers), for the report.
     versions: dict[str, str] = field(default_factory=dict)
     # Why this server cannot run here (not installed, failed to build); None when it can.
     unavailable: str | None = None
 
 
-def contenders(workers: int) -> list[Contender]:
-    """Every row of the report, this service first."""
+def contenders(workers: int, build_peers: bool = True) -> list[Contender]:
+    """Every row of the report, this service first; the peers' environments built if missing."""
     bind = ["--bind", "127.0.0.1:{port}"]
     ours = {"WEB_CONCURRENCY": str(workers)}
     # The course's way runs from a folder without a gunicorn.conf.py: gunicorn reads one from
@@ -95,4 +104,89 @@ def contenders(workers: int) -> list[Contender]:
             workers,
             checks_probability=False,
         ),
+        *peers(workers, build_peers),
     ]
+
+
+def peers(workers: int, build: bool) -> list[Contender]:
+    """The servers a user would pick instead, each in its own environment (bench/peers/).
+
+    Each serves the same pickle with scikit-learn per request and the model's own threshold, so
+    it answers the same JSON as this service; they run with their usual settings (access logs on).
+    """
+    threshold = json.loads(metadata_path(MODEL_FILE).read_text())["threshold"]
+    model = {"MODEL_FILE": str(MODEL_FILE), "CHURN_THRESHOLD": str(threshold)}
+    uvicorn = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--loop", "uvloop"]
+    uvicorn += ["--http", "httptools", "--workers", str(workers)]
+    bentoml = ["-m", "bentoml", "serve", "bentoml_service:Churn", "--host", "127.0.0.1"]
+    mlserver = ["-c", "import sys; from mlserver.cli import main; sys.exit(main())", "start", "."]
+    fastapi = [
+        peer(
+            "fastapi",
+            Contender(
+                f"FastAPI, {handler}, uvicorn[standard]",
+                [*uvicorn, f"fastapi_service:{app}"],
+                model,
+                workers,
+                cwd=PEERS,
+                helper_processes=1,  # multiprocessing's resource tracker
+            ),
+            build,
+        )
+        for handler, app in (("async def", "async_app"), ("def (thread pool)", "sync_app"))
+    ]
+    return [
+        *fastapi,
+        peer(
+            "bentoml",
+            Contender(
+                f"BentoML, workers={workers}",
+                [*bentoml, "--port", "{port}"],
+                {
+                    **model,
+                    "WEB_CONCURRENCY": str(workers),
+                    "BENTOML_HOME": str(cache_root() / "bentoml-home"),
+                    "BENTOML_DO_NOT_TRACK": "True",
+                },
+                workers,
+                cwd=PEERS,
+                health_path="/readyz",
+            ),
+            build,
+        ),
+        peer(
+            "mlserver",
+            Contender(
+                f"MLServer, custom runtime, parallel_workers={workers}",
+                mlserver,
+                {
+                    **model,
+                    "MLSERVER_HOST": "127.0.0.1",
+                    "MLSERVER_HTTP_PORT": "{port}",
+                    # It serves gRPC and metrics too, each on a port of its own.
+                    "MLSERVER_GRPC_PORT": str(free_port()),
+                    "MLSERVER_METRICS_PORT": str(free_port()),
+                    "MLSERVER_PARALLEL_WORKERS": str(workers),
+                },
+                workers,
+                cwd=PEERS / "mlserver",
+                helper_processes=1,  # multiprocessing's resource tracker
+                health_path="/v2/models/churn/ready",
+            ),
+            build,
+        ),
+    ]
+
+
+def peer(name: str, contender: Contender, build: bool) -> Contender:
+    """``contender`` run by peer ``name``'s own Python, or marked unavailable saying why."""
+    env = peer_env(name, build)
+    if env.python is None:
+        return replace(contender, role=Role.PEER, unavailable=env.unavailable, command=[])
+    return replace(
+        contender,
+        command=[str(env.python), *contender.command],
+        role=Role.PEER,
+        versions=env.versions,
+        start_timeout_s=PEER_START_TIMEOUT_S,
+    )

@@ -100,7 +100,14 @@ def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
     return cpu
 
 
-def had_idle_worker(before: dict[int, float], after: dict[int, float]) -> bool:
-    """Whether one worker did (almost) nothing while another was busy during a slice."""
-    used = [after[pid] - before[pid] for pid in after if pid in before]
+def had_idle_worker(
+    before: dict[int, float], after: dict[int, float], workers: int | None = None
+) -> bool:
+    """Whether one worker did (almost) nothing while another was busy during a slice.
+
+    ``workers``: how many of the children are workers; the busiest are taken as the workers, so
+    a helper process (uvicorn's resource tracker) does not count as an idle worker.
+    """
+    used = sorted((after[pid] - before[pid] for pid in after if pid in before), reverse=True)
+    used = used[:workers]
     return len(used) > 1 and min(used) < 0.1 * max(used)

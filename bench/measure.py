@@ -1,8 +1,9 @@
 """Measuring the contenders: start them all, check each answers right, then interleave wrk slices.
 
-Every server is checked against the reference probability (scikit-learn on the same pickle)
-before and after its load, and against the worker count it declares, so rows compare like with
-like.
+Every server must answer the course's customer with exactly the JSON this service answers (the
+probability scikit-learn gives on the same pickle, the decision at the model's threshold) before
+and after its load, and run the workers it declares, so rows compare like with like. A peer that
+cannot start is reported with the reason; any other server that fails stops the run.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import statistics
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.contenders import Contender, contenders
+from bench.contenders import MODEL_FILE, Contender, Role, contenders
 from bench.load import had_idle_worker, run_wrk, worker_cpu_seconds, worker_rss_mib
 from bench.servers import Server, running, wait_for_workers
-from churn.config import PROJECT_ROOT
+from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
 
 
@@ -30,6 +32,10 @@ class Result:
     runs: list[dict] = field(default_factory=list)
     cold_start_s: float = math.nan
     rss_mib: list[float] = field(default_factory=list)
+    unavailable: str | None = None  # why it was not measured
+
+    def __post_init__(self) -> None:
+        self.unavailable = self.unavailable or self.contender.unavailable
 
     def median(self, key: str) -> float:
         return statistics.median(run[key] for run in self.runs)
@@ -43,12 +49,15 @@ class Result:
         return sum(run["errors"] for run in self.runs)
 
 
-def reference_probability() -> float:
+def expected_answer() -> dict:
+    """What every server must answer for the course's customer: scikit-learn on the pickle."""
     import pickle
 
-    with open(PROJECT_ROOT / "model_C=1.0.bin", "rb") as handle:
+    with open(MODEL_FILE, "rb") as handle:
         dv, model = pickle.load(handle)
-    return float(model.predict_proba(dv.transform([EXAMPLE_CUSTOMER]))[0, 1])
+    probability = float(model.predict_proba(dv.transform([EXAMPLE_CUSTOMER]))[0, 1])
+    threshold = json.loads(metadata_path(MODEL_FILE).read_text())["threshold"]
+    return {"churn_probability": probability, "churn": probability >= threshold}
 
 
 def post(url: str, body: bytes) -> tuple[int, dict | list, dict[str, str]]:
@@ -59,12 +68,15 @@ def post(url: str, body: bytes) -> tuple[int, dict | list, dict[str, str]]:
         return response.status, json.loads(response.read()), dict(response.headers)
 
 
-def check_answer(server: Server, contender: Contender, expected: float) -> None:
+def check_answer(server: Server, contender: Contender, expected: dict) -> None:
     status, body, _ = post(server.url + "/predict", json.dumps(EXAMPLE_CUSTOMER).encode())
-    if status != 200 or not isinstance(body, dict) or "churn" not in body:
+    if status != 200 or not isinstance(body, dict) or set(body) != set(expected):
         raise AssertionError(f"{contender.name}: bad answer {status} {body}")
-    if contender.checks_probability and abs(body["churn_probability"] - expected) > 1e-9:
-        raise AssertionError(f"{contender.name}: probability {body['churn_probability']}")
+    if not contender.checks_probability:  # a ceiling answers a constant of the same shape
+        return
+    close = abs(body["churn_probability"] - expected["churn_probability"]) <= 1e-9
+    if not close or body["churn"] is not expected["churn"]:
+        raise AssertionError(f"{contender.name}: answered {body}, expected {expected}")
 
 
 def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 5) -> float:
@@ -78,12 +90,11 @@ def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 5) -> 
     return statistics.median(times)
 
 
-def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) -> list[Server]:
-    """Start every server once (timing its cold start); they idle while others are measured."""
-    servers = []
-    for result in results:
-        contender = result.contender
-        started = time.monotonic()
+def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Server | None:
+    """Start ``result``'s server (timing its cold start); None when a peer could not start."""
+    contender = result.contender
+    started = time.monotonic()
+    try:
         server = stack.enter_context(
             running(
                 contender.command,
@@ -92,21 +103,48 @@ def start_all(results: list[Result], work: Path, stack: contextlib.ExitStack) ->
                 cwd=contender.cwd,
                 health_path=contender.health_path,
                 port_template="{port}",
+                timeout=contender.start_timeout_s,
             )
         )
-        result.cold_start_s = time.monotonic() - started
-        servers.append(server)
-    for result, server in zip(results, servers, strict=True):
-        check_worker_count(server, result.contender)
-    return servers
+    except (RuntimeError, TimeoutError) as error:
+        if contender.role is not Role.PEER:
+            raise  # never hide a failure of ours or of a baseline
+        result.unavailable = f"did not start: {error}"
+        return None
+    result.cold_start_s = time.monotonic() - started
+    return server
 
 
 def check_worker_count(server: Server, contender: Contender, timeout: float = 20) -> None:
     """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
     try:
-        wait_for_workers(server.process.pid, contender.workers, timeout)
+        children = contender.workers + contender.helper_processes
+        wait_for_workers(server.process.pid, children, timeout)
     except TimeoutError as error:
         raise AssertionError(f"{contender.name}: {error}") from None
+
+
+def runs_declared_workers(result: Result, server: Server) -> bool:
+    """Check the worker count; a peer that differs is reported, any other server stops the run."""
+    try:
+        check_worker_count(server, result.contender)
+    except AssertionError as error:
+        if result.contender.role is not Role.PEER:
+            raise
+        result.unavailable = f"not run at equal workers: {error}"
+        return False
+    return True
+
+
+def slice_of_load(
+    args: argparse.Namespace, wrk: str, server: Server, body_file: Path, workers: int
+) -> dict:
+    """One wrk slice, with whether a worker sat idle during it."""
+    cpu_before = worker_cpu_seconds(server.process.pid)
+    run = run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
+    cpu_after = worker_cpu_seconds(server.process.pid)
+    run["idle_worker"] = had_idle_worker(cpu_before, cpu_after, workers)
+    return run
 
 
 def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:
@@ -117,27 +155,24 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
     """
     body_file = work / "customer.json"
     body_file.write_text(json.dumps(EXAMPLE_CUSTOMER))
-    expected = reference_probability()
-    results = [Result(c) for c in contenders(args.workers)]
-    extra: dict = {}
+    expected = expected_answer()
+    results = [Result(c) for c in contenders(args.workers, build_peers=not args.no_build)]
+    extra: dict = {"load_before": os.getloadavg()}
     with contextlib.ExitStack() as stack:
-        servers = start_all(results, work, stack)
+        servers = {id(r): start(r, work, stack) for r in results if not r.unavailable}
+        live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
+        live = [(r, s) for r, s in live if runs_declared_workers(r, s)]
         for round_number in range(1, args.repeats + 1):
-            for result, server in zip(results, servers, strict=True):
+            for result, server in live:
                 check_answer(server, result.contender, expected)
-                url = server.url + "/predict"
-                cpu_before = worker_cpu_seconds(server.process.pid)
-                run = run_wrk(wrk, url, body_file, args.seconds, args.connections)
-                run["idle_worker"] = had_idle_worker(
-                    cpu_before, worker_cpu_seconds(server.process.pid)
-                )
-                result.runs.append(run)
-            print(
-                f"  round {round_number}: "
-                + ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r in results)
-            )
-        for result, server in zip(results, servers, strict=True):
+                workers = result.contender.workers
+                result.runs.append(slice_of_load(args, wrk, server, body_file, workers))
+            rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
+            print(f"  round {round_number}: {rates}", flush=True)
+        for result, server in live:
             check_answer(server, result.contender, expected)
-            result.rss_mib = worker_rss_mib(server.process.pid)
-        extra["batch_1000_server_ms"] = batch_server_time_ms(servers[0])
+            result.rss_mib = worker_rss_mib(server.process.pid)[-result.contender.workers :]
+        ours = next(server for result, server in live if result.contender.role is Role.OURS)
+        extra["batch_1000_server_ms"] = batch_server_time_ms(ours)
+    extra["load_after"] = os.getloadavg()
     return results, extra

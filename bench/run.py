@@ -2,11 +2,13 @@
 
     python -m bench.run                 # full run: 15 rounds of 3 s slices, docs/benchmarks.*
     python -m bench.run --smoke         # 1 s per server: checks every server answers correctly
+    python -m bench.run --no-build      # peers only if their environments are already built
 
 Every server gets the same workers, connections and duration, driven by wrk on loopback with
 the course's standard customer. Ratios are against baselines measured in the same run, because
 the machine is shared and absolute numbers drift. The rows are in bench/contenders.py, the
-measuring in bench/measure.py, the report in bench/report.py.
+measuring in bench/measure.py, the report in bench/report.py; the peers (FastAPI, BentoML,
+MLServer) run in their own virtual environments, built on first use (bench/peers/envs.py).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.contenders import Role
 from bench.load import require_wrk
 from bench.measure import measure
-from bench.report import table, targets, write_report
+from bench.report import goals, table, versions, write_report
 from churn.config import PROJECT_ROOT
 
 DOCS = PROJECT_ROOT / "docs"
@@ -32,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DOCS, help="folder for benchmarks.md/png")
+    parser.add_argument(
+        "--no-build",
+        action="store_true",
+        help="do not build missing peer environments (needs PyPI); report those peers as not built",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.repeats = 1.0, 1
@@ -46,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     report = table(results)
     print(report)
     print(f"- 1,000-customer batch, server time: {extra['batch_1000_server_ms']:.1f} ms")
-    print(targets(results, extra))
-    failed = [r.contender.name for r in results if r.errors or not r.runs]
+    print(goals(results, extra))
+    print(versions(results))
+    print(f"load average before / after: {extra['load_before']} / {extra['load_after']}")
+    # A peer's errors are its own result, shown in the table; ours or a baseline's fail the run.
+    failed = [r.contender.name for r in results if r.errors and r.contender.role is not Role.PEER]
     if failed:
         print(f"error: these servers returned errors under load: {failed}", file=sys.stderr)
         return 1

@@ -91,16 +91,20 @@ def running(
     health_path: str = "/health",
     port: int | None = None,
     port_template: str | None = None,
+    timeout: float = 20.0,
 ) -> Iterator[Server]:
     """Run ``command`` with PORT set to a free port, wait for ``health_path``, stop it after.
 
-    ``port_template``, when given, is replaced by the port in the command's arguments.
+    ``port_template``, when given, is replaced by the port in the command's arguments and in the
+    values of ``env``. ``timeout``: seconds the server gets to answer ``health_path``.
     """
     port = port or free_port()
+    env = dict(env or {})
     if port_template:
         command = [part.replace(port_template, str(port)) for part in command]
+        env = {name: value.replace(port_template, str(port)) for name, value in env.items()}
     log = log_dir / f"server-{port}.log"
-    full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
+    full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **env}
     with open(log, "wb") as handle:
         process = subprocess.Popen(
             list(command),
@@ -112,7 +116,7 @@ def running(
         )
     server = Server(process, port, log)
     try:
-        wait_until_up(server.url + health_path, process)
+        wait_until_up(server.url + health_path, process, timeout)
         yield server
     except BaseException:
         sys.stderr.write(server.output()[-4000:])
