@@ -73,3 +73,9 @@ def on_starting(server):
     """With per-worker sockets a taken port would not fail start-up: check it in the master."""
     if server.cfg.reuse_port:
         gunicorn_hooks.refuse_taken_ports(server.cfg.address)
+        server.log.error_log.addFilter(gunicorn_hooks.HideEmptyListeningLine())
+
+
+def when_ready(server):
+    """Say where the service is: gunicorn's "Listening at:" names no address with reuse_port."""
+    server.log.info(gunicorn_hooks.listening_message(server.cfg.address, server.cfg.workers))

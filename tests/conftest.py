@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from bench.servers import gunicorn_command, running
 from churn.app import create_app
 from churn.config import DATA_FILENAME, PROJECT_ROOT, DataSettings, Settings
 from churn.features import EXAMPLE_CUSTOMER
@@ -97,6 +98,15 @@ def assert_json_error(response: Any, status: int, error: str | None = None) -> d
     if error:
         assert body["error"] == error
     return body
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """gunicorn with gunicorn.conf.py, the committed model and two workers, for the session."""
+    with running(
+        gunicorn_command(), tmp_path_factory.mktemp("gunicorn"), env={"WEB_CONCURRENCY": "2"}
+    ) as live:
+        yield live
 
 
 @pytest.fixture()

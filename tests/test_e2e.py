@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from bench.servers import free_port, gunicorn_command, poll, running, wait_for_workers
-from churn.config import PROJECT_ROOT
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running(
-        gunicorn_command(), tmp_path_factory.mktemp("gunicorn"), env={"WEB_CONCURRENCY": "2"}
-    ) as live:
-        yield live
+from bench.servers import poll
+from tests.liveserver import (
+    PREDICTIONS,
+    access_entries,
+    log_entries,
+    metric,
+    settled_metric,
+    worker_pids,
+)
 
 
 def test_the_course_client_code_works_unchanged(server, customer):
@@ -30,26 +23,6 @@ def test_the_course_client_code_works_unchanged(server, customer):
     response = requests.post(server.url + "/predict", json=customer, timeout=10).json()
     assert response["churn"] in (True, False)
     assert 0 < response["churn_probability"] < 1
-
-
-def log_entries(server) -> list[dict]:
-    """The server's complete JSON log lines (a line still being written is left out)."""
-    lines = server.output().splitlines(keepends=True)
-    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("\n")]
-
-
-def access_entries(server, request_ids: set[str], timeout: float = 10) -> list[dict]:
-    """The access lines of ``request_ids``, waiting for all of them.
-
-    gunicorn writes an access line after the response has gone out, so the client can read its
-    answer before the line exists; on a loaded machine the gap has no fixed bound.
-    """
-    return poll(
-        lambda: [e for e in log_entries(server) if e.get("request_id") in request_ids],
-        lambda found: {e["request_id"] for e in found} >= request_ids,
-        timeout,
-        interval=0.02,
-    )
 
 
 def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
@@ -95,76 +68,6 @@ def test_metrics_add_up_across_workers(server, customer):
     )
     assert metric(after, PREDICTIONS) - before == sent
     assert 'route="/predict"' in after and "churn_http_request_duration_seconds_bucket" in after
-
-
-PREDICTIONS = "churn_predictions_total"
-
-
-def settled_metric(server, name: str, flush_seconds: float = 1.0) -> float:
-    """A metric's value once every worker has flushed what earlier tests sent it.
-
-    Workers flush their tallies every ``flush_seconds``: two reads that far apart agreeing means
-    nothing was still pending.
-    """
-
-    def read() -> float:
-        return metric(requests.get(server.url + "/metrics", timeout=10).text, name)
-
-    previous = read()
-    for _ in range(20):
-        time.sleep(flush_seconds * 1.5)
-        current = read()
-        if current == previous:
-            return current
-        previous = current
-    raise AssertionError(f"{name} never settled")
-
-
-def worker_pids(server, request_ids: set[str]) -> set[int]:
-    return {e["pid"] for e in access_entries(server, request_ids)}
-
-
-def metric(text: str, name: str) -> float:
-    """Sum of a metric's samples (over labels) in Prometheus text format."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (None, "cannot read model file"),
-        (b"\x80\x05truncated", "not a readable model pickle"),
-        (b"id,name\n1,x\n", "not a readable model pickle"),
-    ],
-)
-def test_gunicorn_refuses_to_start_on_a_bad_model(tmp_path, content, expected):
-    model_file = tmp_path / "model.bin"
-    if content is not None:
-        model_file.write_bytes(content)
-    env = {**os.environ, "MODEL_FILE": str(model_file), "PORT": str(free_port())}
-    result = subprocess.run(
-        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
-    )
-    assert result.returncode != 0
-    assert "churn-serving cannot start" in result.stderr and expected in result.stderr
-    assert "Booting worker" not in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("name", "value"), [("MAX_BATCH_SIZE", "2.5"), ("GUNICORN_THREADS", "many")]
-)
-def test_gunicorn_refuses_to_start_on_a_bad_setting(name, value):
-    env = {**os.environ, name: value, "PORT": str(free_port())}
-    result = subprocess.run(
-        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
-    )
-    assert result.returncode != 0
-    assert f"churn-serving cannot start: {name}={value!r}" in result.stderr
-    assert "Booting worker" not in result.stderr
 
 
 def test_deep_nesting_does_not_crash_a_worker(server, customer):
@@ -232,76 +135,7 @@ def test_an_oversized_chunked_body_is_refused(server):
     assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
 
 
-def test_python_predict_py_runs_a_development_server(tmp_path, customer):
-    command = [sys.executable, "predict.py"]
-    with running(command, tmp_path) as dev:
-        response = requests.post(dev.url + "/predict", json=customer, timeout=10)
-        assert response.status_code == 200
-        assert "Debug mode: off" in dev.output()
-
-
 def test_head_requests_get_headers_and_no_body(server):
     response = requests.head(server.url + "/health", timeout=10)
     assert response.status_code == 200 and response.content == b""
     assert response.headers["Content-Type"] == "application/json"
-
-
-def listening_sockets(port: int) -> int:
-    """How many sockets listen on ``port`` (IPv4), from the kernel's table."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    listen_state = "0A"
-    return sum(
-        1
-        for row in rows
-        if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == listen_state
-    )
-
-
-def wait_for_listeners(port: int, expected: int, timeout: float = 10) -> int:
-    # The second worker may still be booting.
-    return poll(lambda: listening_sockets(port), lambda count: count == expected, timeout, 0.1)
-
-
-def test_each_worker_listens_on_its_own_socket(server):
-    # SO_REUSEPORT: the kernel spreads connections over the workers' sockets, so no worker can
-    # take every keep-alive connection while another sits idle (gunicorn.conf.py).
-    assert wait_for_listeners(server.port, 2) == 2
-
-
-def test_the_shared_socket_is_one_variable_away(tmp_path):
-    env = {"WEB_CONCURRENCY": "2", "GUNICORN_REUSE_PORT": "0"}
-    with running(gunicorn_command(), tmp_path, env=env) as shared:
-        wait_for_workers(shared.process.pid, 2)  # both booted: still the master's one socket
-        assert listening_sockets(shared.port) == 1
-
-
-def test_a_second_server_on_a_taken_port_refuses_to_start(server):
-    env = {**os.environ, "PORT": str(server.port), "HOST": "127.0.0.1"}
-    result = subprocess.run(
-        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
-    )
-    assert result.returncode != 0
-    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
-    assert "Booting worker" not in result.stderr
-    assert requests.get(server.url + "/health", timeout=10).ok  # the first one is untouched
-
-
-def test_worker_heartbeats_live_in_memory_not_on_disk(server):
-    # gunicorn touches each worker's heartbeat file on every loop; on a disk-backed /tmp in a
-    # container that can stall workers, so gunicorn.conf.py puts it on /dev/shm.
-    for worker in wait_for_workers(server.process.pid, 2):
-        targets = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
-        assert any(target.startswith("/dev/shm/") for target in targets), targets
-
-
-def test_the_course_command_gets_this_projects_settings(tmp_path, customer):
-    # gunicorn reads ./gunicorn.conf.py by itself; the README says the course's command is served
-    # with this project's settings, its --bind winning over the file.
-    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "predict:app"]
-    env = {"WEB_CONCURRENCY": "2"}
-    with running(command, tmp_path, env=env, port_template="{port}") as course:
-        response = requests.post(course.url + "/predict", json=customer, timeout=10)
-        assert response.ok
-        assert wait_for_listeners(course.port, 2) == 2  # reuse_port, from the file
-        access = access_entries(course, {response.headers["X-Request-ID"]})
-        assert access and access[0]["path"] == "/predict"  # JSON access logs, from the file

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bench.servers import gunicorn_command, poll, running, wait_for_workers
 from churn.tally import Tally, flush_all
-from tests.test_e2e import PREDICTIONS, metric, worker_pids
+from tests.liveserver import PREDICTIONS, metric, worker_pids
 
 
 def fresh_metrics() -> tuple[CollectorRegistry, Counter, Histogram]:
