@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from churn import artifact
 from churn.artifact import ModelFileError
+from churn.drift import FeatureReference, load_reference
 from churn.fastpath import BatchFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 from churn.rules import CustomerRules
@@ -24,6 +26,7 @@ class Predictor:
     threshold: float
     rules: CustomerRules
     fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
+    drift_reference: dict[str, FeatureReference] | None  # None: trained before drift watch
 
     @classmethod
     def load(cls, model_file: Path, threshold: float | None = None) -> Predictor:
@@ -46,6 +49,8 @@ class Predictor:
         numeric_fields = FLAG_FIELDS + NUMERIC_FIELDS
         scorer = CompiledScorer.compile(weights, numeric_fields, CATEGORICAL_FIELDS)
         _check_vocabulary(scorer, metadata["schema"], model_file)
+        reference = load_reference(metadata)
+        _check_reference(reference, metadata["schema"], model_file)
         validator = CustomerValidator(metadata["schema"])
         rules = CustomerRules.build(validator)
         threshold = float(metadata["threshold"] if threshold is None else threshold)
@@ -57,7 +62,13 @@ class Predictor:
             threshold=threshold,
             rules=rules,
             fast_batch=BatchFastPath(rules, scorer, threshold),
+            drift_reference=reference,
         )
+
+    @functools.cached_property
+    def version_header(self) -> str:
+        """What every /predict answer says about the model: its version and the threshold."""
+        return f"{self.version}; threshold={self.threshold:g}"
 
     def predict(
         self, customers: list[dict[str, Any]], explain: bool = False
@@ -116,4 +127,22 @@ def _check_vocabulary(scorer: CompiledScorer, schema: dict[str, Any], model_file
             raise ModelFileError(
                 f"metadata of {model_file} allows {field} values the model never saw: "
                 f"{sorted(unknown)}; retrain with `python train.py`."
+            )
+
+
+def _check_reference(
+    reference: dict[str, FeatureReference] | None, schema: dict[str, Any], model_file: Path
+) -> None:
+    """The drift bins must cover every value the service accepts, or counting would fail."""
+    if reference is None:
+        return
+    expected = {
+        **schema["categorical"],
+        **{f: [str(v) for v in schema["flags"][f]] for f in schema["flags"]},
+    }
+    for field, values in expected.items():
+        if field not in reference or set(reference[field].bins) != set(values):
+            raise ModelFileError(
+                f"metadata of {model_file} has drift bins for {field} that do not match its "
+                "schema; retrain with `python train.py`."
             )

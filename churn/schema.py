@@ -44,9 +44,12 @@ _FLAG_WORDS = {"0": 0, "1": 1, "no": 0, "yes": 1, "false": 0, "true": 1}
 class RequestValidationError(Exception):
     """A request's customers break the schema; ``problems`` lists every problem found."""
 
-    def __init__(self, problems: list[dict[str, Any]]):
+    def __init__(self, problems: list[dict[str, Any]], kinds: list[str] | None = None):
         super().__init__(f"{len(problems)} problem(s) in the request")
         self.problems = problems
+        # pydantic's error type for each problem ("literal_error": a value never seen in
+        # training), for the rejection metrics; not part of the response.
+        self.kinds = kinds or ["invalid"] * len(problems)
 
 
 def _bounded_text(value: Any) -> Any:
@@ -174,13 +177,13 @@ class CustomerValidator:
         try:
             return _as_dict(self.model.model_validate(payload))
         except ValidationError as error:
-            raise RequestValidationError(_problems(error, batch=False)) from None
+            raise RequestValidationError(_problems(error, batch=False), _kinds(error)) from None
 
     def many(self, payload: list[Any]) -> list[dict[str, Any]]:
         try:
             return [_as_dict(item) for item in self._batch.validate_python(payload)]
         except ValidationError as error:
-            raise RequestValidationError(_problems(error, batch=True)) from None
+            raise RequestValidationError(_problems(error, batch=True), _kinds(error)) from None
 
 
 def _as_dict(customer: BaseModel) -> dict[str, Any]:
@@ -189,6 +192,10 @@ def _as_dict(customer: BaseModel) -> dict[str, Any]:
     customer_id = next((value for value in ids if value is not None), None)
     values["customer_id"] = None if customer_id is None else str(customer_id)
     return values
+
+
+def _kinds(error: ValidationError) -> list[str]:
+    return [item["type"] for item in error.errors(include_url=False, include_input=False)]
 
 
 def _problems(error: ValidationError, batch: bool) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import sklearn
 from churn import artifact
 from churn.config import DEFAULT_C, DEFAULT_DATA_PATH, DEFAULT_FOLDS, ConfigError, model_filename
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
+from churn.drift import reference_from
 from churn.features import learn_schema
 from churn.model import CrossValidation, auc, cross_validate, fit, split
 
@@ -91,6 +92,7 @@ def build_metadata(
         },
         "threshold": DECISION_THRESHOLD,
         "schema": learn_schema(train_frame),
+        "drift_reference": reference_from(train_frame),
     }
 
 

@@ -1,0 +1,176 @@
+"""Drift against the training data: the frozen reference bins and the one PSI implementation.
+
+Training records, per feature, the bins a customer can fall in and the training share of each
+(``reference_from``): about ten quantile bins plus below/above the training range for a numeric
+field, the known values for a categorical one. The bins never move after training, so drift is
+always measured against the same reference. ``psi`` is the population stability index over those
+bins; GET /drift, the report (``python -m churn.drift``) and, written in PromQL,
+monitoring/rules/drift.yml all compute it the same way (tests/test_monitoring.py checks that
+promtool's answer equals this one on the same counts).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
+
+# Both shares of a bin are floored at this before PSI is computed, so an empty bin counts as
+# 1e-4 of the rows instead of making ln(0) infinite. monitoring/rules/drift.yml uses it too.
+EMPTY_SHARE = 1e-4
+# No PSI below this many rows in the window: with 10 bins and 100 rows PSI reaches 0.17 by chance
+# one time in twenty. monitoring/rules/drift.yml uses it too.
+MIN_ROWS = 500
+QUANTILE_BINS = 10
+BELOW, ABOVE = "below", "above"
+# pydantic's error types folded into the few reasons rejections are counted by.
+UNSEEN_VALUE = "unseen_value"
+_REASONS = {"literal_error": UNSEEN_VALUE, "missing": "missing"}
+
+
+def rejection_reason(kind: str) -> str:
+    """``unseen_value`` (a category never seen in training), ``missing`` or ``invalid``."""
+    return _REASONS.get(kind, "invalid")
+
+
+def psi(counts: Sequence[float], reference: Sequence[float]) -> float | None:
+    """Σ (live − ref) · ln(live / ref) over the bins; None under ``MIN_ROWS`` rows."""
+    rows = sum(counts)
+    if rows < MIN_ROWS:
+        return None
+    total = 0.0
+    for count, ref_share in zip(counts, reference, strict=True):
+        live = max(count / rows, EMPTY_SHARE)
+        ref = max(ref_share, EMPTY_SHARE)
+        total += (live - ref) * math.log(live / ref)
+    return total
+
+
+@dataclass(frozen=True)
+class NumericBins:
+    """Below the training minimum, ~10 quantile bins inside the range, above the maximum."""
+
+    low: float
+    high: float
+    cuts: tuple[float, ...]  # inner bin i holds low <= x < cuts[i] (the last one up to high)
+
+    @property
+    def names(self) -> list[str]:
+        edges = [self.low, *self.cuts, self.high]
+        inner = [f"[{a:g}, {b:g})" for a, b in itertools.pairwise(edges)]
+        inner[-1] = inner[-1][:-1] + "]"
+        return [BELOW, *inner, ABOVE]
+
+    def index(self, value: float) -> int:
+        if value < self.low:
+            return 0
+        if value > self.high:
+            return len(self.cuts) + 2
+        return 1 + bisect.bisect_right(self.cuts, value)
+
+    def indices(self, values: np.ndarray) -> np.ndarray:
+        """``index`` for a whole column at once."""
+        inner = 1 + np.searchsorted(np.asarray(self.cuts), values, side="right")
+        above = np.where(values > self.high, len(self.cuts) + 2, inner)
+        return np.where(values < self.low, 0, above)
+
+    @classmethod
+    def from_column(cls, column: np.ndarray) -> NumericBins:
+        quantiles = np.quantile(column, np.linspace(0, 1, QUANTILE_BINS + 1))
+        low, high = float(quantiles[0]), float(quantiles[-1])
+        cuts = sorted({float(q) for q in quantiles[1:-1] if low < q < high})
+        return cls(low, high, tuple(cuts))
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    """One feature's frozen bins: their names, training shares and (numeric) boundaries."""
+
+    name: str
+    bins: tuple[str, ...]
+    shares: tuple[float, ...]
+    numeric: NumericBins | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"bins": list(self.bins), "shares": list(self.shares)}
+        if self.numeric is not None:
+            entry.update(low=self.numeric.low, high=self.numeric.high, cuts=list(self.numeric.cuts))
+        return entry
+
+    @classmethod
+    def from_json(cls, name: str, entry: Mapping[str, Any]) -> FeatureReference:
+        numeric = None
+        if "cuts" in entry:
+            numeric = NumericBins(float(entry["low"]), float(entry["high"]), tuple(entry["cuts"]))
+        return cls(name, tuple(entry["bins"]), tuple(entry["shares"]), numeric)
+
+    def counts(self, values: Sequence[Any]) -> list[int]:
+        """How many of ``values`` fall in each bin (a categorical value not in the bins: none)."""
+        if self.numeric is not None:
+            indices = self.numeric.indices(np.asarray(values, dtype=np.float64))
+            return np.bincount(indices, minlength=len(self.bins)).tolist()
+        position = {value: i for i, value in enumerate(self.bins)}
+        tally = [0] * len(self.bins)
+        for value in values:
+            if str(value) in position:
+                tally[position[str(value)]] += 1
+        return tally
+
+
+def feature_drift(feature: FeatureReference, counts: Sequence[float], unseen: float) -> dict:
+    """One feature's drift view: PSI, rows, share outside the training data, counts per bin.
+
+    For a numeric feature "outside" is below or above the training range; for a categorical one
+    it is a value never seen in training, which validation refuses (``unseen`` such rows).
+    """
+    rows = sum(counts)
+    view: dict[str, Any] = {"psi": psi(counts, feature.shares), "rows": int(rows)}
+    if feature.numeric is not None:
+        outside, seen = counts[0] + counts[-1], rows
+    else:
+        outside, seen = unseen, rows + unseen
+        view["unseen_values"] = int(unseen)
+    view["outside_share"] = outside / seen if seen else 0.0
+    view["bins"] = dict(zip(feature.bins, map(int, counts), strict=True))
+    return view
+
+
+def reference_from(frame: Any) -> dict[str, Any]:
+    """The ``drift_reference`` section of the model metadata, from the cleaned training frame."""
+    features: dict[str, Any] = {}
+    for field in CATEGORICAL_FIELDS + FLAG_FIELDS:
+        column = frame[field].astype(str)
+        bins = tuple(sorted(column.unique()))
+        shares = tuple(float(s) for s in column.value_counts(normalize=True).reindex(bins))
+        features[field] = FeatureReference(field, bins, shares).to_json()
+    for field in NUMERIC_FIELDS:
+        column = frame[field].to_numpy(dtype=np.float64)
+        numeric = NumericBins.from_column(column)
+        shell = FeatureReference(field, tuple(numeric.names), (), numeric)
+        shares = tuple(count / len(column) for count in shell.counts(column))
+        features[field] = FeatureReference(field, shell.bins, shares, numeric).to_json()
+    return {"rows": len(frame), "features": features}
+
+
+def load_reference(metadata: Mapping[str, Any]) -> dict[str, FeatureReference] | None:
+    """The frozen bins saved with a model, or None for a model trained before they were."""
+    section = metadata.get("drift_reference")
+    if not section:
+        return None
+    return {
+        name: FeatureReference.from_json(name, entry) for name, entry in section["features"].items()
+    }
+
+
+if __name__ == "__main__":
+    from churn.drift_report import main
+
+    sys.exit(main())
