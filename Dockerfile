@@ -28,6 +28,8 @@ RUN pip install --require-hashes -r requirements.txt
 
 COPY gunicorn.conf.py predict.py model_C=1.0.bin model_C=1.0.json ./
 COPY churn/ ./churn/
+# Candidate models a shadow deployment scores beside the live one (SHADOW_MODEL_FILE).
+COPY models/ ./models/
 
 # Numeric so orchestrators can verify it is not root without reading /etc/passwd.
 USER 10001

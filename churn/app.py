@@ -14,11 +14,13 @@ from churn.auth import require_api_key
 from churn.config import Settings
 from churn.endpoint import PATH, PredictEndpoint
 from churn.errors import INTERNAL_ERROR, ApiError, error_payload
+from churn.monitor import DriftMonitor
 from churn.observability import (
     REQUEST_ID_HEADER,
     REQUEST_ID_KEY,
     SERVER_TIMING_KEY,
     finish_request,
+    publish_model_info,
     render_metrics,
     request_id_for,
     start_request,
@@ -26,11 +28,12 @@ from churn.observability import (
 )
 from churn.openapi import build_spec
 from churn.predictor import Predictor
+from churn.shadow import Shadow
 from churn.tally import set_interval
 from churn.web import pages
 
 api = Blueprint("api", __name__)
-PROTECTED_ENDPOINTS = {"api.model_info", "api.metrics"}  # and /predict (endpoint.py)
+PROTECTED_ENDPOINTS = {"api.model_info", "api.metrics", "api.drift"}  # and /predict (endpoint.py)
 SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
@@ -100,9 +103,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.extensions["churn.settings"] = service_settings
     set_interval(service_settings.metrics_flush_seconds)
-    app.extensions["churn.predictor"] = Predictor.load(
-        service_settings.model_file, threshold=service_settings.threshold
-    )
+    live = Predictor.load(service_settings.model_file, threshold=service_settings.threshold)
+    app.extensions["churn.predictor"] = live
+    shadow = _load_shadow(service_settings, app)
+    app.extensions["churn.shadow"] = shadow
+    drift = DriftMonitor(live.drift_reference) if live.drift_reference else None
+    app.extensions["churn.drift"] = drift
+    publish_model_info({"live": live, **({"shadow": shadow.predictor} if shadow else {})})
     app.register_blueprint(api)
     app.register_blueprint(pages)
     use_gunicorn_logging(app)
@@ -112,9 +119,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     # One hook each way: Flask pays a few microseconds per registered hook per request.
     app.before_request(_before_request)
     app.after_request(_after_request)
-    endpoint = PredictEndpoint(app.extensions["churn.predictor"], service_settings, app.logger)
+    endpoint = PredictEndpoint(live, service_settings, app.logger, drift, shadow)
     app.wsgi_app = with_response_headers(serve_predict_with(endpoint, app.wsgi_app))
     return app
+
+
+def _load_shadow(service_settings: Settings, app: Flask) -> Shadow | None:
+    """The candidate model, checked exactly as the live one (it stops start-up the same way)."""
+    if service_settings.shadow_model_file is None:
+        return None
+    candidate = Predictor.load(service_settings.shadow_model_file)
+    return Shadow(candidate, service_settings.shadow_sample, app.logger)
 
 
 def serve_predict_with(endpoint: PredictEndpoint, flask_app: Callable) -> Callable:
@@ -166,7 +181,21 @@ def health() -> Response:
 
 @api.get("/model")
 def model_info() -> Response:
-    return json_response(predictor().describe())
+    """The live model (as before, at the top level) and the shadow, if one is loaded."""
+    shadow = current_app.extensions["churn.shadow"]
+    live = {**predictor().describe(), "role": "live"}
+    return json_response({**live, "shadow": shadow.describe() if shadow else None})
+
+
+@api.get("/drift")
+def drift() -> Response:
+    monitor = current_app.extensions["churn.drift"]
+    if monitor is None:
+        message = "the live model was trained without drift bins; retrain with `python train.py`"
+        return json_response(error_payload("no_drift_reference", message), 404)
+    return json_response(
+        {"model_version": predictor().version, **monitor.snapshot(current_settings().metrics_dir)}
+    )
 
 
 @api.get("/openapi.json")

@@ -212,8 +212,8 @@ class Settings(FromEnvironment):
         "API_KEY",
         None,
         text,
-        "when set, `/predict`, `/model` and `/metrics` need `Authorization: Bearer KEY` or "
-        "`X-API-Key: KEY`",
+        "when set, `/predict`, `/model`, `/drift` and `/metrics` need "
+        "`Authorization: Bearer KEY` or `X-API-Key: KEY`",
     )
     host: str = setting(
         "HOST",
@@ -291,6 +291,19 @@ class Settings(FromEnvironment):
         number(0.05, 3600),
         "how often each worker hands its counts to the shared metric files (`/metrics` lags "
         "other workers by up to this)",
+    )
+    shadow_model_file: Path | None = setting(
+        "SHADOW_MODEL_FILE",
+        None,
+        path,
+        "a candidate model (its `.json` beside it) scored beside the live one and compared, "
+        "never answering; checked like `MODEL_FILE` (README, Monitoring and model rollout)",
+    )
+    shadow_sample: float = setting(
+        "SHADOW_SAMPLE",
+        1.0,
+        number(0.0, 1.0),
+        "share of `/predict` requests the shadow model also scores",
     )
     flask_debug: bool = setting(
         "FLASK_DEBUG",

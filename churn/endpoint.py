@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +23,9 @@ import orjson
 from churn.auth import require_api_key
 from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
+from churn.monitor import DriftMonitor, count_rejections
 from churn.observability import (
+    MODEL_VERSION_KEY,
     REQUEST_ID_KEY,
     SERVER_TIMING_KEY,
     count_request,
@@ -31,8 +33,10 @@ from churn.observability import (
 )
 from churn.predictor import Predictor
 from churn.schema import RequestValidationError
+from churn.shadow import Shadow
 
 PATH = "/predict"
+MODEL_VERSION_HEADER = "X-Model-Version"
 ALLOWED_METHODS = "OPTIONS, POST"
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 BOOLEAN_WORDS = TRUE_WORDS | frozenset({"false", "0", "no", ""})
@@ -50,6 +54,8 @@ class PredictEndpoint:
     predictor: Predictor
     settings: Settings
     logger: logging.Logger
+    drift: DriftMonitor | None = None  # None: the model was trained without drift bins
+    shadow: Shadow | None = None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -70,7 +76,10 @@ class PredictEndpoint:
             # Time spent in the app (parse, validate, score), for clients and the benchmarks.
             environ[SERVER_TIMING_KEY] = (time.perf_counter() - started) * 1000
         count_request(PATH, method, status, started)
-        start_response(_status_line(status), _headers(status, body) + extra_headers)
+        environ[MODEL_VERSION_KEY] = self.predictor.version  # for the access log line
+        headers = _headers(status, body) + extra_headers
+        headers.append((MODEL_VERSION_HEADER, self.predictor.version_header))
+        start_response(_status_line(status), headers)
         return [body]
 
     def _answer(self, environ: dict, method: str) -> tuple[int, bytes]:
@@ -86,7 +95,8 @@ class PredictEndpoint:
         batch = isinstance(payload, list)
         if batch:
             self._check_batch_size(payload)
-        results = None if explain or not batch else self.predictor.fast_batch.answer(payload)
+        fast = self.predictor.fast_batch
+        results = None if explain or not batch else fast.answer(payload, self._watch_columns)
         if results is None:  # one customer, explanations, or a batch the fast checks refused
             results = self._validated_answer(payload, batch, explain)
         record_predictions(results)
@@ -97,10 +107,27 @@ class PredictEndpoint:
         try:
             customers = validator.many(payload) if batch else [validator.one(payload)]
         except RequestValidationError as error:
+            count_rejections(error.problems, error.kinds)
             raise ApiError(
                 422, "validation_error", "the request has invalid customers", error.problems
             ) from None
-        return self.predictor.predict(customers, explain)
+        results = self.predictor.predict(customers, explain)
+        self._watch(customers, results)
+        return results
+
+    def _watch(self, customers: Sequence[Mapping[str, Any]], results: list[dict[str, Any]]) -> None:
+        """Count validated customers for drift and compare the shadow model's decisions."""
+        if self.drift is not None:
+            self.drift.count(customers)
+        if self.shadow is not None:
+            self.shadow.compare(customers, results)
+
+    def _watch_columns(self, columns: Mapping[str, Sequence[Any]], results: list) -> None:
+        """The same for a batch the fast path validated column by column."""
+        if self.drift is not None:
+            self.drift.count_columns(columns)
+        if self.shadow is not None:
+            self.shadow.compare_columns(columns, results)
 
     def _read_json(self, environ: dict) -> Any:
         if not _is_json(environ.get("CONTENT_TYPE", "")):

@@ -9,7 +9,7 @@ anything fails or cannot be decided here, ``answer`` returns None and the reques
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -21,6 +21,8 @@ from churn.schema import normalize_keys
 from churn.scorer import VECTORIZE_FROM, CompiledScorer
 
 NUMBER_TYPES = frozenset({int, float})
+# Called with the validated columns and the results of a batch the fast path answered.
+ColumnsWatcher = Callable[[Mapping[str, Sequence[Any]], list[dict[str, Any]]], None]
 
 
 class BatchFastPath:
@@ -35,8 +37,14 @@ class BatchFastPath:
         # Raw value -> its weight, per categorical field: one dict lookup per customer and field.
         self._weights: dict[str, dict[str, float]] = {f: {} for f in scorer.category_weights}
 
-    def answer(self, payload: Sequence[Any]) -> list[dict[str, Any]] | None:
-        """Results as ``Predictor.predict`` gives them, or None to use the full validator."""
+    def answer(
+        self, payload: Sequence[Any], watch: ColumnsWatcher | None = None
+    ) -> list[dict[str, Any]] | None:
+        """Results as ``Predictor.predict`` gives them, or None to use the full validator.
+
+        ``watch``, when given, sees the validated customers (one column of canonical values per
+        feature) with their results: drift counting and the shadow model (endpoint.py).
+        """
         if len(payload) < VECTORIZE_FROM:  # few customers: the scorer's per-customer loop
             return None
         customers = self._with_course_keys(payload)
@@ -54,12 +62,25 @@ class BatchFastPath:
             return None
         probabilities = self.scorer.combine(numbers, categories).tolist()  # type: ignore[arg-type]
         threshold = self.threshold
-        return [
+        results = [
             {"churn_probability": p, "churn": p >= threshold, "customer_id": i}
             if i is not None
             else {"churn_probability": p, "churn": p >= threshold}
             for p, i in zip(probabilities, ids, strict=True)
         ]
+        if watch is not None:
+            watch(self._canonical(columns, numbers), results)
+        return results
+
+    def _canonical(self, columns: dict[str, tuple], numbers: np.ndarray) -> dict[str, Sequence]:
+        """Each feature's values as the validator would give them (flags as ints)."""
+        canonical: dict[str, Sequence] = {}
+        for index, field in enumerate(self.scorer.numeric_fields):
+            column = numbers[:, index]
+            canonical[field] = column.astype(np.int64) if field in self.rules.flags else column
+        for field in self._weights:
+            canonical[field] = self.rules.categorical[field].column(columns[field])
+        return canonical
 
     def _with_course_keys(self, payload: Sequence[Any]) -> Sequence[dict[str, Any]] | None:
         if set(map(type, payload)) != {dict}:

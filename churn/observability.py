@@ -25,10 +25,13 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+from prometheus_client.samples import Sample
 
 from churn.tally import Tally, flush_all
 
@@ -45,6 +48,14 @@ PREDICTIONS = Counter("churn_predictions_total", "Customers scored", ["decision"
 # Mean churn probability = churn_probability_sum_total / churn_predictions_total (summed over
 # decisions); two counters cost O(1) per request even for a batch of a thousand.
 PROBABILITY_SUM = Counter("churn_probability_sum", "Sum of predicted churn probabilities")
+# 1 for each model the service has loaded. Its version is a label, but one series per role at a
+# time: a deploy restarts the service (and empties the metrics folder), so it never piles up.
+MODEL_INFO = Gauge(
+    "churn_model_info",
+    "The models being served: the live one answers, a shadow is only compared",
+    ["role", "version", "threshold"],
+    multiprocess_mode="livemax",
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -64,15 +75,43 @@ def record_predictions(results: list[dict[str, Any]]) -> None:
     TALLY.add(PROBABILITY_SUM, sum(result["churn_probability"] for result in results))
 
 
-def render_metrics(multiprocess_dir: Path | None) -> Response:
-    """The metrics of every gunicorn worker when they share ``multiprocess_dir``, else ours."""
+def publish_model_info(models: dict[str, Any]) -> None:
+    """One ``churn_model_info`` series per role (``live``, ``shadow``) for the models given."""
+    forget_series(MODEL_INFO)  # a process that builds a second app (tests): the latest models
+    for role, model in models.items():
+        MODEL_INFO.labels(role, model.version, f"{model.threshold:g}").set(1)
+
+
+def forget_series(metric: Any) -> None:
+    """Drop a metric's labelled series: in one process only (workers start with none anyway)."""
+    if values.ValueClass is values.MutexValue:  # not multiprocess mode, where clear() warns
+        metric.clear()
+
+
+def current_registry(multiprocess_dir: Path | None) -> CollectorRegistry:
+    """Every gunicorn worker's metrics when they share ``multiprocess_dir``, else ours."""
     flush_all()  # this worker's own counts are current; other workers' lag by a flush interval
     if multiprocess_dir is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return registry
+    return REGISTRY
+
+
+def metric_samples(sample_name: str, multiprocess_dir: Path | None) -> list[Sample]:
+    """The samples named ``sample_name`` (e.g. ``churn_predictions_total``), over all workers."""
+    return [
+        sample
+        for family in current_registry(multiprocess_dir).collect()
+        for sample in family.samples
+        if sample.name == sample_name
+    ]
+
+
+def render_metrics(multiprocess_dir: Path | None) -> Response:
+    return Response(
+        generate_latest(current_registry(multiprocess_dir)), mimetype=CONTENT_TYPE_LATEST
+    )
 
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -89,9 +128,11 @@ def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
     return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route)
 
 
-# Keys in the WSGI environ through which the app hands values to the response-header middleware.
+# Keys in the WSGI environ through which the app hands values to the response-header middleware
+# and the access log.
 REQUEST_ID_KEY = "churn.request_id"
 SERVER_TIMING_KEY = "churn.server_timing_ms"
+MODEL_VERSION_KEY = "churn.model_version"
 
 
 def request_id_for(environ: dict) -> str:
@@ -176,6 +217,7 @@ class JsonLogger(GunicornLogger):
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
             "user_agent": environ.get("HTTP_USER_AGENT"),
             "request_id": environ.get(REQUEST_ID_KEY),
+            "model_version": environ.get(MODEL_VERSION_KEY),
             "pid": os.getpid(),
         }
         self._write_access_line(orjson.dumps(entry).decode())
