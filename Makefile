@@ -49,8 +49,9 @@ lint: env
 	$(RUN) ruff format --check .
 
 # Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
+# prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
 # chromium (browser tests). Installed with apt when missing (sudo unless root).
-SYSTEM_DEPS := wrk nginx-light chromium
+SYSTEM_DEPS := wrk nginx-light chromium prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
