@@ -18,8 +18,8 @@ from bench.servers import free_port, gunicorn_command, poll, running
 from churn.config import PROJECT_ROOT
 from churn.drift import psi
 from tests.conftest import make_app
+from tests.liveserver import metric
 from tests.synthetic import raw_frame
-from tests.test_e2e import metric
 
 MONITORING = PROJECT_ROOT / "monitoring"
 RULES = sorted((MONITORING / "rules").glob("*.yml"))
