@@ -17,21 +17,6 @@ EBEXTENSIONS = PROJECT_ROOT / ".ebextensions"
 # aws:autoscaling:launchconfiguration MonitoringInterval: "1 minute" or "5 minute" (default).
 MONITORING_MINUTES = {"1 minute": 1, "5 minute": 5}
 DEFAULT_MONITORING = "5 minute"
-# aws:autoscaling:trigger MeasureName: the metrics a trigger can use.
-TRIGGER_METRICS = {
-    "CPUUtilization",
-    "NetworkIn",
-    "NetworkOut",
-    "DiskWriteOps",
-    "DiskReadBytes",
-    "DiskReadOps",
-    "DiskWriteBytes",
-    "Latency",
-    "RequestCount",
-    "HealthyHostCount",
-    "UnhealthyHostCount",
-    "TargetResponseTime",
-}
 # EC2 instance metrics come at the launch configuration's monitoring interval; the load
 # balancer's come every minute whatever it is.
 INSTANCE_METRICS = {
@@ -42,6 +27,14 @@ INSTANCE_METRICS = {
     "DiskReadBytes",
     "DiskReadOps",
     "DiskWriteBytes",
+}
+# aws:autoscaling:trigger MeasureName: the metrics a trigger can use.
+TRIGGER_METRICS = INSTANCE_METRICS | {
+    "Latency",
+    "RequestCount",
+    "HealthyHostCount",
+    "UnhealthyHostCount",
+    "TargetResponseTime",
 }
 
 

@@ -113,14 +113,6 @@ def bare_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    with running(
-        gunicorn_command(), tmp_path_factory.mktemp("client-e2e"), env={"WEB_CONCURRENCY": "1"}
-    ) as live:
-        yield live
-
-
 def test_the_clients_customer_is_the_courses_customer():
     assert predict_test.CUSTOMER == EXAMPLE_CUSTOMER
     assert predict_test.CUSTOMER_ID == EXAMPLE_CUSTOMER_ID
@@ -141,24 +133,24 @@ def test_the_bare_environment_has_requests_and_nothing_of_the_project(bare_pytho
     assert [p.name for p in copied_client.parent.iterdir()] == ["predict_test.py"]
 
 
-def test_the_copied_client_gets_the_services_decision(bare_python, copied_client, service):
-    result = run_client(bare_python, copied_client, "--url", service.url + "/predict")
+def test_the_copied_client_gets_the_services_decision(bare_python, copied_client, server):
+    result = run_client(bare_python, copied_client, "--url", server.url + "/predict")
     assert result.returncode == 0, result.stderr
-    direct = requests.post(service.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).json()
+    direct = requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).json()
     assert json.loads(result.stdout.splitlines()[0]) == direct
     decision = "sending" if direct["churn"] else "not sending"
     assert result.stdout.splitlines()[1] == f"{decision} promo email to {EXAMPLE_CUSTOMER_ID}"
 
 
 def test_the_copied_client_reads_a_customer_file_and_id(
-    bare_python, copied_client, service, raw_customer, tmp_path
+    bare_python, copied_client, server, raw_customer, tmp_path
 ):
     customer_file = tmp_path / "customer.json"
     customer_file.write_text(json.dumps({**raw_customer, "tenure": 1}))
     result = run_client(
         bare_python,
         copied_client,
-        *("--url", service.url + "/predict", "--customer", str(customer_file)),
+        *("--url", server.url + "/predict", "--customer", str(customer_file)),
         *("--customer-id", "c-42"),
     )
     assert result.returncode == 0, result.stderr
@@ -166,7 +158,7 @@ def test_the_copied_client_reads_a_customer_file_and_id(
 
 
 def test_the_copied_client_fails_in_one_line_on_an_error_status(
-    bare_python, copied_client, service, tmp_path
+    bare_python, copied_client, server, tmp_path
 ):
     customer_file = tmp_path / "bad.json"
     customer_file.write_text("{}")
@@ -174,7 +166,7 @@ def test_the_copied_client_fails_in_one_line_on_an_error_status(
         bare_python,
         copied_client,
         "--url",
-        service.url + "/predict",
+        server.url + "/predict",
         "--customer",
         str(customer_file),
     )
@@ -327,9 +319,9 @@ def test_a_key_sent_over_plain_http_to_another_host_is_warned_about(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_the_course_runs_it_with_the_projects_interpreter_too(service):
+def test_the_course_runs_it_with_the_projects_interpreter_too(server):
     result = subprocess.run(
-        [sys.executable, "predict_test.py", "--url", service.url + "/predict"],
+        [sys.executable, "predict_test.py", "--url", server.url + "/predict"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
