@@ -160,6 +160,9 @@ def test_the_api_key_field_is_used_when_the_service_needs_one(page: Page, keyed)
         keyed.url, {**EXAMPLE_CUSTOMER, "totalcharges": 716.4}, {"X-API-Key": "page-key"}
     )
     assert float(page.locator("#probability").get_attribute("data-probability")) == expected
+    # The page is not told the threshold when a key guards it, yet still states the decision.
+    decision = page.locator("#decision").inner_text()
+    assert "likely to churn" in decision.lower() and "threshold" not in decision
 
 
 def test_docs_render_the_spec_with_examples(page: Page, live):
