@@ -1,13 +1,15 @@
 # churn-serving: the prediction service in a container (docker build -t churn-serving .).
-# Stage 1 turns Pipfile.lock into a hash-pinned requirements list; stage 2 installs it with
-# pip --require-hashes, so the image holds exactly the lock's default packages and no pipenv.
+# Stage 1 checks that Pipfile.lock matches the Pipfile and turns the lock's [serving] group into
+# a hash-pinned requirements list; stage 2 installs it with pip --require-hashes. The image holds
+# exactly what serving imports, at the lock's versions: no scikit-learn, scipy, pandas or pipenv.
 FROM python:3.11.14-slim-bookworm AS lock
 
 WORKDIR /src
 RUN pip install --no-cache-dir pipenv==2026.10.3
 COPY Pipfile Pipfile.lock ./
-# Default packages only: dev tools (pytest, awsebcli, ...) stay out of the image.
-RUN pipenv requirements --hash > requirements.txt
+# `pipenv verify` stops the build when the Pipfile changed without a new lock, as
+# `pipenv install --deploy` would. Training and dev tools stay out: only the [serving] group.
+RUN pipenv verify && pipenv requirements --hash --categories serving > requirements.txt
 
 
 FROM python:3.11.14-slim-bookworm
