@@ -20,6 +20,7 @@ from bench.load import require_wrk, run_wrk, worker_rss_mib
 from bench.servers import (
     free_port,
     gunicorn_command,
+    gunicorn_settings,
     running,
     wait_for_workers,
     wait_until_up,
@@ -95,7 +96,7 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones_cleanly(tmp_pa
         for thread in threads:
             thread.join(timeout=30)
 
-    graceful = 20  # gunicorn.conf.py's graceful_timeout
+    graceful = gunicorn_settings()["graceful_timeout"]
     assert exit_code == 0 and exited - term_sent < graceful
     assert {o for *_, o in outcomes} <= {"ok", "refused"}, {o for *_, o in outcomes}
     in_flight_finished = [o for start, end, o in outcomes if start < term_sent < end and o == "ok"]
