@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 from gunicorn.config import Config
 
-from churn.observability import REQUEST_ID_KEY, JsonFormatter, JsonLogger
+from bench.servers import poll
+from churn.observability import ACCESS_BUFFER_BYTES, REQUEST_ID_KEY, JsonFormatter, JsonLogger
 
 
 def record(message: str, exc_info=None) -> logging.LogRecord:
@@ -57,9 +58,11 @@ def access_logger(tmp_path):
 
 
 def test_the_access_log_writes_one_json_line_per_request(tmp_path):
-    _, log_one = access_logger(tmp_path)
+    logger, log_one = access_logger(tmp_path)
     log_one()
     log_one()
+    assert (tmp_path / "access.log").read_text() == ""  # gathered, not yet written
+    logger.flush_access_lines()
     lines = (tmp_path / "access.log").read_text().splitlines()
     entries = [json.loads(line) for line in lines]
     assert len(entries) == 2
@@ -70,7 +73,28 @@ def test_the_access_log_writes_one_json_line_per_request(tmp_path):
 def test_the_access_log_reaches_handlers_that_are_not_streams(tmp_path):
     logger, log_one = access_logger(tmp_path)
     buffer = BufferingHandler(capacity=10)
-    logger.access_log.addHandler(buffer)
-    log_one()
+    logger.access_log.addHandler(buffer)  # "gunicorn.access" is process-wide: removed below
+    try:
+        log_one()
+    finally:
+        logger.access_log.removeHandler(buffer)
     assert [json.loads(r.getMessage())["request_id"] for r in buffer.buffer] == ["rid-5"]
     assert json.loads((tmp_path / "access.log").read_text())["status"] == 201
+
+
+def test_gathered_access_lines_are_written_within_about_a_second_without_more_traffic(tmp_path):
+    _, log_one = access_logger(tmp_path)
+    log_one()
+    written = poll(lambda: (tmp_path / "access.log").read_text(), bool, 10, 0.05)
+    assert json.loads(written)["request_id"] == "rid-5"
+
+
+def test_a_full_buffer_is_written_at_once_and_in_order(tmp_path):
+    logger, _ = access_logger(tmp_path)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health"}
+    count = ACCESS_BUFFER_BYTES // 100  # each line is well over 100 bytes
+    for number in range(count):
+        response = SimpleNamespace(status_code=200, sent=number, headers=[])
+        logger.access(response, None, environ, timedelta(milliseconds=1))
+    written = [json.loads(line)["bytes"] for line in (tmp_path / "access.log").open()]
+    assert written and written == list(range(len(written)))
