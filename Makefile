@@ -50,14 +50,18 @@ lint: env
 
 # Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
 # prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
-# chromium (browser tests). Installed with apt when missing (sudo unless root).
-SYSTEM_DEPS := wrk nginx-light chromium prometheus
+# chromium (browser tests), docker.io (the tests start their own private dockerd; nothing is
+# started by installing it) and mmdebstrap (a stand-in for the base image where Docker Hub
+# cannot be reached). Installed with apt when missing (sudo unless root); apt waits for a
+# lock another install holds instead of failing.
+SYSTEM_DEPS := wrk nginx-light chromium prometheus docker.io mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 system-deps:
 	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing; \
 	fi
 
 test: lint data system-deps

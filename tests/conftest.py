@@ -17,6 +17,17 @@ from churn.features import EXAMPLE_CUSTOMER
 
 COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
 
+# The private Docker engine and the built image (tests/containers.py).
+pytest_plugins = ["tests.containers"]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which base image the container tests built on: pulled, or a local stand-in."""
+    from tests.containers import ENGINE_NOTES
+
+    for note in ENGINE_NOTES:
+        terminalreporter.write_line(f"docker: {note}")
+
 
 def find_real_data() -> Path:
     candidates = [
