@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,6 +19,7 @@ from bench.servers import free_port, poll
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 from tests.containers import Container
+from tests.test_client import run_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -82,13 +83,8 @@ def test_metrics_work_on_a_read_only_root(hardened):
 
 
 def test_the_courses_client_gets_a_decision(hardened):
-    result = subprocess.run(
-        [sys.executable, "predict_test.py", "--url", hardened.url + "/predict"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    client = PROJECT_ROOT / "predict_test.py"
+    result = run_client(Path(sys.executable), client, "--url", hardened.url + "/predict")
     assert result.returncode == 0, result.stderr
     assert "promo email to" in result.stdout
 
