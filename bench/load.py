@@ -5,7 +5,6 @@ Shared by the benchmark (bench/run.py), the scale-out run, the profiler and the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -88,16 +87,24 @@ def worker_rss_mib(master_pid: int) -> list[float]:
     return sorted(sizes)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far; 0 if it is gone."""
+    try:
+        # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
     """CPU time (user + system) each worker of ``master_pid`` has used so far."""
-    ticks_per_second = os.sysconf("SC_CLK_TCK")
-    cpu = {}
-    for pid in worker_status(master_pid):
-        with contextlib.suppress(OSError):
-            # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks_per_second
-    return cpu
+    return {pid: cpu_seconds(pid) for pid in worker_status(master_pid)}
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two readings by the processes present in both."""
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def had_idle_worker(

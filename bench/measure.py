@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.contenders import MODEL_FILE, Contender, Role, contenders
-from bench.load import had_idle_worker, run_wrk, worker_cpu_seconds, worker_rss_mib
+from bench.load import (
+    cpu_seconds,
+    cpu_used,
+    had_idle_worker,
+    run_wrk,
+    worker_cpu_seconds,
+    worker_rss_mib,
+)
 from bench.servers import Server, running, wait_for_workers
 from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
@@ -139,11 +146,18 @@ def runs_declared_workers(result: Result, server: Server) -> bool:
 def slice_of_load(
     args: argparse.Namespace, wrk: str, server: Server, body_file: Path, workers: int
 ) -> dict:
-    """One wrk slice, with whether a worker sat idle during it."""
-    cpu_before = worker_cpu_seconds(server.process.pid)
+    """One wrk slice, with whether a worker sat idle and the server's CPU time per request.
+
+    CPU per request (the server's processes, user + system) shifts far less than req/s when
+    other work shares the machine, so it backs the throughput ratios on a loaded machine.
+    """
+    pid = server.process.pid
+    cpu_before = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
     run = run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
-    cpu_after = worker_cpu_seconds(server.process.pid)
-    run["idle_worker"] = had_idle_worker(cpu_before, cpu_after, workers)
+    cpu_after = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
+    workers_after = {p: cpu for p, cpu in cpu_after.items() if p != pid}
+    run["idle_worker"] = had_idle_worker(cpu_before, workers_after, workers)
+    run["cpu_us"] = cpu_used(cpu_before, cpu_after) * 1e6 / max(run["requests"], 1)
     return run
 
 

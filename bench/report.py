@@ -58,8 +58,8 @@ def ratios(results: list[Result]) -> dict[str, tuple[Result, float] | None]:
 def table(results: list[Result]) -> str:
     lines = [
         "| server | req/s (median) | p50 ms | p99 ms | errors | cold start s | RSS/worker MiB "
-        "| slices with an idle worker |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| slices with an idle worker | server CPU µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         if not r.runs:
@@ -72,16 +72,27 @@ def table(results: list[Result]) -> str:
         lines.append(
             f"| {r.contender.name} | {r.rps:,.0f} | {r.median('p50_ms'):.2f} | "
             f"{r.median('p99_ms'):.2f} | {r.errors} | {r.cold_start_s:.2f} | {rss} "
-            f"| {idle if r.contender.workers > 1 else 'n/a (1 worker)'} |"
+            f"| {idle if r.contender.workers > 1 else 'n/a (1 worker)'} "
+            f"| {r.median('cpu_us'):.0f} |"
         )
     lines.append("")
+    ours = first_of(results, Role.OURS)
+    assert ours is not None
     for name, found in ratios(results).items():
         if found is None:
             lines.append(f"- ours / {name}: not measured")
             continue
         row, ratio = found
-        value = f"{ratio:.0%}" if name == "ceiling" else f"{ratio:.2f}×"
-        lines.append(f"- ours / {name}: **{value}** (against: {row.contender.name})")
+        by_cpu = row.median("cpu_us") / ours.median("cpu_us")
+        value, cpu = (
+            (f"{ratio:.0%}", f"{by_cpu:.0%}")
+            if name == "ceiling"
+            else (f"{ratio:.2f}×", f"{by_cpu:.2f}×")
+        )
+        lines.append(
+            f"- ours / {name}: **{value}** by req/s, {cpu} by server CPU per request "
+            f"(against: {row.contender.name})"
+        )
     lines += [f"- not measured: {r.contender.name}: {r.unavailable}" for r in results if not r.runs]
     return "\n".join(lines)
 
