@@ -95,12 +95,24 @@ class PredictEndpoint:
         batch = isinstance(payload, list)
         if batch:
             self._check_batch_size(payload)
-        fast = self.predictor.fast_batch
-        results = None if explain or not batch else fast.answer(payload, self._watch_columns)
-        if results is None:  # one customer, explanations, or a batch the fast checks refused
+        results = self._fast_answer(payload, batch, explain)
+        if results is None:  # explanations of a batch, or customers the fast checks refused
             results = self._validated_answer(payload, batch, explain)
         record_predictions(results)
         return 200, orjson.dumps(results if batch else results[0])
+
+    def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:
+        """Results from the precomputed checks (churn/fastpath.py), or None to validate fully."""
+        if batch:
+            return (
+                None if explain else self.predictor.fast_batch.answer(payload, self._watch_columns)
+            )
+        customer = self.predictor.fast_one.customer(payload)
+        if customer is None:
+            return None
+        results = self.predictor.predict([customer], explain)
+        self._watch([customer], results)
+        return results
 
     def _validated_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict[str, Any]]:
         validator = self.predictor.validator

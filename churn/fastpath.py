@@ -1,4 +1,7 @@
-"""/predict batches checked and scored column by column instead of one pydantic model each.
+"""/predict's fast paths: customers checked by precomputed rules instead of the pydantic model.
+
+Batches are checked and scored column by column (``BatchFastPath``), a single customer field by
+field (``CustomerFastPath``).
 
 The checks come from churn/rules.py (the pydantic model's own field validators, asked once per
 distinct value, and the schema's bounds). When every customer passes, the answers are exactly
@@ -161,3 +164,65 @@ def _checked(rule: ValueRule, column: Sequence[Any]) -> np.ndarray | None:
     if any(v is INVALID for v in values):
         return None
     return np.array(values, dtype=np.float64)
+
+
+class CustomerFastPath:
+    """Checks one customer dict with the same rules, one lookup per field, or declines.
+
+    Most requests are one customer in the course's spelling: each categorical and flag value is
+    found in its field's remembered answers, each number checked against its bounds. The result
+    is exactly ``CustomerValidator.one``'s (tests/test_fastpath.py checks this on generated
+    customers); anything these checks cannot vouch for returns None, and the validator then
+    answers, with its own error messages.
+    """
+
+    def __init__(self, rules: CustomerRules):
+        self._fields = rules.validator.model.model_fields
+        self._known = frozenset(self._fields)
+        self._value_rules = (*rules.categorical.items(), *rules.flags.items())
+        self._numbers = tuple(
+            (field, rules.bounds[field], rules.numeric[field]) for field in rules.numeric
+        )
+        self._customer_id = rules.customer_id
+        self._id_keys = rules.id_keys
+        self._max_id_length = rules.max_id_length
+
+    def customer(self, payload: Any) -> dict[str, Any] | None:
+        """The validated customer, as ``CustomerValidator.one`` gives it, or None."""
+        if type(payload) is not dict:
+            return None
+        if not self._known.issuperset(payload):  # other spellings of the keys, or extra keys
+            payload = normalize_keys(payload, self._fields)
+        customer: dict[str, Any] = {}
+        try:
+            for field, rule in self._value_rules:
+                value = customer[field] = rule(payload[field])
+                if value is INVALID:
+                    return None
+            for field, bounds, rule in self._numbers:
+                value = payload[field]
+                if type(value) in NUMBER_TYPES and bounds.admits(value):
+                    customer[field] = int(value) if bounds.integer else float(value)
+                elif (value := rule(value)) is INVALID:  # numbers written as text
+                    return None
+                else:
+                    customer[field] = value
+        except KeyError:  # a field is missing: the validator names it
+            return None
+        return self._with_id(customer, payload)
+
+    def _with_id(self, customer: dict[str, Any], payload: dict) -> dict[str, Any] | None:
+        """``customer_id`` as the validator sets it: ``customerid`` (the CSV's) wins."""
+        chosen = None
+        for key in self._id_keys:
+            value = payload.get(key)
+            if value is None:
+                continue
+            if type(value) is not str or len(value) > self._max_id_length:
+                value = self._customer_id(value)  # integers and the rest: the field's validator
+                if value is INVALID:
+                    return None
+            if chosen is None:
+                chosen = value
+        customer["customer_id"] = None if chosen is None else str(chosen)
+        return customer

@@ -10,7 +10,7 @@ from typing import Any
 from churn import artifact
 from churn.artifact import ModelFileError
 from churn.drift import FeatureReference, load_reference
-from churn.fastpath import BatchFastPath
+from churn.fastpath import BatchFastPath, CustomerFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 from churn.rules import CustomerRules
 from churn.schema import CustomerValidator
@@ -26,6 +26,7 @@ class Predictor:
     threshold: float
     rules: CustomerRules
     fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
+    fast_one: CustomerFastPath  # one customer: field lookups instead of the model
     drift_reference: dict[str, FeatureReference] | None  # None: trained before drift watch
 
     @classmethod
@@ -62,6 +63,7 @@ class Predictor:
             threshold=threshold,
             rules=rules,
             fast_batch=BatchFastPath(rules, scorer, threshold),
+            fast_one=CustomerFastPath(rules),
             drift_reference=reference,
         )
 

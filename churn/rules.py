@@ -5,7 +5,7 @@ A column of a customer base holds a handful of spellings per field ("Fiber optic
 and remembering the answer, validates the whole column. Numbers are checked as arrays against the
 bounds the same schema declares. Whatever these checks cannot vouch for goes back to the pydantic
 model (``CustomerValidator``), which stays the only author of error messages. Used by /predict
-batches (churn/fastpath.py) and by batch scoring (churn/batch/).
+(churn/fastpath.py: batches and single customers) and by batch scoring (churn/batch/).
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ class Bounds:
     low: float
     high: float
     integer: bool
+
+    def admits(self, value: int | float) -> bool:
+        """Whether the model accepts one JSON number: ``accepts`` for a single value."""
+        if not self.low <= value <= self.high:  # NaN fails every comparison
+            return False
+        return not self.integer or type(value) is int or value.is_integer()  # type: ignore[union-attr]
 
     def accepts(self, values: np.ndarray) -> np.ndarray:
         """Which values the model accepts: finite, in range, whole where it must be."""

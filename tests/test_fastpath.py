@@ -1,7 +1,8 @@
-"""The column-wise path for /predict batches (churn/fastpath.py) against the pydantic validator.
+"""/predict's fast paths (churn/fastpath.py), for batches and single customers, against the
+pydantic validator.
 
-The fast path may decline a batch (it then goes through the validator); when it answers, the
-answer must be exactly the validator's and scorer's, and it must never accept a batch the
+A fast path may decline (the request then goes through the validator); when it answers, the
+answer must be exactly the validator's (and scorer's), and it must never accept what the
 validator refuses.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,9 +70,21 @@ weird = (
 
 @st.composite
 def batches_with_one_defect(draw) -> list:
-    """A valid batch, numbers as JSON numbers, with one field of one customer spoiled."""
+    """A valid batch, numbers as JSON numbers or text, with one field of one customer spoiled."""
     batch = draw(batches(valid_customers(numbers_as_text=draw(st.booleans()))))
-    customer = draw(st.sampled_from(batch))
+    spoil_one_field(draw, draw(st.sampled_from(batch)))
+    return batch
+
+
+@st.composite
+def customers_with_one_defect(draw) -> dict:
+    customer = draw(valid_customers(numbers_as_text=draw(st.booleans())))
+    spoil_one_field(draw, customer)
+    return customer
+
+
+def spoil_one_field(draw: st.DrawFn, customer: dict) -> None:
+    """Spoil, drop or shadow (a second spelling of the key) one field of ``customer``."""
     field = draw(st.sampled_from(FEATURE_FIELDS) | st.sampled_from(list(SCHEMA["numeric"])))
     key = next((k for k in customer if k.lower() == field), field)
     action = draw(st.sampled_from(["spoil", "spoil", "drop", "shadow"]))
@@ -79,7 +94,6 @@ def batches_with_one_defect(draw) -> list:
         customer.pop(key, None)
     else:  # a second spelling of a known key, which wins in the validator
         customer[draw(st.sampled_from(["Contract", "TENURE", "customerID"]))] = draw(weird)
-    return batch
 
 
 def batches(customers: st.SearchStrategy[dict]) -> st.SearchStrategy[list]:
@@ -120,3 +134,45 @@ def test_a_batch_with_one_bad_member_still_gets_the_validators_422(client):
     assert PREDICTOR.fast_batch.answer(batch) is None
     body = client.post("/predict", json=batch).get_json()
     assert [(p["index"], p["field"]) for p in body["problems"]] == [(VECTORIZE_FROM, "tenure")]
+
+
+def validator_customer(customer: Any) -> dict | None:
+    try:
+        return PREDICTOR.validator.one(customer)
+    except RequestValidationError:
+        return None
+
+
+def typed(customer: dict) -> dict:
+    """Values with their types: 24 and 24.0 are equal in Python but not in the JSON answer."""
+    return {key: (type(value), value) for key, value in customer.items()}
+
+
+@CHECKS
+@given(valid_customers())
+def test_a_valid_customer_in_any_spelling_takes_the_single_fast_path_unchanged(customer):
+    fast = PREDICTOR.fast_one.customer(copy.deepcopy(customer))
+    expected = validator_customer(customer)
+    assert fast is not None and expected is not None
+    assert typed(fast) == typed(expected)
+
+
+@CHECKS
+@given(customers_with_one_defect() | weird)
+def test_the_single_fast_path_accepts_only_what_the_validator_accepts(payload):
+    fast = PREDICTOR.fast_one.customer(copy.deepcopy(payload))
+    expected = validator_customer(payload)
+    if expected is None:
+        assert fast is None
+    elif fast is not None:
+        assert typed(fast) == typed(expected)
+
+
+def test_a_bad_single_customer_gets_the_validators_own_422(client):
+    for bad in ({**EXAMPLE_CUSTOMER, "tenure": 1e9}, {**EXAMPLE_CUSTOMER, "contract": "weekly"}):
+        assert PREDICTOR.fast_one.customer(bad) is None
+        with pytest.raises(RequestValidationError) as refused:
+            PREDICTOR.validator.one(bad)
+        response = client.post("/predict", json=bad)
+        assert response.status_code == 422
+        assert response.get_json()["problems"] == refused.value.problems
