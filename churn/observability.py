@@ -161,9 +161,9 @@ def count_request(route: str, method: str, status: int, started: float | None) -
     # Unknown methods share one label so a client cannot grow the metric without bound.
     method = method if method in KNOWN_METHODS else "other"
     counter, latency = _request_metrics(route, method, status)
-    counter.inc()
     now = time.perf_counter()
-    latency.observe(now - (now if started is None else started))
+    TALLY.add(counter)
+    TALLY.observe(latency, now - (now if started is None else started))
 
 
 def use_gunicorn_logging(app: Flask) -> None:
