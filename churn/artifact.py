@@ -151,6 +151,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, flush it to disk, then rename over ``path``.
 
@@ -159,6 +165,9 @@ def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would, so a
+        # retrained model stays readable by the container's unprivileged user.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -168,11 +177,17 @@ def write_atomically(path: Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def save(path: Path, dv: Any, model: Any, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Save the pair as the course's plain pickle, and its metadata (with the pickle's hash)."""
+def pack(path: Path, dv: Any, model: Any, metadata: dict[str, Any]) -> tuple[bytes, dict]:
+    """The course's plain pickle of the pair, and its metadata completed with the pickle's hash.
+
+    Separate from ``write`` so a caller can render what describes the model before saving it.
+    """
     raw = pickle.dumps((dv, model), protocol=pickle.HIGHEST_PROTOCOL)
-    metadata = {**metadata, "artifact_sha256": sha256_hex(raw), "artifact_file": path.name}
+    return raw, {**metadata, "artifact_sha256": sha256_hex(raw), "artifact_file": path.name}
+
+
+def write(path: Path, raw: bytes, metadata: dict[str, Any]) -> None:
+    """Write the pickle, then its metadata, each atomically."""
     write_atomically(path, raw)
     text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
     write_atomically(metadata_path(path), text.encode("utf-8"))
-    return metadata

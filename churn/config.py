@@ -34,6 +34,16 @@ DEFAULT_C = 1.0
 DEFAULT_FOLDS = 5
 DEFAULT_MODEL_FILE = "model_C=1.0.bin"
 DEFAULT_PORT = 9696
+# A retrained model this much worse on held-out AUC than the one it replaces needs --force.
+DEFAULT_AUC_TOLERANCE = 0.005
+
+# The decision threshold in force, and where it comes from: the course's default, chosen from
+# costs at training (both saved in the metadata), or overridden where the service runs.
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_ENV = "CHURN_THRESHOLD"
+THRESHOLD_FROM_DEFAULT = "default"
+THRESHOLD_FROM_COSTS = "costs"
+THRESHOLD_FROM_ENVIRONMENT = THRESHOLD_ENV
 
 
 class ConfigError(ValueError):
@@ -48,6 +58,14 @@ def model_filename(c: float) -> str:
 def metadata_path(model_path: Path) -> Path:
     """Where the JSON metadata of a model artifact lives: beside it, same stem."""
     return model_path.with_suffix(".json")
+
+
+def report_path(model_path: Path, refused: bool = False) -> Path:
+    """Where training writes its report: ``model_C=1.0.report.html`` (PNGs in ``….report/``).
+
+    A refused model's report gets its own name, so the kept model's report stays its own.
+    """
+    return model_path.with_suffix(".refused.report.html" if refused else ".report.html")
 
 
 # --- Parsers: text from the environment to a value, or ValueError saying what is wrong ---
@@ -196,11 +214,12 @@ class Settings(FromEnvironment):
         "model to serve (its `.json` metadata must sit beside it)",
     )
     threshold: float | None = setting(
-        "CHURN_THRESHOLD",
+        THRESHOLD_ENV,
         None,
         number(0.0, 1.0),
-        "probability at or above which `churn` is true",
-        shown="from the model's metadata",
+        "probability at or above which `churn` is true; overrides the model's own (`/model` "
+        "says which is in force)",
+        shown="from the model's metadata (0.5, or chosen from costs)",
     )
     max_batch_size: int = setting(
         "MAX_BATCH_SIZE", 1000, whole(1, 1_000_000), "most customers in one request"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,13 @@ RANDOM_STATE = 1
 
 @dataclass(frozen=True)
 class CrossValidation:
+    """One C's cross-validation: each fold's AUC, and every row's out-of-fold probability."""
+
     C: float
     fold_aucs: tuple[float, ...]
+    # Row i's probability from the fold model that did not train on it (the threshold search's
+    # input: honest scores without touching the held-out split).
+    out_of_fold: np.ndarray = field(compare=False, repr=False)
 
     @property
     def mean(self) -> float:
@@ -67,7 +72,10 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def cross_validate(frame: pd.DataFrame, C: float, folds: int) -> CrossValidation:
     kfold = KFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
     aucs = []
+    out_of_fold = np.empty(len(frame), dtype=np.float64)
     for train_idx, val_idx in kfold.split(frame):
         dv, model = fit(frame.iloc[train_idx], C)
-        aucs.append(auc(dv, model, frame.iloc[val_idx]))
-    return CrossValidation(C=C, fold_aucs=tuple(aucs))
+        validation = frame.iloc[val_idx]
+        out_of_fold[val_idx] = predict(dv, model, validation)
+        aucs.append(float(roc_auc_score(validation[TARGET].to_numpy(), out_of_fold[val_idx])))
+    return CrossValidation(C=C, fold_aucs=tuple(aucs), out_of_fold=out_of_fold)

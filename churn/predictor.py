@@ -9,6 +9,7 @@ from typing import Any
 
 from churn import artifact
 from churn.artifact import ModelFileError
+from churn.config import THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_ENVIRONMENT
 from churn.drift import FeatureReference, load_reference
 from churn.fastpath import BatchFastPath, CustomerFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
@@ -24,6 +25,7 @@ class Predictor:
     metadata: dict[str, Any]
     version: str
     threshold: float
+    threshold_source: str  # "default", "costs" (chosen at training) or "CHURN_THRESHOLD"
     rules: CustomerRules
     fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
     fast_one: CustomerFastPath  # one customer: field lookups instead of the model
@@ -54,6 +56,9 @@ class Predictor:
         _check_reference(reference, metadata["schema"], model_file)
         validator = CustomerValidator(metadata["schema"])
         rules = CustomerRules.build(validator)
+        source = metadata.get("threshold_source", THRESHOLD_FROM_DEFAULT)
+        if threshold is not None:
+            source = THRESHOLD_FROM_ENVIRONMENT
         threshold = float(metadata["threshold"] if threshold is None else threshold)
         return cls(
             scorer=scorer,
@@ -61,6 +66,7 @@ class Predictor:
             metadata=metadata,
             version=version,
             threshold=threshold,
+            threshold_source=source,
             rules=rules,
             fast_batch=BatchFastPath(rules, scorer, threshold),
             fast_one=CustomerFastPath(rules),
@@ -105,6 +111,9 @@ class Predictor:
             "data": meta.get("data"),
             "versions": meta.get("versions"),
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            # The costs behind the saved threshold (null without costs), even when overridden.
+            "threshold_choice": meta.get("threshold_choice"),
             "schema": meta["schema"],
         }
 

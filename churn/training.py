@@ -1,32 +1,56 @@
-"""``python train.py``: clean the data, cross-validate, train the final model and save it."""
+"""``python train.py``: clean the data, cross-validate, train, evaluate, report and save.
+
+Everything a run measures is computed once here and stored in the metadata; the report
+(churn/report.py) renders that metadata. A run may also choose the threshold from costs
+(churn/profit.py) and compare the new model with the one it would replace (churn/compare.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import sklearn
 
-from churn import artifact
-from churn.config import DEFAULT_C, DEFAULT_DATA_PATH, DEFAULT_FOLDS, ConfigError, model_filename
+from churn import artifact, report
+from churn.artifact import ModelFileError
+from churn.compare import compare, describe_comparison, existing_baseline, load_baseline
+from churn.config import (
+    DEFAULT_AUC_TOLERANCE,
+    DEFAULT_C,
+    DEFAULT_DATA_PATH,
+    DEFAULT_FOLDS,
+    DEFAULT_THRESHOLD,
+    THRESHOLD_FROM_COSTS,
+    THRESHOLD_FROM_DEFAULT,
+    ConfigError,
+    model_filename,
+    report_path,
+)
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.drift import reference_from
-from churn.features import learn_schema
-from churn.model import CrossValidation, auc, cross_validate, fit, split
+from churn.evaluation import evaluate
+from churn.features import TARGET, learn_schema
+from churn.model import CrossValidation, cross_validate, fit, predict, split
+from churn.profit import Costs, ThresholdChoice, choose_threshold, held_out_check
 
-DECISION_THRESHOLD = 0.5
+EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
+COST_OPTIONS = ("--offer-cost", "--customer-value", "--offer-acceptance")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="train.py",
-        description="Train the churn model (DictVectorizer + LogisticRegression) and save it.",
+        description="Train the churn model (DictVectorizer + LogisticRegression), report on it "
+        "and save it.",
     )
     parser.add_argument(
         "--data",
@@ -47,15 +71,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds (default: 5)"
     )
     parser.add_argument("--output", help="model file to write (default: model_C={C}.bin)")
+    costs = parser.add_argument_group(
+        "threshold from costs (all three, or none for the course's 0.5)"
+    )
+    costs.add_argument("--offer-cost", type=float, help="what one retention offer costs")
+    costs.add_argument("--customer-value", type=float, help="what a kept churner is worth")
+    costs.add_argument(
+        "--offer-acceptance", type=float, help="probability a churner who gets an offer stays"
+    )
+    gate = parser.add_argument_group("comparison with the current model")
+    gate.add_argument(
+        "--compare-with",
+        metavar="MODEL",
+        help="compare with this model (default: the model already at the output path)",
+    )
+    gate.add_argument(
+        "--auc-tolerance",
+        type=float,
+        default=DEFAULT_AUC_TOLERANCE,
+        help="refuse a model this much worse on held-out AUC (default: %(default)s)",
+    )
+    gate.add_argument("--force", action="store_true", help="save even a refused model")
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be at least 2")
     if any(not np.isfinite(c) or c <= 0 for c in args.C_values):
         parser.error("--C values must be positive numbers")
+    if not (math.isfinite(args.auc_tolerance) and args.auc_tolerance >= 0):
+        parser.error("--auc-tolerance must be a finite number >= 0")
+    args.costs = costs_from(args, parser)
     return args
 
 
-def select_C(frame: pd.DataFrame, C_values: list[float], folds: int) -> CrossValidation:
+def costs_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Costs | None:
+    values = [args.offer_cost, args.customer_value, args.offer_acceptance]
+    if all(value is None for value in values):
+        return None
+    missing = [option for option, value in zip(COST_OPTIONS, values, strict=True) if value is None]
+    if missing:
+        parser.error(
+            f"{', '.join(missing)} missing: the costs need all of {', '.join(COST_OPTIONS)}"
+        )
+    costs = Costs(*values)
+    for option, problem in costs.problems():
+        parser.error(f"{option} {problem}")
+    return costs
+
+
+def cross_validate_each(
+    frame: pd.DataFrame, C_values: list[float], folds: int
+) -> list[CrossValidation]:
     results = []
     for C in C_values:
         result = cross_validate(frame, C, folds)
@@ -63,60 +128,106 @@ def select_C(frame: pd.DataFrame, C_values: list[float], folds: int) -> CrossVal
             print(f"  C={C} fold {number}: AUC {fold_auc:.3f}")
         print(f"C={C} {result.mean:.3f} ± {result.std:.3f}")
         results.append(result)
-    return max(results, key=lambda r: r.mean)
+    return results
 
 
 def build_metadata(
     data_path: Path,
     frame: pd.DataFrame,
     train_frame: pd.DataFrame,
-    best: CrossValidation,
+    runs: list[CrossValidation],
     folds: int,
-    test_auc: float,
+    held_out: dict[str, Any],
+    choice: ThresholdChoice | None,
 ) -> dict[str, Any]:
+    best = max(runs, key=lambda r: r.mean)
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": {"file": data_path.name, "sha256": sha256_of(data_path), "rows": len(frame)},
+        "data": {
+            "file": data_path.name,
+            "sha256": sha256_of(data_path),
+            "rows": len(frame),
+            "churn_rate": float(frame[TARGET].mean()),
+        },
         "versions": {
             "python": platform.python_version(),
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
             "pandas": pd.__version__,
+            "matplotlib": matplotlib.__version__,
         },
         "params": {"C": best.C, "folds": folds, "solver": "newton-cholesky"},
         "metrics": {
             "cv_auc_mean": best.mean,
             "cv_auc_std": best.std,
             "cv_fold_aucs": list(best.fold_aucs),
-            "test_auc": test_auc,
+            "test_auc": held_out["auc"],
         },
-        "threshold": DECISION_THRESHOLD,
+        "evaluation": {
+            "cross_validation": [
+                {"C": run.C, "fold_aucs": list(run.fold_aucs), "mean": run.mean, "std": run.std}
+                for run in runs
+            ],
+            "held_out": held_out,
+        },
+        "threshold": held_out["confusion"]["threshold"],
+        "threshold_source": THRESHOLD_FROM_COSTS if choice else THRESHOLD_FROM_DEFAULT,
+        "threshold_choice": choice.summary if choice else None,
+        "comparison": None,  # filled in when there is a model to compare with
         "schema": learn_schema(train_frame),
         "drift_reference": reference_from(train_frame),
     }
 
 
-def run(args: argparse.Namespace) -> Path:
+def run(args: argparse.Namespace) -> int:
     data_path = resolve_data_path(args.data)
     frame = load_clean(data_path)
-    print(f"Data: {data_path} ({len(frame):,} customers, churn rate {frame['churn'].mean():.1%})")
+    print(f"Data: {data_path} ({len(frame):,} customers, churn rate {frame[TARGET].mean():.1%})")
     full_train, test = split(frame)
-    best = select_C(full_train, args.C_values, args.folds)
-    dv, model = fit(full_train, best.C)
-    test_auc = auc(dv, model, test)
-    print(f"Final model C={best.C} on {len(full_train):,} customers: test AUC {test_auc:.3f}")
+    # A named model to compare with is read first, so a wrong path stops before any training.
+    named = load_baseline(Path(args.compare_with), test) if args.compare_with else None
+    runs = cross_validate_each(full_train, args.C_values, args.folds)
+    best = max(runs, key=lambda r: r.mean)
     output = Path(args.output or model_filename(best.C))
-    metadata = build_metadata(data_path, frame, full_train, best, args.folds, test_auc)
-    artifact.save(output, dv, model, metadata)
-    print(f"Saved {output} and {output.with_suffix('.json')}")
-    return output
+    baseline = named if args.compare_with else existing_baseline(output, test)
+    dv, model = fit(full_train, best.C)
+    churned, probabilities = test[TARGET].to_numpy(), predict(dv, model, test)
+    choice = None
+    if args.costs:
+        choice = choose_threshold(args.costs, full_train[TARGET].to_numpy(), best.out_of_fold)
+        choice.summary.update(held_out_check(args.costs, churned, probabilities, choice.threshold))
+    held_out = evaluate(churned, probabilities, choice.threshold if choice else DEFAULT_THRESHOLD)
+    print(
+        f"Final model C={best.C} on {len(full_train):,} customers: test AUC {held_out['auc']:.3f}"
+    )
+    print(choice.describe() if choice else f"Threshold {DEFAULT_THRESHOLD} (default: no costs)")
+    metadata = build_metadata(data_path, frame, full_train, runs, args.folds, held_out, choice)
+    if baseline:
+        metadata["comparison"] = compare(
+            baseline, churned, probabilities, held_out, args.auc_tolerance, args.force
+        )
+        print(describe_comparison(metadata["comparison"], held_out["auc"]))
+    raw, metadata = artifact.pack(output, dv, model, metadata)
+    page = report.for_training(metadata, dv, model, churned, probabilities, baseline, choice)
+    if baseline and metadata["comparison"]["verdict"] == "refused":
+        page.write(report_path(output, refused=True))
+        print(
+            f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
+            f"{baseline.path}'s, which stays as it was; see {report_path(output, refused=True)}, "
+            "or save it anyway with --force",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    artifact.write(output, raw, metadata)
+    page.write(report_path(output))
+    print(f"Saved {output}, {output.with_suffix('.json')} and {report_path(output)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
-    except (DataFileError, ConfigError) as error:
+        return run(args)
+    except (DataFileError, ModelFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0

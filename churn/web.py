@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
+from churn.config import THRESHOLD_FROM_COSTS, THRESHOLD_FROM_ENVIRONMENT
 from churn.features import (
     CATEGORICAL_FIELDS,
     EXAMPLE_CUSTOMER,
@@ -67,6 +68,20 @@ def _guarded() -> bool:
     return current_app.extensions["churn.settings"].api_key is not None
 
 
+def threshold_origin(model: Predictor) -> str:
+    """Where the threshold in force comes from, in words, for the pages."""
+    if model.threshold_source == THRESHOLD_FROM_ENVIRONMENT:
+        return f"set by {THRESHOLD_FROM_ENVIRONMENT} where the service runs"
+    choice = model.metadata.get("threshold_choice")
+    if model.threshold_source == THRESHOLD_FROM_COSTS and choice:
+        return (
+            f"chosen at training from costs: offer cost {choice['offer_cost']:,g}, "
+            f"customer value {choice['customer_value']:,g}, "
+            f"offer acceptance {choice['offer_acceptance']:g}"
+        )
+    return "the course's default"
+
+
 @pages.get("/")
 def try_it() -> str:
     model = _predictor()
@@ -75,6 +90,7 @@ def try_it() -> str:
         "index.html",
         fields=form_fields(model.metadata["schema"]),
         threshold=None if guarded else model.threshold,
+        threshold_origin=None if guarded else threshold_origin(model),
         version=model.version[:12],
         metrics={} if guarded else model.metadata.get("metrics", {}),
         api_key_required=guarded,
@@ -96,5 +112,6 @@ def docs() -> str:
         example=example,
         example_result=example_result,
         threshold=None if guarded else model.threshold,
+        threshold_origin=None if guarded else threshold_origin(model),
         max_batch=settings.max_batch_size,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,20 @@ from churn.app import create_app
 from churn.config import DATA_FILENAME, PROJECT_ROOT, DataSettings, Settings
 from churn.features import EXAMPLE_CUSTOMER
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Headless as root, and quiet: the machine has no network beyond loopback.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
+# The README's example economics (see "A threshold chosen from costs").
+EXAMPLE_COSTS = {"offer_cost": 50.0, "customer_value": 800.0, "offer_acceptance": 0.3}
 
 # The private Docker engine and the built image (tests/containers.py).
 pytest_plugins = ["tests.containers"]
@@ -46,6 +60,36 @@ def find_real_data() -> Path:
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     return find_real_data()
+
+
+def cost_options(costs: dict[str, float]) -> list[str]:
+    options = []
+    for name, value in costs.items():
+        options += ["--" + name.replace("_", "-"), str(value)]
+    return options
+
+
+@pytest.fixture(scope="session")
+def costs_model(real_data, tmp_path_factory) -> Path:
+    """A model trained on the real data with the example costs; its report beside it."""
+    from churn.training import main
+
+    output = tmp_path_factory.mktemp("costs") / "model_C=1.0.bin"
+    assert (
+        main(["--data", str(real_data), "--output", str(output), *cost_options(EXAMPLE_COSTS)]) == 0
+    )
+    return output
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture()

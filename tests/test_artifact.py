@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 from typing import Any
@@ -141,12 +142,12 @@ import predict
 from churn.features import EXAMPLE_CUSTOMER
 answer = predict.app.test_client().post("/predict", json=EXAMPLE_CUSTOMER)
 assert answer.status_code == 200, answer.get_data()
-heavy = {"sklearn", "scipy", "pandas"}
+heavy = {"sklearn", "scipy", "pandas", "matplotlib"}
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & heavy)))
 """
 
 
-def test_the_service_imports_neither_sklearn_nor_scipy_nor_pandas():
+def test_the_service_imports_none_of_the_training_libraries():
     result = subprocess.run(
         [sys.executable, "-c", HEAVY_IMPORT_PROBE],
         cwd=PROJECT_ROOT,
@@ -157,3 +158,13 @@ def test_the_service_imports_neither_sklearn_nor_scipy_nor_pandas():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps_private_one(tmp_path):
+    # A retrained model must stay readable by the image's unprivileged user after COPY.
+    previous = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "m.bin", b"data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "m.bin").stat().st_mode) == 0o644

@@ -1,15 +1,15 @@
-"""The try-it page and the docs in real headless Chromium (Debian's), driven by Playwright."""
+"""The try-it page, the docs and the training report in real headless Chromium (Debian's),
+driven by Playwright."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
@@ -17,27 +17,9 @@ from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID, FEATURE_FIELDS
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Headless as root, and quiet: the machine has no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = PROJECT_ROOT / "docs" / "try-it.png"
+REPORT_SCREENSHOT = PROJECT_ROOT / "docs" / "report.png"
 METADATA = json.loads((PROJECT_ROOT / "model_C=1.0.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +161,19 @@ def test_docs_render_the_spec_with_examples(page: Page, live):
         timeout=10,
     ).json()
     assert example == direct
+
+
+def test_the_training_report_opens_offline_with_every_chart(page: Page, costs_model, tmp_path):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(costs_model.with_suffix(".report.html").as_uri())
+    assert all(url.startswith(("file:", "data:")) for url in requested), requested
+    widths = page.evaluate("() => [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) == 8 and min(widths) > 300  # every chart decoded and drawn
+    metadata = json.loads(costs_model.with_suffix(".json").read_text())
+    shown = page.locator('#held-out [data-key="metrics.test_auc"]').inner_text()
+    assert shown == f"{metadata['metrics']['test_auc']:.4f}"
+    expect(page.locator("#threshold")).to_contain_text(f"{metadata['threshold']:g}, source costs")
+    target = REPORT_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "report.png"
+    page.screenshot(path=str(target))  # the top: the threshold, its profit curve, the data
+    assert target.stat().st_size > 10_000

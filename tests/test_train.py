@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 from churn import model
 from churn.config import PROJECT_ROOT
 from churn.data import clean
 from churn.training import main
+from tests.conftest import COMMITTED_MODEL
 from tests.modelcheck import feature_names_of, held_out_auc
 from tests.synthetic import raw_frame, write_csv
 
@@ -121,12 +121,35 @@ def test_train_py_help_runs_as_a_script():
         assert option in result.stdout
 
 
-def test_real_data_reaches_the_course_auc_without_convergence_warnings(real_data, tmp_path, capsys):
-    output = tmp_path / "model_C=1.0.bin"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        assert main(["--data", str(real_data), "--output", str(output)]) == 0
+def test_default_training_reproduces_the_committed_model(real_data, tmp_path):
+    """``python train.py`` as the course runs it: same pickle, same metrics, plus a report."""
+    output = tmp_path / COMMITTED_MODEL.name
+    shutil.copy(COMMITTED_MODEL, output)
+    shutil.copy(COMMITTED_MODEL.with_suffix(".json"), output.with_suffix(".json"))
+    # A fresh interpreter, as the course runs it: pickle's memo (which repeated objects it writes
+    # once) can differ in a process whose other tests made their own strings and arrays.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error::sklearn.exceptions.ConvergenceWarning",
+            str(PROJECT_ROOT / "train.py"),
+            "--data",
+            str(real_data),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert output.read_bytes() == COMMITTED_MODEL.read_bytes()
     metadata = json.loads(output.with_suffix(".json").read_text())
+    committed = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
+    assert metadata["metrics"] == committed["metrics"]
     assert metadata["metrics"]["test_auc"] >= 0.855
     assert 0.83 < metadata["metrics"]["cv_auc_mean"] < 0.86
     assert metadata["data"]["rows"] == 7043
+    comparison = metadata["comparison"]
+    assert (comparison["verdict"], comparison["decision_changes"]) == ("accepted", 0)
+    assert output.with_suffix(".report.html").stat().st_size > 100_000

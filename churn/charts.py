@@ -1,0 +1,186 @@
+"""The training report's charts, drawn headless with matplotlib and returned as PNG bytes.
+
+Every chart draws numbers it is given (from the metadata, or chart-only curve points); none
+computes a figure of its own. With a baseline model, both models share each chart.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: training runs on servers and in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+SIZE = (6.4, 4.2)
+DPI = 100
+COEFFICIENTS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Series:
+    """One model's held-out results as the charts need them."""
+
+    label: str
+    held_out: dict[str, Any]  # evaluation.evaluate's numbers
+    curves: dict[str, np.ndarray]  # evaluation.curves' points
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def cross_validation(runs: Sequence[dict[str, Any]], chosen_C: float) -> bytes:
+    """Each fold's AUC as a dot, and mean ± std as a bar, for every C tried."""
+    figure, axes = plt.subplots(figsize=SIZE)
+    for position, run in enumerate(runs):
+        colour = "C0" if run["C"] == chosen_C else "grey"
+        folds = run["fold_aucs"]
+        axes.scatter([position] * len(folds), folds, color=colour, alpha=0.5, s=18)
+        axes.errorbar(position, run["mean"], yerr=run["std"], fmt="s", color=colour, capsize=6)
+    axes.set_xticks(range(len(runs)), [f"C={run['C']:g}" for run in runs])
+    axes.set_xlim(-0.7, len(runs) - 0.3)
+    axes.set_ylabel("validation AUC")
+    axes.set_title("Cross-validation: folds (dots), mean ± std (squares)")
+    return png(figure)
+
+
+def _curves(models: Sequence[Series], x: str, y: str, score: tuple[str, str]) -> Figure:
+    """One line per model, labelled with its score (name, key in the held-out numbers)."""
+    figure, axes = plt.subplots(figsize=SIZE)
+    name, key = score
+    for series in models:
+        label = f"{series.label} ({name} {series.held_out[key]:.3f})"
+        axes.plot(series.curves[x], series.curves[y], label=label)
+    return figure
+
+
+def roc(models: Sequence[Series]) -> bytes:
+    figure = _curves(models, "fpr", "tpr", ("AUC", "auc"))
+    axes = figure.axes[0]
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, held out")
+    axes.legend(loc="lower right")
+    return png(figure)
+
+
+def precision_recall(models: Sequence[Series]) -> bytes:
+    figure = _curves(models, "recall", "precision", ("AP", "average_precision"))
+    axes = figure.axes[0]
+    rate = models[0].held_out["churn_rate"]
+    axes.axhline(rate, linestyle=":", color="grey", label=f"churn rate {rate:.1%}")
+    axes.set(xlabel="recall", ylabel="precision", title="Precision-recall, held out")
+    axes.set_ylim(0, 1.02)
+    axes.legend(loc="upper right")
+    return png(figure)
+
+
+def calibration(models: Sequence[Series]) -> bytes:
+    figure, axes = plt.subplots(figsize=SIZE)
+    for series in models:
+        bins = series.held_out["calibration"]
+        label = f"{series.label} (Brier {series.held_out['brier']:.4f})"
+        axes.plot(
+            [b["mean_predicted"] for b in bins],
+            [b["observed_rate"] for b in bins],
+            "o-",
+            label=label,
+        )
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    axes.set(xlabel="mean predicted probability", ylabel="observed churn rate")
+    axes.set_title("Calibration, held out (10 equal-width bins)")
+    axes.legend(loc="upper left")
+    return png(figure)
+
+
+def gain(models: Sequence[Series]) -> bytes:
+    """Cumulative share of churners caught by the top k tenths of scores, and the lift."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(SIZE[0] * 1.5, SIZE[1]))
+    width = 0.8 / len(models)
+    for number, series in enumerate(models):
+        deciles = series.held_out["lift"]
+        shares = [0.0] + [row["decile"] / len(deciles) for row in deciles]
+        caught = [0.0] + [row["cumulative_gain"] for row in deciles]
+        left.plot(shares, caught, "o-", label=series.label)
+        positions = np.arange(1, len(deciles) + 1) + (number - (len(models) - 1) / 2) * width
+        right.bar(positions, [row["cumulative_lift"] for row in deciles], width, label=series.label)
+    left.plot([0, 1], [0, 1], linestyle=":", color="grey", label="random")
+    left.set(xlabel="share of customers, highest scores first", ylabel="share of churners caught")
+    left.set_title("Cumulative gain")
+    left.legend(loc="lower right")
+    right.axhline(1.0, linestyle=":", color="grey")
+    right.set(xlabel="top k tenths", ylabel="churn rate / overall rate", title="Cumulative lift")
+    right.set_xticks(range(1, 11))
+    return png(figure)
+
+
+def confusion(models: Sequence[Series]) -> bytes:
+    figure, panels = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
+    for axes, series in zip(panels[0], models, strict=True):
+        matrix = series.held_out["confusion"]
+        cells = np.array(
+            [
+                [matrix["true_negative"], matrix["false_positive"]],
+                [matrix["false_negative"], matrix["true_positive"]],
+            ]
+        )
+        axes.imshow(cells, cmap="Blues")
+        for (row, column), count in np.ndenumerate(cells):
+            colour = "white" if count > cells.max() / 2 else "black"
+            axes.text(column, row, f"{count:,}", ha="center", va="center", color=colour)
+        axes.set_xticks([0, 1], ["no offer", "offer"])
+        axes.set_yticks([0, 1], ["stayed", "churned"])
+        axes.set_title(f"{series.label}: threshold {matrix['threshold']:g}")
+    return png(figure)
+
+
+def coefficients(weights: Sequence[tuple[str, float]], baseline: dict[str, float] | None) -> bytes:
+    """The largest weights by size; the baseline's weight for the same feature beside each."""
+    shown = list(weights[:COEFFICIENTS_SHOWN])[::-1]  # largest at the top
+    positions = np.arange(len(shown))
+    figure, axes = plt.subplots(figsize=(SIZE[0], 0.28 * len(shown) + 1.2))
+    height = 0.4 if baseline is not None else 0.8
+    colours = ["C3" if weight > 0 else "C2" for _, weight in shown]
+    axes.barh(positions, [weight for _, weight in shown], height, color=colours, label="new")
+    if baseline is not None:
+        old = [baseline.get(name, 0.0) for name, _ in shown]
+        axes.barh(positions - height, old, height, color="grey", label="current")
+        axes.legend(loc="lower right")
+    axes.set_yticks(positions, [name for name, _ in shown])
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_xlabel("weight (log-odds; red pushes towards churn)")
+    axes.set_title(f"Largest {len(shown)} coefficients")
+    return png(figure)
+
+
+def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: float) -> bytes:
+    figure, axes = plt.subplots(figsize=SIZE)
+    axes.plot(thresholds, curve, color="C0")
+    for threshold, colour, name in ((chosen, "C3", "chosen"), (default, "grey", "default")):
+        value = float(curve[np.isclose(thresholds, threshold)][0])
+        axes.scatter([threshold], [value], color=colour, zorder=3, s=40)
+        axes.annotate(
+            f"{name} {threshold:g}: {value:,.0f}",
+            (threshold, value),
+            textcoords="offset points",
+            xytext=(8, 8),
+        )
+    axes.axhline(0, color="black", linewidth=0.8)
+    low, high = axes.get_ylim()
+    axes.set_ylim(low, high + 0.12 * (high - low))  # room for the labels above the peak
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes.set(xlabel="threshold", ylabel="expected profit (out-of-fold)")
+    axes.set_title("Expected profit of offering at or above each threshold")
+    return png(figure)

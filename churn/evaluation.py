@@ -1,0 +1,108 @@
+"""How good a model's scores are on the held-out split: the numbers the metadata and report share.
+
+``evaluate`` computes every figure once; the metadata stores them and the report renders the
+stored values, so the two cannot disagree. ``curves`` gives the chart-only points (ROC and
+precision-recall), too many to store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+CALIBRATION_BINS = 10
+LIFT_GROUPS = 10  # deciles
+
+
+def evaluate(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """AUC, average precision, Brier score, confusion matrix, calibration and lift by decile."""
+    return {
+        "rows": len(churned),
+        "churn_rate": float(churned.mean()),
+        "auc": float(roc_auc_score(churned, probabilities)),
+        "average_precision": float(average_precision_score(churned, probabilities)),
+        "brier": float(brier_score_loss(churned, probabilities)),
+        "confusion": confusion(churned, probabilities, threshold),
+        "calibration": calibration(churned, probabilities),
+        "lift": lift_by_decile(churned, probabilities),
+    }
+
+
+def confusion(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    flagged = probabilities >= threshold
+    actual = churned.astype(bool)
+    return {
+        "threshold": threshold,
+        "true_negative": int((~flagged & ~actual).sum()),
+        "false_positive": int((flagged & ~actual).sum()),
+        "false_negative": int((~flagged & actual).sum()),
+        "true_positive": int((flagged & actual).sum()),
+    }
+
+
+def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """Equal-width probability bins: mean predicted probability against the observed churn rate."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    # A probability of exactly 1.0 belongs in the last bin, not in an eleventh.
+    bins = np.minimum(np.digitize(probabilities, edges[1:-1], right=False), CALIBRATION_BINS - 1)
+    rows = []
+    for number in range(CALIBRATION_BINS):
+        inside = bins == number
+        if inside.any():
+            rows.append(
+                {
+                    "low": float(edges[number]),
+                    "high": float(edges[number + 1]),
+                    "customers": int(inside.sum()),
+                    "mean_predicted": float(probabilities[inside].mean()),
+                    "observed_rate": float(churned[inside].mean()),
+                }
+            )
+    return rows
+
+
+def lift_by_decile(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """Customers ranked by score, cut into tenths: what share of churners the top k tenths catch.
+
+    Ties in score are broken by position (a stable sort), so the table is reproducible.
+    """
+    order = np.argsort(-probabilities, kind="stable")
+    groups = np.array_split(churned[order], LIFT_GROUPS)
+    total_churners = churned.sum()
+    base_rate = churned.mean()
+    rows, seen, caught = [], 0, 0
+    for number, group in enumerate(groups, start=1):
+        seen += len(group)
+        caught += int(group.sum())
+        rows.append(
+            {
+                "decile": number,
+                "customers": len(group),
+                "churners": int(group.sum()),
+                "cumulative_gain": float(caught / total_churners),
+                "cumulative_lift": float((caught / seen) / base_rate),
+            }
+        )
+    return rows
+
+
+def curves(churned: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Chart-only points: the ROC curve and the precision-recall curve."""
+    fpr, tpr, _ = roc_curve(churned, probabilities)
+    precision, recall, _ = precision_recall_curve(churned, probabilities)
+    return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
+
+
+def decision_changes(
+    old: np.ndarray, old_threshold: float, new: np.ndarray, new_threshold: float
+) -> int:
+    """How many customers one model would flag and the other would not."""
+    return int(((old >= old_threshold) != (new >= new_threshold)).sum())
