@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import pickle
 import shutil
@@ -119,6 +121,32 @@ def test_train_py_help_runs_as_a_script():
     assert result.returncode == 0
     for option in ("--C", "--folds", "--output", "--data"):
         assert option in result.stdout
+
+
+def test_training_needs_only_what_plain_pipenv_install_installs():
+    """`pipenv install` (the lock's default group) then `python train.py` is the course's path.
+
+    Checks what the project's own training modules import; the libraries' optional imports
+    (pandas uses pyarrow when it happens to be installed) are theirs to handle.
+    """
+    code = "import sys, churn.training; print(' '.join(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    ours = [name for name in loaded.stdout.split() if name.startswith("churn.")]
+    imported = set()
+    for name in ours:
+        tree = ast.parse((PROJECT_ROOT / (name.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    owners = importlib.metadata.packages_distributions()
+    used = {d.lower().replace("_", "-") for name in imported for d in owners.get(name, [])}
+    lock = json.loads((PROJECT_ROOT / "Pipfile.lock").read_text())
+    assert {"scikit-learn", "pandas", "matplotlib", "jinja2"} <= used <= set(lock["default"])
 
 
 def test_default_training_reproduces_the_committed_model(real_data, tmp_path):
