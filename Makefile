@@ -16,7 +16,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-micro profile audit scale-test docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-batch bench-micro profile audit scale-test docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -25,6 +25,7 @@ help:
 	@echo "make test   lint and run the whole test suite"
 	@echo "make train  retrain model_C=1.0.bin from the Telco CSV"
 	@echo "make bench  benchmark against the course's way (writes docs/benchmarks.md)"
+	@echo "make bench-batch  batch scoring (score.py) against the course's way (docs/batch-benchmarks.md)"
 	@echo "make profile  show where a loaded worker's time goes (py-spy)"
 
 # The locked environment, rebuilt whenever Pipfile.lock changes.
@@ -80,6 +81,10 @@ scale-test: env system-deps
 # Where a loaded worker's time goes (py-spy on one worker under wrk; docs/performance.md).
 profile: env system-deps
 	$(RUN) python -m bench.profile
+
+# score.py against the course's chunked pandas way on generated 1M and 10M-customer files.
+bench-batch: env
+	$(RUN) python -m bench.batch
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only

@@ -29,6 +29,9 @@ from churn.schema import ID_KEYS
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
 ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text readers' blocks
+# Arrow's CSV reader holds many times its block size while parsing one block: blocks this small
+# keep the peak low at a cost of a few percent in speed (docs/batch-benchmarks.md).
+TEXT_BLOCK_BYTES = 2 << 20
 FORMATS = (".csv", ".parquet", ".jsonl")
 WANTED = frozenset((*FEATURE_FIELDS, *ID_KEYS))
 CODED = frozenset((*CATEGORICAL_FIELDS, *FLAG_FIELDS))  # few distinct values: read as dictionary
@@ -61,10 +64,10 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
     kind = file_format(path)
     try:
         if kind == ".csv":
-            reader = _csv_reader(path, batch_rows * ROW_BYTES)
+            reader = _csv_reader(path, _block_bytes(batch_rows))
             return Source(reader.schema, _guarded(reader, path), None)
         if kind == ".jsonl":
-            options = pa_json.ReadOptions(block_size=batch_rows * ROW_BYTES)
+            options = pa_json.ReadOptions(block_size=_block_bytes(batch_rows))
             reader = pa_json.open_json(path, read_options=options)
             return Source(reader.schema, _guarded(reader, path), None)
         parts = _parquet_parts(path)
@@ -73,6 +76,10 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
         return Source(files[0].schema_arrow, _parquet_batches(parts, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
+
+
+def _block_bytes(batch_rows: int) -> int:
+    return min(batch_rows * ROW_BYTES, TEXT_BLOCK_BYTES)
 
 
 def _wanted(names: list[str]) -> list[str]:
@@ -116,7 +123,9 @@ def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBa
             for name in names
             if normalize_token(name) in CODED and pa.types.is_string(schema.field(name).type)
         ]
-        reader = pq.ParquetFile(part, read_dictionary=coded)
+        # Column chunks read page by page rather than whole: memory follows the batch size,
+        # not the row-group size the writer chose (Spark writes row groups of 128 MB).
+        reader = pq.ParquetFile(part, read_dictionary=coded, pre_buffer=False, buffer_size=1 << 20)
         yield from _guarded(reader.iter_batches(batch_rows, columns=names), part)
 
 
