@@ -222,3 +222,11 @@ def test_progress_is_drawn_only_on_a_terminal(monkeypatch):
         text = stream.getvalue()
         assert ("1,000 / 2,000 rows (50%)" in text and "rows/s" in text) == drawn
         assert (text == "") != drawn
+
+
+def test_without_pyspark_the_spark_engine_says_so(raw_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "churn.batch.spark", None)  # import fails as without pyspark
+    code, summary, err = score(
+        "--engine", "spark", "--input", raw_csv, "--output", tmp_path / "s.parquet", capsys=capsys
+    )
+    assert code == 2 and summary is None and "Spark engine is not available" in err

@@ -8,6 +8,7 @@ non-zero on a bad file (2) or a flood of rejected rows (3). See README, "Batch s
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -38,21 +39,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--input",
         required=True,
-        type=Path,
+        type=str,
         help=".csv, .parquet, a directory of Parquet parts, or .jsonl",
     )
     parser.add_argument(
         "--output",
         required=True,
-        type=Path,
+        type=str,
         help="scores: .csv, .parquet, .jsonl (a directory of Parquet parts with --engine spark)",
     )
     parser.add_argument(
         "--rejects",
-        type=Path,
+        type=str,
         help="rejected rows, one line per problem (default: beside the output, NAME.rejects.EXT)",
     )
-    parser.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL_FILE))
+    parser.add_argument("--model", default=DEFAULT_MODEL_FILE)
     parser.add_argument("--engine", choices=("local", "spark"), default="local")
     parser.add_argument(
         "--max-invalid",
@@ -91,9 +92,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def default_rejects_path(output: Path) -> Path:
-    suffix = output.suffix or ".parquet"
-    return output.with_name(f"{output.stem}.rejects{suffix}")
+def default_rejects_path(output: str) -> str:
+    """``scores.parquet`` -> ``scores.rejects.parquet``; text, as Spark's paths may be URIs."""
+    base, suffix = os.path.splitext(output.rstrip("/"))
+    return f"{base}.rejects{suffix or '.parquet'}"
 
 
 def too_many_invalid(rows_in: int, rejected: int, max_invalid: float) -> bool:
@@ -112,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     print(orjson.dumps(summary).decode(), flush=True)
     if summary["status"] == "too_many_invalid":
+        scores = "scores not written" if summary["output"] is None else "do not use the scores"
         print(
             f"score.py: error: {summary['rejected']:,} of {summary['rows_in']:,} rows rejected, "
-            f"more than --max-invalid {args.max_invalid}; scores not written, see {args.rejects}",
+            f"more than --max-invalid {args.max_invalid}; {scores}, see {args.rejects}",
             file=sys.stderr,
         )
         return EXIT_TOO_MANY_INVALID
@@ -132,30 +135,44 @@ def use_lean_memory_pool() -> None:
 
 
 def run_spark(args: argparse.Namespace) -> dict[str, Any]:
+    """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
+    started = time.perf_counter()
     try:
-        from churn.batch import spark
+        from churn.batch import spark as spark_engine
     except ImportError as error:
         raise InputFileError(
             f"the Spark engine is not available here ({error}); install it with "
             "`pipenv install --categories spark` or use --engine local"
         ) from None
-    return spark.run(args)
+    run = spark_engine.SparkRun(
+        input=args.input,
+        output=args.output,
+        rejects=args.rejects,
+        model=args.model,
+        threshold=args.threshold,
+    )
+    counts = spark_engine.score(spark_engine.session(), run)
+    rows_in = counts["rows"]
+    flood = too_many_invalid(rows_in, counts["rejected"], args.max_invalid)
+    tally = {"rows_in": rows_in, "scored": counts["scored"], "rejected": counts["rejected"]}
+    # Spark has written the scores already: a flood is reported, the files are left as they are.
+    return summary(args, counts["model_version"], args.threshold, tally, started, flood)
 
 
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
     """Score ``args.input`` into ``args.output`` and ``args.rejects``; the summary."""
-    _check_paths(args)
     started = time.perf_counter()
-    model = BatchModel.load(args.model, args.threshold)
-    source = open_source(args.input, args.batch_rows)
+    source_path, output_path, rejects_path = _local_paths(args)
+    model = BatchModel.load(Path(args.model), args.threshold)
+    source = open_source(source_path, args.batch_rows)
     layout = Layout.of(source.schema)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
     progress = Progress(source.rows)
     writers: list[AtomicWriter] = []
     try:
-        output = AtomicWriter(args.output, layout.output_schema())
+        output = AtomicWriter(output_path, layout.output_schema())
         writers.append(output)
-        rejects = AtomicWriter(args.rejects, layout.rejects_schema())
+        rejects = AtomicWriter(rejects_path, layout.rejects_schema())
         writers.append(rejects)
         for batch in source.batches:
             scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1)
@@ -175,29 +192,36 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
         raise
     finally:
         progress.close()
-    return summary(args, model, counts, time.perf_counter() - started, flood)
+    return summary(args, model.version, model.threshold, counts, started, flood)
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    paths = [args.input.resolve(), args.output.resolve(), args.rejects.resolve()]
-    if len(set(paths)) < 3:
+def _local_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    paths = Path(args.input), Path(args.output), Path(args.rejects)
+    if len({path.resolve() for path in paths}) < 3:
         raise InputFileError("--input, --output and --rejects must be three different files")
+    return paths
 
 
 def summary(
-    args: argparse.Namespace, model: BatchModel, counts: dict[str, int], seconds: float, flood: bool
+    args: argparse.Namespace,
+    version: str,
+    threshold: float | None,
+    counts: dict[str, int],
+    started: float,
+    flood: bool,
 ) -> dict[str, Any]:
     """The one-line JSON summary both engines print."""
+    seconds = time.perf_counter() - started
     return {
         "status": "too_many_invalid" if flood else "ok",
         "engine": args.engine,
-        "input": str(args.input),
-        "output": None if flood else str(args.output),
-        "rejects": str(args.rejects),
+        "input": args.input,
+        "output": None if flood and args.engine == "local" else args.output,
+        "rejects": args.rejects,
         **counts,
         "seconds": round(seconds, 3),
         "rows_per_second": round(counts["rows_in"] / seconds) if seconds > 0 else None,
-        "model_version": model.version,
-        "threshold": model.threshold,
+        "model_version": version,
+        "threshold": threshold,
         "max_invalid": args.max_invalid,
     }
