@@ -25,7 +25,6 @@ from pathlib import Path
 
 import orjson
 
-from bench import customers
 from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 
@@ -102,7 +101,12 @@ def files(work: Path, rows: int) -> dict[str, Path]:
         path = work / f"customers-{rows}{suffix}"
         if not path.exists():
             print(f"generating {path} ...", file=sys.stderr, flush=True)
-            customers.write(path.with_suffix(".tmp" + suffix), rows).rename(path)
+            # In a child: a parent grown by generating would lend its size to every run's
+            # peak (Linux carries the peak resident size across exec).
+            partial = path.with_suffix(".tmp" + suffix)
+            command = [sys.executable, "-m", "bench.customers", str(partial), str(rows)]
+            subprocess.run(command, cwd=PROJECT_ROOT, check=True)
+            partial.rename(path)
         made[suffix] = path
     return made
 

@@ -9,6 +9,7 @@ in the raw export's layout, as CSV text or as the Parquet a pandas export of it 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,7 @@ def write(path: Path, rows: int, seed: int = 0) -> Path:
         if writer is not None:
             writer.close()
     return path
+
+
+if __name__ == "__main__":  # python -m bench.customers PATH ROWS
+    write(Path(sys.argv[1]), int(sys.argv[2]))
