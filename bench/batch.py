@@ -163,6 +163,9 @@ def report(runs: dict[str, list[Run]], loads: list[str], small: int, large: int)
         for kind in ("Parquet→Parquet", "CSV→Parquet")
     }
     lines.append("")
+    lines.append(
+        f"- × course: against the course's way on the {small:,}-customer CSV (run there only)"
+    )
     lines += [f"- peak memory, {large:,} vs {small:,} rows, {k}: {v:+.1%}" for k, v in flat.items()]
     lines += [f"- {line}" for line in loads]
     return "\n".join(lines)
