@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from bench.container_rows import container_contenders
 from bench.peers.envs import cache_root, peer_env
 from bench.servers import free_port, gunicorn_command
 from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT, metadata_path
@@ -35,6 +37,8 @@ class Role(StrEnum):
     CEILING = "ceiling"  # parse + constant under our settings (ratio: ours / ceiling)
     PEER = "peer"  # a server a user would pick instead (ratio: ours / best peer)
     OTHER = "other"  # shown for information: ours with other settings, other baselines
+    CONTAINER = "container"  # ours in the container as shipped (goal: ≥ 90% of the next)
+    CONTAINER_NO_LOG = "container, no access log"  # the same without its access log
 
 
 @dataclass(frozen=True)
@@ -55,18 +59,33 @@ class Contender:
     versions: dict[str, str] = field(default_factory=dict)
     # Why this server cannot run here (not installed, failed to build); None when it can.
     unavailable: str | None = None
+    # The gunicorn master's pid when it is not the started process (a container's).
+    master_pid: Callable[[], int] | None = None
 
 
-def contenders(workers: int, build_peers: bool = True) -> list[Contender]:
-    """Every row of the report, this service first; the peers' environments built if missing."""
+def contenders(
+    workers: int, build_peers: bool = True, containers: bool = False, empty_engine: bool = False
+) -> list[Contender]:
+    """Every row of the report, this service first; the peers' environments built if missing.
+
+    ``containers``: add this service in the container (bench/container_rows.py), building the
+    image, and with ``empty_engine`` timing that build on an engine with nothing cached.
+    """
     bind = ["--bind", "127.0.0.1:{port}"]
     ours = {"WEB_CONCURRENCY": str(workers)}
     # The course's way runs from a folder without a gunicorn.conf.py: gunicorn reads one from
     # the working directory when there is one, and ours there would change the baseline's
     # workers, worker class and logging. WEB_CONCURRENCY is gunicorn's default worker count.
     course = {"MODEL_FILE": str(PROJECT_ROOT / "model_C=1.0.bin")}
+    ours_row = Contender("churn-serving", gunicorn_command(), ours, workers, Role.OURS)
     return [
-        Contender("churn-serving", gunicorn_command(), ours, workers, Role.OURS),
+        ours_row,
+        Contender(
+            "churn-serving, GUNICORN_ACCESSLOG= (no access log)",
+            gunicorn_command(),
+            {**ours, "GUNICORN_ACCESSLOG": ""},
+            workers,
+        ),
         Contender(
             f"baseline ({workers} workers)",
             [sys.executable, "-m", "gunicorn", *bind, "-w", str(workers), "baseline_app:app"],
@@ -105,7 +124,13 @@ def contenders(workers: int, build_peers: bool = True) -> list[Contender]:
             checks_probability=False,
         ),
         *peers(workers, build_peers),
+        *(in_container(ours_row, workers, empty_engine) if containers else []),
     ]
+
+
+def in_container(ours: Contender, workers: int, empty_engine: bool) -> list[Contender]:
+    roles = (Role.CONTAINER, Role.CONTAINER_NO_LOG)
+    return container_contenders(ours, workers, empty_engine, roles)
 
 
 def peers(workers: int, build: bool) -> list[Contender]:

@@ -126,7 +126,7 @@ def check_worker_count(server: Server, contender: Contender, timeout: float = 20
     """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
     try:
         children = contender.workers + contender.helper_processes
-        wait_for_workers(server.process.pid, children, timeout)
+        wait_for_workers(master_pid(contender, server), children, timeout)
     except TimeoutError as error:
         raise AssertionError(f"{contender.name}: {error}") from None
 
@@ -143,15 +143,19 @@ def runs_declared_workers(result: Result, server: Server) -> bool:
     return True
 
 
+def master_pid(contender: Contender, server: Server) -> int:
+    """The pid whose children are the workers: the started process, or a container's master."""
+    return contender.master_pid() if contender.master_pid else server.process.pid
+
+
 def slice_of_load(
-    args: argparse.Namespace, wrk: str, server: Server, body_file: Path, workers: int
+    args: argparse.Namespace, wrk: str, server: Server, body_file: Path, pid: int, workers: int
 ) -> dict:
     """One wrk slice, with whether a worker sat idle and the server's CPU time per request.
 
     CPU per request (the server's processes, user + system) shifts far less than req/s when
     other work shares the machine, so it backs the throughput ratios on a loaded machine.
     """
-    pid = server.process.pid
     cpu_before = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
     run = run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
     cpu_after = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
@@ -170,22 +174,29 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
     body_file = work / "customer.json"
     body_file.write_text(json.dumps(EXAMPLE_CUSTOMER))
     expected = expected_answer()
-    results = [Result(c) for c in contenders(args.workers, build_peers=not args.no_build)]
+    rows = contenders(
+        args.workers,
+        build_peers=not args.no_build,
+        containers=args.containers,
+        empty_engine=not args.smoke,
+    )
+    results = [Result(c) for c in rows]
     extra: dict = {"load_before": os.getloadavg()}
     with contextlib.ExitStack() as stack:
         servers = {id(r): start(r, work, stack) for r in results if not r.unavailable}
         live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
         live = [(r, s) for r, s in live if runs_declared_workers(r, s)]
+        pids = {id(r): master_pid(r.contender, s) for r, s in live}
         for round_number in range(1, args.repeats + 1):
             for result, server in live:
                 check_answer(server, result.contender, expected)
-                workers = result.contender.workers
-                result.runs.append(slice_of_load(args, wrk, server, body_file, workers))
+                workers, pid = result.contender.workers, pids[id(result)]
+                result.runs.append(slice_of_load(args, wrk, server, body_file, pid, workers))
             rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
             print(f"  round {round_number}: {rates}", flush=True)
         for result, server in live:
             check_answer(server, result.contender, expected)
-            result.rss_mib = worker_rss_mib(server.process.pid)[-result.contender.workers :]
+            result.rss_mib = worker_rss_mib(pids[id(result)])[-result.contender.workers :]
         ours = next(server for result, server in live if result.contender.role is Role.OURS)
         extra["batch_1000_server_ms"] = batch_server_time_ms(ours)
     extra["load_after"] = os.getloadavg()

@@ -18,13 +18,12 @@ import requests
 from bench.engine import (
     Engine,
     EngineError,
-    base_images,
     build_context,
     build_image,
-    ensure_base_image,
     start_private_engine,
 )
 from bench.servers import free_port, poll
+from bench.stand_in import base_images, ensure_base_image
 
 IMAGE_TAG = "churn-serving:test"
 # Said at the end of the test run (conftest.py): which base image the build really used.

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from bench.engine import EngineError, build_image
+from bench.engine import EngineError, build_image, dependency_layer
 from churn.config import PROJECT_ROOT
 from tests.containers import BuiltImage, installed_distributions, run_python
 
@@ -24,19 +24,6 @@ NEVER_SERVED = {"scikit-learn", "scipy", "pandas", "pyarrow", "pipenv"}
 def lock_group(name: str) -> dict[str, str]:
     lock = json.loads((PROJECT_ROOT / "Pipfile.lock").read_text())
     return {package: entry["version"].lstrip("=") for package, entry in lock[name].items()}
-
-
-def layers(docker_engine, tag: str) -> list[tuple[str, int]]:
-    """(instruction, bytes) of each layer, oldest first."""
-    listed = docker_engine.docker(
-        "history", "--no-trunc", "--human=false", "--format", "{{.CreatedBy}}\t{{.Size}}", tag
-    )
-    rows = [line.rsplit("\t", 1) for line in listed.splitlines()]
-    return [(created_by, int(size)) for created_by, size in reversed(rows)]
-
-
-def dependency_layer(docker_engine, tag: str) -> tuple[str, int]:
-    return next(layer for layer in layers(docker_engine, tag) if "--require-hashes" in layer[0])
 
 
 def test_the_image_holds_the_locks_serving_group_and_nothing_for_training(docker_engine, image):
