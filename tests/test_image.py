@@ -18,7 +18,7 @@ from tests.containers import BuiltImage, installed_distributions, run_python
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 DEPENDENCY_LAYER_LIMIT = 120 * 1000 * 1000  # issue 11: what every new EB instance downloads
-NEVER_SERVED = {"scikit-learn", "scipy", "pandas", "pyarrow", "pipenv"}
+NEVER_SERVED = {"scikit-learn", "scipy", "pandas", "pyarrow", "matplotlib", "pipenv"}
 
 
 def lock_group(name: str) -> dict[str, str]:
