@@ -17,6 +17,7 @@ from ebcli.operations import configops
 from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
 from tests.ebconfig import config_files, option_settings, scaling_problems
+from tests.test_container_stop import DOCKER_STOP_TIMEOUT
 
 # Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
 # "General options for all environments":
@@ -211,15 +212,18 @@ def test_health_check_path_is_a_route_of_the_app(app):
     assert response.status_code == 200 and response.get_json()["status"] == "ok"
 
 
-def test_deregistration_delay_covers_the_graceful_timeout():
-    # A planned stop on EB: the load balancer deregisters the instance and gives its in-flight
-    # requests DeregistrationDelay seconds; then the container is stopped, SIGTERM, and gunicorn
-    # gives what is still in flight graceful_timeout before exiting (which must come before the
-    # engine's SIGKILL: tests/test_container_stop.py). A request must get no less from the load
-    # balancer than gunicorn promises it, so the delay is at least the graceful timeout, read
-    # from gunicorn's settings as gunicorn.conf.py computes them with no environment.
+def test_the_stop_timeouts_nest_deregistration_graceful_engine():
+    # A planned stop on EB (scale-in, an Immutable deploy retiring old instances): the load
+    # balancer deregisters the instance and gives its in-flight requests DeregistrationDelay
+    # seconds; then the container is stopped: SIGTERM, gunicorn gives what is still in flight
+    # graceful_timeout and exits, and the engine SIGKILLs after its stop timeout. So gunicorn
+    # must be done before the engine's SIGKILL, and a request must get no less from the load
+    # balancer than gunicorn promises it. graceful_timeout is read from gunicorn's settings as
+    # gunicorn.conf.py computes them with no environment; the engine's timeout is the one the
+    # container tests stop it with.
     graceful = gunicorn_settings({})["graceful_timeout"]
     process = option_settings()["aws:elasticbeanstalk:environment:process:default"]
+    assert graceful < DOCKER_STOP_TIMEOUT
     assert process["DeregistrationDelay"] >= graceful
 
 
