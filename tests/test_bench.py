@@ -46,6 +46,7 @@ def test_the_harness_runs_every_server_and_they_all_answer_correctly(tmp_path):
             assert f"not measured: {contender.name}: " in result.stdout  # with its reason
             continue
         assert contender.role is Role.PEER or row[4] == "0", row  # ours and baselines: no errors
+        assert int(row[8]) > 0, row  # the server's CPU time per request, in µs
         if contender.role is not Role.PEER:  # the idle-worker check, per slice
             assert row[7] == ("n/a (1 worker)" if contender.workers == 1 else "0/1"), row
     for ratio in ("ours / ceiling: **", "ours / course: **", "ours / best peer: "):
