@@ -15,6 +15,7 @@ from bench.servers import gunicorn_command, running
 from churn.app import create_app
 from churn.config import DATA_FILENAME, PROJECT_ROOT, DataSettings, Settings
 from churn.features import EXAMPLE_CUSTOMER
+from tests.bareclient import copy_client, make_bare_python
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless as root, and quiet: the machine has no network beyond loopback.
@@ -162,6 +163,18 @@ def server(tmp_path_factory):
         gunicorn_command(), tmp_path_factory.mktemp("gunicorn"), env={"WEB_CONCURRENCY": "2"}
     ) as live:
         yield live
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory) -> Path:
+    """A new venv (no pip, no system packages) whose site-packages holds only requests & deps."""
+    return make_bare_python(tmp_path_factory.mktemp("bare-venv"))
+
+
+@pytest.fixture(scope="session")
+def copied_client(tmp_path_factory) -> Path:
+    """predict_test.py, copied alone into an empty folder."""
+    return copy_client(tmp_path_factory.mktemp("marketing-service"))
 
 
 @pytest.fixture()

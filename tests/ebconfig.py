@@ -86,3 +86,110 @@ def scaling_problems(settings: dict[str, dict[str, object]]) -> list[str]:
     elif len(types) > 10:
         problems.append("InstanceTypes takes at most 10 types")
     return problems
+
+
+# Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
+# "General options for all environments":
+# https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html
+DOCUMENTED_OPTIONS: dict[str, set[str]] = {
+    "aws:autoscaling:asg": {
+        "Availability Zones",
+        "Cooldown",
+        "Custom Availability Zones",
+        "MinSize",
+        "MaxSize",
+    },
+    "aws:autoscaling:launchconfiguration": {
+        "DisableIMDSv1",
+        "EC2KeyName",
+        "IamInstanceProfile",
+        "ImageId",
+        "InstanceType",
+        "MonitoringInterval",
+        "SecurityGroups",
+        "SSHSourceRestriction",
+        "BlockDeviceMappings",
+        "RootVolumeType",
+        "RootVolumeSize",
+        "RootVolumeIOPS",
+    },
+    "aws:autoscaling:trigger": {
+        "BreachDuration",
+        "LowerBreachScaleIncrement",
+        "LowerThreshold",
+        "MeasureName",
+        "Period",
+        "EvaluationPeriods",
+        "Statistic",
+        "Unit",
+        "UpperBreachScaleIncrement",
+        "UpperThreshold",
+    },
+    "aws:ec2:instances": {
+        "EnableSpot",
+        "InstanceTypes",
+        "SpotFleetOnDemandBase",
+        "SpotFleetOnDemandAboveBasePercentage",
+        "SpotMaxPrice",
+    },
+    "aws:elasticbeanstalk:environment": {
+        "EnvironmentType",
+        "ServiceRole",
+        "LoadBalancerType",
+        "LoadBalancerIsShared",
+    },
+    "aws:elasticbeanstalk:environment:process:default": {
+        "DeregistrationDelay",
+        "HealthCheckInterval",
+        "HealthCheckPath",
+        "HealthCheckTimeout",
+        "HealthyThresholdCount",
+        "MatcherHTTPCode",
+        "Port",
+        "Protocol",
+        "StickinessEnabled",
+        "StickinessLBCookieDuration",
+        "StickinessType",
+        "UnhealthyThresholdCount",
+    },
+    "aws:elasticbeanstalk:healthreporting:system": {
+        "SystemType",
+        "ConfigDocument",
+        "HealthCheckSuccessThreshold",
+        "EnhancedHealthAuthEnabled",
+    },
+    "aws:elasticbeanstalk:command": {
+        "DeploymentPolicy",
+        "Timeout",
+        "BatchSizeType",
+        "BatchSize",
+        "IgnoreHealthCheck",
+    },
+    "aws:elasticbeanstalk:cloudwatch:logs": {"StreamLogs", "DeleteOnTerminate", "RetentionInDays"},
+    # aws:elbv2:listener:default (port 80) and aws:elbv2:listener:listener_port share options.
+    "aws:elbv2:listener": {
+        "DefaultProcess",
+        "ListenerEnabled",
+        "Protocol",
+        "Rules",
+        "SSLCertificateArns",
+        "SSLPolicy",
+    },
+}
+ANY_NAME = "aws:elasticbeanstalk:application:environment"  # environment properties: any name
+
+
+def documented(namespace: str) -> set[str]:
+    """The option names the guide lists for ``namespace`` (listener ports share one table)."""
+    listener, _, port = namespace.rpartition(":")
+    if listener == "aws:elbv2:listener" and (port == "default" or port.isdigit()):
+        return DOCUMENTED_OPTIONS[listener]
+    assert namespace in DOCUMENTED_OPTIONS, namespace
+    return DOCUMENTED_OPTIONS[namespace]
+
+
+def assert_documented(settings: dict[str, dict[str, object]]) -> None:
+    for namespace, options in settings.items():
+        if namespace != ANY_NAME:
+            unknown = set(options) - documented(namespace)
+            assert not unknown, f"{namespace}: {unknown}"

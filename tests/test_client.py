@@ -7,110 +7,21 @@ or a stand-in server that answers what a load balancer would. All on loopback.
 
 from __future__ import annotations
 
-import http.server
-import importlib.metadata
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-import venv
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
-from packaging.requirements import Requirement
 
 import predict_test
 from bench.servers import free_port, gunicorn_command, poll, running
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID
-
-CLIENT_PACKAGE = "requests"
-
-
-def distributions_needed(name: str) -> set[str]:
-    """``name`` and everything it requires (extras left out), as installed here."""
-    needed, todo = set(), [name]
-    while todo:
-        current = todo.pop()
-        if current in needed:
-            continue
-        needed.add(current)
-        for line in importlib.metadata.requires(current) or []:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return needed
-
-
-def link_distribution(name: str, site_packages: Path) -> None:
-    """Make one installed distribution (its top-level files and metadata) importable there."""
-    files = importlib.metadata.distribution(name).files or []
-    tops = {f.parts[0] for f in files if not f.parts[0].startswith("..")}
-    for top in tops - {"__pycache__"}:
-        source = Path(importlib.metadata.distribution(name).locate_file(top))
-        if source.exists() and not (site_packages / top).exists():
-            (site_packages / top).symlink_to(source)
-
-
-@pytest.fixture(scope="session")
-def bare_python(tmp_path_factory) -> Path:
-    """A new venv (no pip, no system packages) whose site-packages holds only requests & deps."""
-    home = tmp_path_factory.mktemp("bare-venv")
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(home)
-    python = home / "bin" / "python"
-    site_packages = Path(
-        subprocess.check_output(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
-        ).strip()
-    )
-    for name in distributions_needed(CLIENT_PACKAGE):
-        link_distribution(name, site_packages)
-    return python
-
-
-@pytest.fixture(scope="session")
-def copied_client(tmp_path_factory) -> Path:
-    """predict_test.py, copied alone into an empty folder."""
-    folder = tmp_path_factory.mktemp("marketing-service")
-    shutil.copy(PROJECT_ROOT / "predict_test.py", folder)
-    return folder / "predict_test.py"
-
-
-def client_command(python: Path, script: Path, *args: str) -> list[str]:
-    return [str(python), script.name, *args]
-
-
-def run_client(python: Path, script: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        client_command(python, script, *args),
-        cwd=script.parent,
-        env=bare_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def start_client(python: Path, script: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        client_command(python, script, *args),
-        cwd=script.parent,
-        env=bare_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def bare_env() -> dict[str, str]:
-    """No PYTHONPATH or API_KEY from the test run leaks into the copied client."""
-    return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+from tests.bareclient import bare_env, run_client, start_client
 
 
 def test_the_clients_customer_is_the_courses_customer():
@@ -210,104 +121,6 @@ def test_the_copied_client_survives_a_server_killed_mid_request(
             stdout, stderr = client.communicate(timeout=30)
     assert client.returncode == 0, stderr
     assert "promo email to xyz-123" in stdout
-
-
-class StandIn(http.server.BaseHTTPRequestHandler):
-    """Answers each POST with the next status of the server's script (then 200 with a result)."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        statuses = self.server.script  # type: ignore[attr-defined]
-        self.server.seen += 1  # type: ignore[attr-defined]
-        status = statuses.pop(0) if statuses else 200
-        body = json.dumps(
-            {"churn_probability": 0.25, "churn": False}
-            if status == 200
-            else {"error": "x", "message": f"scripted {status}"}
-        ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture()
-def stand_in() -> Iterator[http.server.HTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    server.script, server.seen = [], 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def stand_in_url(server: http.server.HTTPServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/predict"
-
-
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_a_gateway_error_is_retried(bare_python, copied_client, stand_in, status):
-    stand_in.script = [status, status]
-    result = run_client(bare_python, copied_client, "--url", stand_in_url(stand_in))
-    assert result.returncode == 0, result.stderr
-    assert stand_in.seen == 3
-
-
-@pytest.mark.parametrize("status", [400, 401, 404, 422, 429])
-def test_a_4xx_is_never_retried(bare_python, copied_client, stand_in, status):
-    stand_in.script = [status]
-    result = run_client(bare_python, copied_client, "--url", stand_in_url(stand_in))
-    assert result.returncode == 1 and f"HTTP {status}" in result.stderr
-    assert stand_in.seen == 1
-
-
-def test_retries_0_turns_retrying_off(bare_python, copied_client, stand_in):
-    stand_in.script = [503]
-    result = run_client(
-        bare_python, copied_client, "--retries", "0", "--url", stand_in_url(stand_in)
-    )
-    assert result.returncode == 1 and "HTTP 503" in result.stderr
-    assert stand_in.seen == 1
-
-
-def test_retrying_stops_within_the_time_budget(bare_python, copied_client, stand_in):
-    stand_in.script = [503] * 100
-    started = time.monotonic()
-    result = run_client(
-        bare_python, copied_client, "--timeout", "2", "--url", stand_in_url(stand_in)
-    )
-    assert result.returncode == 1 and "HTTP 503" in result.stderr
-    assert 1 < stand_in.seen < 100
-    assert time.monotonic() - started < 2 + 5  # the budget, plus interpreter start-up
-
-
-def test_backoff_grows_with_jitter_and_stays_bounded():
-    waits = [
-        [predict_test.backoff(retry) for retry in range(predict_test.DEFAULT_RETRIES)]
-        for _ in range(200)
-    ]
-    firsts = {round(w[0], 6) for w in waits}
-    assert len(firsts) > 100  # jitter: clients that failed together do not retry together
-
-    def mean(retry: int) -> float:
-        return sum(w[retry] for w in waits) / len(waits)
-
-    assert mean(2) > 1.5 * mean(1) > 2.25 * mean(0) > 0  # exponential at first...
-    assert max(max(w) for w in waits) <= predict_test.BACKOFF_CAP  # ...then capped
-    # The default retries' waits add up to under the default time budget.
-    assert max(sum(w) for w in waits) < predict_test.DEFAULT_TIMEOUT
-
-
-def test_nothing_listening_fails_in_one_line_with_retries_off(bare_python, copied_client):
-    url = f"http://127.0.0.1:{free_port()}/predict"
-    result = run_client(bare_python, copied_client, "--retries", "0", "--url", url)
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr
 
 
 def test_a_key_sent_over_plain_http_to_another_host_is_warned_about(capsys):

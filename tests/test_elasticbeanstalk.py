@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import zipfile
@@ -12,102 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 from ebcli.core import fileoperations
-from ebcli.operations import configops
 
 from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
-from tests.ebconfig import config_files, option_settings, scaling_problems
+from tests.ebconfig import (
+    ANY_NAME,
+    assert_documented,
+    config_files,
+    option_settings,
+    scaling_problems,
+)
 from tests.test_container_stop import DOCKER_STOP_TIMEOUT
 
-# Documented namespaces and option names, from the AWS Elastic Beanstalk Developer Guide,
-# "General options for all environments":
-# https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html
-DOCUMENTED_OPTIONS: dict[str, set[str]] = {
-    "aws:autoscaling:asg": {
-        "Availability Zones",
-        "Cooldown",
-        "Custom Availability Zones",
-        "MinSize",
-        "MaxSize",
-    },
-    "aws:autoscaling:launchconfiguration": {
-        "DisableIMDSv1",
-        "EC2KeyName",
-        "IamInstanceProfile",
-        "ImageId",
-        "InstanceType",
-        "MonitoringInterval",
-        "SecurityGroups",
-        "SSHSourceRestriction",
-        "BlockDeviceMappings",
-        "RootVolumeType",
-        "RootVolumeSize",
-        "RootVolumeIOPS",
-    },
-    "aws:autoscaling:trigger": {
-        "BreachDuration",
-        "LowerBreachScaleIncrement",
-        "LowerThreshold",
-        "MeasureName",
-        "Period",
-        "EvaluationPeriods",
-        "Statistic",
-        "Unit",
-        "UpperBreachScaleIncrement",
-        "UpperThreshold",
-    },
-    "aws:ec2:instances": {
-        "EnableSpot",
-        "InstanceTypes",
-        "SpotFleetOnDemandBase",
-        "SpotFleetOnDemandAboveBasePercentage",
-        "SpotMaxPrice",
-    },
-    "aws:elasticbeanstalk:environment": {
-        "EnvironmentType",
-        "ServiceRole",
-        "LoadBalancerType",
-        "LoadBalancerIsShared",
-    },
-    "aws:elasticbeanstalk:environment:process:default": {
-        "DeregistrationDelay",
-        "HealthCheckInterval",
-        "HealthCheckPath",
-        "HealthCheckTimeout",
-        "HealthyThresholdCount",
-        "MatcherHTTPCode",
-        "Port",
-        "Protocol",
-        "StickinessEnabled",
-        "StickinessLBCookieDuration",
-        "StickinessType",
-        "UnhealthyThresholdCount",
-    },
-    "aws:elasticbeanstalk:healthreporting:system": {
-        "SystemType",
-        "ConfigDocument",
-        "HealthCheckSuccessThreshold",
-        "EnhancedHealthAuthEnabled",
-    },
-    "aws:elasticbeanstalk:command": {
-        "DeploymentPolicy",
-        "Timeout",
-        "BatchSizeType",
-        "BatchSize",
-        "IgnoreHealthCheck",
-    },
-    "aws:elasticbeanstalk:cloudwatch:logs": {"StreamLogs", "DeleteOnTerminate", "RetentionInDays"},
-    # aws:elbv2:listener:default (port 80) and aws:elbv2:listener:listener_port share options.
-    "aws:elbv2:listener": {
-        "DefaultProcess",
-        "ListenerEnabled",
-        "Protocol",
-        "Rules",
-        "SSLCertificateArns",
-        "SSLPolicy",
-    },
-}
-ANY_NAME = "aws:elasticbeanstalk:application:environment"  # environment properties: any name
 MUST_BE_IN_BUNDLE = {
     "Dockerfile",
     ".dockerignore",
@@ -128,22 +43,6 @@ def test_every_config_file_parses_with_option_settings():
     for path in config_files():
         document = yaml.safe_load(path.read_text())
         assert isinstance(document, dict) and set(document) == {"option_settings"}, path.name
-
-
-def documented(namespace: str) -> set[str]:
-    """The option names the guide lists for ``namespace`` (listener ports share one table)."""
-    listener, _, port = namespace.rpartition(":")
-    if listener == "aws:elbv2:listener" and (port == "default" or port.isdigit()):
-        return DOCUMENTED_OPTIONS[listener]
-    assert namespace in DOCUMENTED_OPTIONS, namespace
-    return DOCUMENTED_OPTIONS[namespace]
-
-
-def assert_documented(settings: dict[str, dict[str, object]]) -> None:
-    for namespace, options in settings.items():
-        if namespace != ANY_NAME:
-            unknown = set(options) - documented(namespace)
-            assert not unknown, f"{namespace}: {unknown}"
 
 
 def test_every_option_is_documented():
@@ -271,85 +170,3 @@ def test_eb_cli_is_installed_in_the_dev_environment():
     eb = Path(sys.executable).parent / "eb"
     result = subprocess.run([str(eb), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("EB CLI 3.")
-
-
-# --- HTTPS, switched on by the user's certificate (Makefile: eb-https) ------------------------
-
-# Built here so that no ARN with an account id appears in any committed file, this one included.
-TEST_CERT_ARN = "arn:aws:acm:eu-west-1:" + "0" * 12 + ":certificate/test"
-ARN_WITH_ACCOUNT = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d{12}:")
-
-
-def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture(scope="module")
-def https_settings_file(tmp_path_factory) -> Path:
-    """The settings file `make eb-https` writes and hands to `eb config --update`."""
-    path = tmp_path_factory.mktemp("https") / "https-settings.yml"
-    result = make("eb-https-settings", f"CERT_ARN={TEST_CERT_ARN}", f"EB_HTTPS_SETTINGS={path}")
-    assert result.returncode == 0, result.stderr
-    return path
-
-
-def test_https_serves_443_with_the_certificate_and_closes_plain_http(https_settings_file):
-    settings = yaml.safe_load(https_settings_file.read_text())["OptionSettings"]
-    assert_documented(settings)
-    https = settings["aws:elbv2:listener:443"]
-    assert https["Protocol"] == "HTTPS" and https["ListenerEnabled"] == "true"
-    assert https["SSLCertificateArns"] == TEST_CERT_ARN
-    # Closed, not redirected: a client that sent its key over http has already leaked it.
-    assert settings["aws:elbv2:listener:default"]["ListenerEnabled"] == "false"
-    assert (
-        option_settings()["aws:elasticbeanstalk:environment"]["LoadBalancerType"] == "application"
-    )
-
-
-def test_the_eb_cli_turns_the_file_into_these_option_settings(https_settings_file, monkeypatch):
-    sent: dict = {}
-    monkeypatch.setattr(
-        configops.commonops,
-        "update_environment",
-        lambda env, changes, *a, **k: sent.update(env=env, changes=changes),
-    )
-    configops.modify_environment_configuration("env", f"file://{https_settings_file}", True)
-    assert sent["env"] == "env"
-    assert {(c["Namespace"], c["OptionName"], c["Value"]) for c in sent["changes"]} == {
-        ("aws:elbv2:listener:443", "ListenerEnabled", "true"),
-        ("aws:elbv2:listener:443", "Protocol", "HTTPS"),
-        ("aws:elbv2:listener:443", "SSLCertificateArns", TEST_CERT_ARN),
-        ("aws:elbv2:listener:default", "ListenerEnabled", "false"),
-    }
-
-
-def test_make_eb_https_needs_a_certificate_arn(tmp_path):
-    result = make("eb-https-settings", f"EB_HTTPS_SETTINGS={tmp_path / 'x.yml'}")
-    assert result.returncode != 0 and "CERT_ARN=arn:aws:acm:" in result.stderr
-    assert not (tmp_path / "x.yml").exists()
-
-
-def test_eb_predict_uses_https_on_the_domain_when_one_is_given():
-    with_domain = make("-n", "eb-predict", "DOMAIN=churn.example.com").stdout
-    assert '--url "https://churn.example.com/predict"' in with_domain
-    assert '--url "http://' in make("-n", "eb-predict").stdout
-
-
-def test_no_certificate_arn_or_account_id_is_committed():
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    leaks = [
-        name
-        for name in tracked
-        if (PROJECT_ROOT / name).is_file()
-        and ARN_WITH_ACCOUNT.search((PROJECT_ROOT / name).read_text(errors="ignore"))
-    ]
-    assert leaks == []
-    assert ARN_WITH_ACCOUNT.search(TEST_CERT_ARN)  # the pattern does find one
