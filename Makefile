@@ -48,6 +48,7 @@ train: data
 lint: env
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 # Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
 # prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.json.provider import JSONProvider
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from churn.auth import require_api_key
 from churn.config import Settings
@@ -120,7 +120,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before_request)
     app.after_request(_after_request)
     endpoint = PredictEndpoint(live, service_settings, app.logger, drift, shadow)
-    app.wsgi_app = with_response_headers(serve_predict_with(endpoint, app.wsgi_app))
+    app.wsgi_app = with_response_headers(  # type: ignore[method-assign]  # Flask's way
+        serve_predict_with(endpoint, app.wsgi_app)
+    )
     return app
 
 
@@ -152,7 +154,7 @@ def _api_error(error: ApiError) -> Response:
 def _http_error(error: HTTPException) -> Response:
     name = (error.name or "error").lower().replace(" ", "_")
     response = json_response(error_payload(name, error.description or name), error.code or 500)
-    if error.code == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response
 

@@ -53,6 +53,8 @@ class ModelFileError(Exception):
 class _FittedState:
     """Stands in for a scikit-learn estimator: keeps the pickled attributes, runs nothing."""
 
+    state: dict[str, Any]  # set by __setstate__ when unpickled
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__["state"] = state if isinstance(state, dict) else {}
 

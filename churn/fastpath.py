@@ -123,8 +123,8 @@ class BatchFastPath:
                 return terms
         except TypeError:  # an unhashable value
             pass
-        terms = [self._learn(field, value) for value in column]
-        return None if None in terms else np.array(terms, dtype=np.float64)
+        learned = [self._learn(field, value) for value in column]
+        return None if None in learned else np.array(learned, dtype=np.float64)
 
     def _learn(self, field: str, value: Any) -> float | None:
         memo = self._weights[field]
@@ -138,7 +138,7 @@ class BatchFastPath:
             memo[value] = weight
         return weight
 
-    def _customer_ids(self, customers: list[dict[str, Any]]) -> list[str | None] | None:
+    def _customer_ids(self, customers: Sequence[dict[str, Any]]) -> list[str | None] | None:
         """The id each result echoes: ``customerid`` (the CSV's) wins over ``customer_id``."""
         chosen: list[Any] = [None] * len(customers)
         for key in reversed(self.rules.id_keys):

@@ -56,7 +56,7 @@ class Tally:
 
     def add(self, child: Any, amount: float = 1) -> None:
         with self._lock:
-            self._counts[child] += amount
+            self._counts[child] += amount  # type: ignore[assignment]  # sums may be floats
         if self._flusher is None:
             self._start_flusher()
 
