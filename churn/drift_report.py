@@ -34,7 +34,8 @@ def drift_of_file(input_path: Path, model: Predictor) -> dict[str, Any]:
     if model.drift_reference is None:
         raise ModelFileError(f"{model.metadata.get('artifact_file')} has no drift bins; retrain.")
     rows = load_raw(input_path).to_dict(orient="records")
-    customers, rejections = [], Counter()
+    customers: list[dict[str, Any]] = []
+    rejections: Counter[tuple[str, str]] = Counter()  # (field, reason)
     for row in rows:
         try:
             customers.append(model.validator.one(row))

@@ -77,7 +77,7 @@ class BatchFastPath:
 
     def _canonical(self, columns: dict[str, tuple], numbers: np.ndarray) -> dict[str, Sequence]:
         """Each feature's values as the validator would give them (flags as ints)."""
-        canonical: dict[str, Sequence] = {}
+        canonical: dict[str, Any] = {}  # numpy columns and validator columns alike
         for index, field in enumerate(self.scorer.numeric_fields):
             column = numbers[:, index]
             canonical[field] = column.astype(np.int64) if field in self.rules.flags else column
