@@ -67,7 +67,7 @@ graceful_timeout = settings.graceful_timeout
 accesslog = settings.access_log  # None: no access log
 errorlog = "-"
 # JSON lines for the access and error logs, with the request id (see README, Logs).
-logger_class = "churn.observability.JsonLogger"
+logger_class = "churn.logs.JsonLogger"
 loglevel = settings.log_level
 
 # gunicorn 24+ opens a control socket under $HOME; the service needs none, and the container's

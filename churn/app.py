@@ -14,6 +14,7 @@ from churn.auth import require_api_key
 from churn.config import Settings
 from churn.endpoint import PATH, PredictEndpoint
 from churn.errors import INTERNAL_ERROR, ApiError, error_payload
+from churn.logs import use_gunicorn_logging
 from churn.monitor import DriftMonitor
 from churn.observability import (
     REQUEST_ID_HEADER,
@@ -24,7 +25,6 @@ from churn.observability import (
     render_metrics,
     request_id_for,
     start_request,
-    use_gunicorn_logging,
 )
 from churn.openapi import build_spec
 from churn.predictor import Predictor

@@ -80,6 +80,9 @@ class PromptlyClosingThreadWorker(ThreadWorker):
     elsewhere straight away. What is already waiting in the backlog is accepted and served first.
     """
 
+    sockets: list[Any]  # set by gunicorn's Worker
+    _accepting: bool  # set by gunicorn's ThreadWorker
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         stopping = self.alive
         super().handle_exit(sig, frame)

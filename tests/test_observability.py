@@ -12,7 +12,8 @@ from types import SimpleNamespace
 from gunicorn.config import Config
 
 from bench.servers import poll
-from churn.observability import ACCESS_BUFFER_BYTES, REQUEST_ID_KEY, JsonFormatter, JsonLogger
+from churn.logs import ACCESS_BUFFER_BYTES, JsonFormatter, JsonLogger
+from churn.observability import REQUEST_ID_KEY
 
 
 def record(message: str, exc_info=None) -> logging.LogRecord:
