@@ -138,7 +138,7 @@ def run_spark(args: argparse.Namespace) -> dict[str, Any]:
     """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
     started = time.perf_counter()
     try:
-        from churn.batch import spark as spark_engine
+        from churn.batch import spark as spark_engine  # type: ignore[attr-defined,unused-ignore]
     except ImportError as error:
         raise InputFileError(
             f"the Spark engine is not available here ({error}); install it with "
