@@ -19,6 +19,7 @@ from churn.config import (
     model_filename,
     variables,
 )
+from churn.schema import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 README = PROJECT_ROOT / "README.md"
 
@@ -102,13 +103,18 @@ def test_readme_configuration_table_is_the_generated_one():
     assert table == markdown_table(), "paste `python -m churn.config` into README, Configuration"
 
 
-def test_readme_limits_table_agrees_with_the_defaults():
+def test_readme_limits_table_agrees_with_the_code():
     defaults = Settings()
     limits = readme_section("Limits and authentication")
     batch = re.search(r"`MAX_BATCH_SIZE`\) \| ([\d,]+) \|", limits)
     body = re.search(r"`MAX_BODY_BYTES`\) \| (\d+) MiB \|", limits)
     assert batch and int(batch.group(1).replace(",", "")) == defaults.max_batch_size
     assert body and int(body.group(1)) * 1024 * 1024 == defaults.max_body_bytes
+    lengths = re.search(r"text values / ids \| (\d+) / (\d+) characters", limits)
+    assert lengths and (int(lengths.group(1)), int(lengths.group(2))) == (
+        MAX_TEXT_LENGTH,
+        MAX_ID_LENGTH,
+    )
 
 
 def environ_readers(source: str) -> list[int]:
@@ -150,3 +156,30 @@ def test_the_environment_check_finds_a_reader():
 def test_model_filename_carries_C():
     assert model_filename(1.0) == "model_C=1.0.bin"
     assert model_filename(0.5) == "model_C=0.5.bin"
+
+
+# Where the service's port is written for people and other programs: each must be the default.
+PORT_MENTIONS = re.compile(
+    r"(?:localhost|127\.0\.0\.1|0\.0\.0\.0|HOST|serve the model on ):(\d+)"
+    r"|--port (\d+)|-p (\d+):(\d+)|PORT=(\d+)|EXPOSE (\d+)|'PORT', '(\d+)'"
+)
+PORT_FILES = [
+    "README.md",
+    "Dockerfile",
+    "Makefile",
+    "predict_test.py",
+    "monitoring/prometheus.yml",
+    "churn/templates/docs.html",
+    ".ebextensions/*.config",
+]
+
+
+def test_every_mention_of_the_port_is_the_default_port():
+    mentions = {}
+    for pattern in PORT_FILES:
+        for file in PROJECT_ROOT.glob(pattern):
+            for match in PORT_MENTIONS.finditer(file.read_text()):
+                ports = {int(group) for group in match.groups() if group}
+                mentions[f"{file.name}: {match.group(0)}"] = ports
+    assert len(mentions) >= 10  # the README, Dockerfile, Makefile and client all name it
+    assert {where: ports for where, ports in mentions.items() if ports != {Settings().port}} == {}
