@@ -82,6 +82,13 @@ def on_starting(server):
         server.log.error_log.addFilter(gunicorn_hooks.HideEmptyListeningLine())
 
 
+def child_exit(server, worker):
+    """Drop a dead worker's live gauge samples (model info, drift reference: ``live*`` modes)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def when_ready(server):
     """Say where the service is: gunicorn's "Listening at:" names no address with reuse_port."""
     server.log.info(gunicorn_hooks.listening_message(server.cfg.address, server.cfg.workers))

@@ -18,8 +18,8 @@ import requests
 from bench.servers import free_port, poll
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
+from tests.bareclient import run_client
 from tests.containers import Container
-from tests.test_client import run_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 
 import pytest
 import requests
 
-from bench.servers import poll
+from bench.servers import gunicorn_command, poll, running, wait_for_workers
 from tests.liveserver import (
     PREDICTIONS,
     access_entries,
@@ -139,3 +141,20 @@ def test_head_requests_get_headers_and_no_body(server):
     response = requests.head(server.url + "/health", timeout=10)
     assert response.status_code == 200 and response.content == b""
     assert response.headers["Content-Type"] == "application/json"
+
+
+def test_a_dead_workers_live_gauges_are_dropped(tmp_path):
+    # The model-info and drift-reference gauges are "live": a killed worker's file must go, or
+    # /metrics would keep reporting a process that no longer exists.
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"WEB_CONCURRENCY": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running(gunicorn_command(), tmp_path, env=env) as server:
+        (worker,) = wait_for_workers(server.process.pid, 1)
+        live_files = lambda: {p.name for p in metrics_dir.glob("gauge_live*")}  # noqa: E731
+        assert poll(live_files, lambda names: any(f"_{worker}.db" in n for n in names), 10, 0.1)
+        os.kill(worker, signal.SIGKILL)
+        remaining = poll(
+            live_files, lambda names: not any(f"_{worker}.db" in n for n in names), 10, 0.1
+        )
+        assert not any(f"_{worker}.db" in name for name in remaining)
