@@ -16,7 +16,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-batch bench-micro profile audit scale-test docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-batch bench-micro profile audit bench-spark emr-requirements scale-test docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -26,12 +26,15 @@ help:
 	@echo "make train  retrain model_C=1.0.bin from the Telco CSV"
 	@echo "make bench  benchmark against the course's way (writes docs/benchmarks.md)"
 	@echo "make bench-batch  batch scoring (score.py) against the course's way (docs/batch-benchmarks.md)"
+	@echo "make bench-spark  Spark batch scoring against the tutorials' pandas UDF"
 	@echo "make profile  show where a loaded worker's time goes (py-spy)"
 
-# The locked environment, rebuilt whenever Pipfile.lock changes.
+# The locked environment, rebuilt whenever Pipfile.lock changes: the service's packages, the
+# developer tools, batch scoring (pyarrow) and Spark (pyspark, for the Spark engine's tests and
+# benchmark). The service's own `pipenv install` and the image never take the last two.
 .venv/.installed: Pipfile.lock
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PIPENV) install --categories="packages dev-packages batch" --deploy
+	$(PIPENV) install --categories="packages dev-packages batch spark" --deploy
 	@touch $@
 
 env: .venv/.installed
@@ -53,10 +56,10 @@ lint: env
 # Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
 # prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
 # chromium (browser tests), docker.io (the tests start their own private dockerd; nothing is
-# started by installing it) and mmdebstrap (a stand-in for the base image where Docker Hub
-# cannot be reached). Installed with apt when missing (sudo unless root); apt waits for a
-# lock another install holds instead of failing.
-SYSTEM_DEPS := wrk nginx-light chromium prometheus docker.io mmdebstrap
+# started by installing it), mmdebstrap (a stand-in for the base image where Docker Hub
+# cannot be reached) and Java 17 (Spark in local mode). Installed with apt when missing (sudo
+# unless root); apt waits for a lock another install holds instead of failing.
+SYSTEM_DEPS := wrk nginx-light chromium prometheus docker.io mmdebstrap openjdk-17-jre-headless
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 system-deps:
@@ -86,6 +89,16 @@ profile: env system-deps
 # score.py against the course's chunked pandas way on generated 1M and 10M-customer files.
 bench-batch: env
 	$(RUN) python -m bench.batch
+
+# score.py --engine spark against the tutorials' pandas UDF, in local[2] (README, Batch scoring).
+bench-spark: env system-deps
+	$(RUN) python -m bench.spark
+
+# What score.py --engine spark imports on EMR Serverless (which brings Spark and pyspark), at the
+# lock's versions: the input of emr/Dockerfile (README, "Batch scoring on EMR Serverless").
+EMR_PACKAGES := numpy|pyarrow|pydantic|pydantic-core|annotated-types|typing-extensions|typing-inspection|pandas|python-dateutil|six|tzdata
+emr-requirements: env
+	$(PIPENV) requirements --categories "packages batch" | grep -E '^($(EMR_PACKAGES))==' > emr/requirements.txt
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only

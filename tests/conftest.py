@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +195,30 @@ def eb_environment() -> dict:
     from tests.ebconfig import option_settings
 
     return option_settings().get("aws:elasticbeanstalk:application:environment", {})
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the whole run: a JVM start costs seconds, every test shares it.
+
+    local[2] (this machine's cores), no UI, two shuffle partitions, loopback only, ANSI mode on
+    as in Spark 4, and Python workers running this interpreter.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("churn-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.ansi.enabled", "true")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
