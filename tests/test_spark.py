@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from churn.artifact import ModelFileError
 from churn.batch import spark as engine
 from churn.batch import spark_tasks
 from churn.batch.columns import InputFileError
@@ -56,24 +57,13 @@ def raw_csv(tmp_path_factory) -> Path:
 
 
 def run_local(source: Path, work: Path) -> tuple[pa.Table, pa.Table]:
-    """TEMPORARY: the core on the whole file in one batch, until the local CLI lands."""
-    from churn.batch.columns import score_record_batch
-    from churn.batch.model import BatchModel
-
-    if source.suffix == ".csv":
-        names = pa.csv.read_csv(source).schema.names
-        table = pa.csv.read_csv(
-            source,
-            convert_options=pa.csv.ConvertOptions(column_types={n: pa.string() for n in names}),
-        )
-    else:
-        table = ds.dataset(source).to_table()
-    batch = table.combine_chunks().to_batches()[0]
-    scored, rejects = score_record_batch(batch, BatchModel.load(COMMITTED_MODEL), 1)
-    rejects = pa.Table.from_batches([rejects]).cast(
-        pa.schema([(f.name, pa.string()) for f in rejects.schema])
-    )
-    return pa.Table.from_batches([scored]), rejects
+    """The local engine through its command line, as a user runs it."""
+    output, rejects = work / "local.parquet", work / "local-rejects.csv"
+    command = [sys.executable, "score.py", "--input", str(source), "--output", str(output)]
+    command += ["--rejects", str(rejects), "--model", str(COMMITTED_MODEL), "--max-invalid", "1"]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return pq.read_table(output), read_rejects(rejects)
 
 
 def run_spark(spark, source: Path, work: Path, **changes) -> tuple[pa.Table, pa.Table, dict]:
@@ -107,7 +97,7 @@ def test_spark_output_equals_local_engine_row_for_row(spark, raw_csv, tmp_path):
     assert rejects.to_pylist() == local_rejects.to_pylist()
     bad_rows = sorted(position + 1 for position in PLANTED)
     assert sorted({int(row) for row in rejects.column("row").to_pylist()}) == bad_rows
-    assert counts == {"rows": ROWS, "scored": ROWS - len(PLANTED), "rejected": len(PLANTED)}
+    assert (counts["rows"], counts["scored"], counts["rejected"]) == (ROWS, ROWS - 4, 4)
 
 
 def test_rows_are_numbered_across_a_directory_of_parquet_parts(spark, tmp_path):
@@ -154,7 +144,7 @@ def test_tasks_refuse_model_bytes_damaged_on_the_way(spark, raw_csv, tmp_path, m
     pq.write_table(pa.table({"previous": [1, 2, 3]}), tmp_path / "previous.parquet")
     (tmp_path / "previous.parquet").rename(output)
     damaged_in_transit(monkeypatch)
-    with pytest.raises(Exception, match="SHA-256"):
+    with pytest.raises(ModelFileError, match="SHA-256"):
         run_spark(spark, raw_csv, tmp_path)
     # The failed run left the previous output as it was, and nothing else.
     assert pq.read_table(output).to_pylist() == [{"previous": v} for v in (1, 2, 3)]
@@ -168,12 +158,24 @@ def test_output_batches_take_the_declared_string_type():
     assert batch.column("p").null_count == 2
 
 
-@pytest.mark.parametrize("name", ["missing.csv", "customers.txt"])
-def test_an_unreadable_input_stops_with_an_input_error(spark, tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("missing.csv", None, "missing.csv"),
+        ("customers.txt", "not a customer file\n", "unknown format"),
+        ("columns.csv", "customerID,gender\n1,Male\n", "missing column"),
+        ("ragged.csv", None, "more or fewer fields"),
+    ],
+)
+def test_a_bad_input_stops_with_an_input_error(spark, tmp_path, name, text, problem):
     source = tmp_path / name
-    if name.endswith(".txt"):
-        source.write_text("not a customer file\n")
-    with pytest.raises(InputFileError, match=name):
+    if name == "ragged.csv":
+        lines = Path(write_csv(tmp_path / "good.csv", raw_frame(30))).read_text().splitlines()
+        lines[17] = lines[17].rsplit(",", 2)[0]  # a row short of two fields
+        text = "\n".join(lines) + "\n"
+    if text is not None:
+        source.write_text(text)
+    with pytest.raises(InputFileError, match=problem):
         run_spark(spark, source, tmp_path)
 
 
@@ -187,7 +189,11 @@ def test_score_py_runs_the_spark_engine_in_local_mode(tmp_path):
     done = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    # 2 of 50 rows rejected is more than the default --max-invalid of 1%: a flood, exit 3,
+    # reported with both outputs left for inspection.
+    assert done.returncode == 3, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (summary["scored"], summary["rejected"]) == (48, 2)
+    assert (summary["engine"], summary["status"]) == ("spark", "too_many_invalid")
+    assert (summary["rows_in"], summary["scored"], summary["rejected"]) == (50, 48, 2)
     assert pq.read_table(output).num_rows == 48
+    assert read_rejects(rejects).column("row").to_pylist() == ["11", "12"]

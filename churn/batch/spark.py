@@ -14,15 +14,11 @@ casting a blank TotalCharges throws) changes nothing.
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,19 +32,21 @@ from churn.artifact import ModelFileError
 from churn.batch import spark_tasks
 from churn.batch.columns import ROW, InputFileError, Layout
 from churn.batch.model import BatchModel
+from churn.batch.spark_files import (
+    check_format,
+    first_line,
+    metadata_uri,
+    read_bytes,
+    ship_package,
+    write_atomically,
+)
 from churn.batch.spark_tasks import BLOCK, FILE, KIND, SPLIT_ROWS, SPLIT_SCORED
-from churn.config import metadata_path
 from churn.predictor import Predictor
 
 APP_NAME = "churn-score"
 # Rows per Arrow batch handed to the batch function: big enough that per-batch costs vanish.
 ARROW_BATCH_ROWS = 65_536
-FORMATS = {".csv": "csv", ".parquet": "parquet"}
-# Object stores cannot rename atomically: there Spark's committer writes in place and the
-# _SUCCESS file marks a complete output.
-NO_RENAME_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs"})
 OFFSET = "_churn_offset"
-_SHIPPED_TO: set[str] = set()  # Spark applications that have this package already
 
 
 @dataclass(frozen=True)
@@ -63,12 +61,17 @@ class SparkRun:
 def session() -> SparkSession:
     """The active session, or a local one on all cores when no master is configured.
 
-    In local mode the Python workers run this interpreter (it has pyarrow and this package);
-    under spark-submit the cluster's settings decide.
+    In local mode the Python workers run this interpreter (it has pyarrow and this package)
+    and nothing listens beyond loopback; under spark-submit the cluster's settings decide.
     """
     builder = SparkSession.builder.appName(APP_NAME)
     if not SparkConf().contains("spark.master"):
-        builder = builder.master("local[*]").config("spark.pyspark.python", sys.executable)
+        builder = (
+            builder.master("local[*]")
+            .config("spark.pyspark.python", sys.executable)
+            .config("spark.driver.bindAddress", "127.0.0.1")  # local mode stays on loopback
+            .config("spark.driver.host", "127.0.0.1")
+        )
     return builder.getOrCreate()
 
 
@@ -78,8 +81,11 @@ def score(spark: SparkSession, run: SparkRun) -> dict[str, Any]:
     Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
     """
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-    _check_format(run.output)
-    _check_format(run.rejects)
+    # Parse every CSV column, so that a row with more or fewer fields than the header fails
+    # the job (FAILFAST) as it fails the local engine, instead of being padded with nulls.
+    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    check_format(run.output)
+    check_format(run.rejects)
     ship_package(spark)
     model = load_model(spark, run.model, run.threshold)
     frame, layout = read_input(spark, run.input)
@@ -91,7 +97,7 @@ def score(spark: SparkSession, run: SparkRun) -> dict[str, Any]:
     combined = frame.mapInArrow(task, from_arrow_schema(schema))
     combined = combined.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = combined.where(col(KIND) == spark_tasks.SPLIT).collect()
+        counts = _collect(combined.where(col(KIND) == spark_tasks.SPLIT), run.input)
         offsets = offsets_table(
             spark, split_offsets((c[FILE], c[BLOCK], c[SPLIT_ROWS]) for c in counts)
         )
@@ -148,18 +154,18 @@ def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout]:
     Raises ``InputFileError`` as the local engine does: unknown format, unreadable file,
     missing or doubled columns.
     """
-    fmt = _check_format(path)
+    fmt = check_format(path)
     try:
         if fmt == "csv":
             # Every column as text, quotes doubled as in RFC 4180. Spark reads an empty field
             # as null; it is "" again here, as the local engine reads it.
-            frame = spark.read.csv(path, header=True, escape='"', inferSchema=False)
+            frame = spark.read.csv(path, header=True, escape='"', mode="FAILFAST")
             frame = frame.na.fill("")
         else:
             frame = spark.read.parquet(path)
         columns = frame.columns
     except Exception as error:  # Spark's AnalysisException: missing path, unreadable file
-        raise InputFileError(f"cannot read {path}: {_first_line(error)}") from None
+        raise InputFileError(f"cannot read {path}: {first_line(error)}") from None
     layout = Layout.of(pa.schema([(name, pa.string()) for name in columns]))
     frame = frame.select(
         *[col(f"`{name}`") for name in layout.names],
@@ -174,70 +180,30 @@ def load_model(spark: SparkSession, model: str, threshold: float | None) -> Batc
     if "://" not in model:
         return BatchModel.load(Path(model), threshold)
     raw = read_bytes(spark, model)
-    metadata = json.loads(read_bytes(spark, _metadata_uri(model)))
+    metadata = json.loads(read_bytes(spark, metadata_uri(model)))
     weights = artifact.weights_from_bytes(raw, Path(model))
     predictor = Predictor.build(weights, metadata, Path(model), threshold)
     return BatchModel(raw, metadata, predictor.version, predictor.threshold, model)
 
 
-def read_bytes(spark: SparkSession, uri: str) -> bytes:
-    """A whole file from any URI Spark can read (s3://, hdfs://)."""
+def _collect(frame: DataFrame, path: str) -> list[Any]:
+    """``frame.collect()``, the first action: a file Spark cannot read, or a model a task
+    refused, surface as the errors the local engine raises (exit code 2)."""
     try:
-        rows = spark.read.format("binaryFile").load(uri).select("content").collect()
+        return frame.collect()
     except Exception as error:
-        raise ModelFileError(f"cannot read {uri}: {_first_line(error)}") from None
-    if len(rows) != 1:
-        raise ModelFileError(f"cannot read {uri}: it is not one file")
-    return bytes(rows[0]["content"])
-
-
-def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
-    """Write ``frame`` to a hidden folder beside ``path``, then rename it to ``path``.
-
-    A failed or killed run leaves at most the hidden folder, never a half-written ``path``.
-    """
-    writer = frame.write.mode("overwrite").format(_check_format(path))
-    if _check_format(path) == "csv":
-        writer = writer.option("header", "true").option("escape", '"')
-    hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs  # type: ignore[union-attr]
-    target = hadoop.Path(path)
-    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
-    if fs.getScheme() in NO_RENAME_SCHEMES:
-        writer.save(path)
-        return
-    hidden = hadoop.Path(target.getParent(), f".{target.getName()}.{uuid.uuid4().hex}.tmp")
-    try:
-        writer.save(hidden.toString())
-        fs.delete(target, True)
-        if not fs.rename(hidden, target):
-            raise OSError(f"could not rename {hidden.toString()} to {path}")
-    finally:
-        fs.delete(hidden, True)
-
-
-def ship_package(spark: SparkSession) -> None:
-    """Make this package importable on the executors when it runs from a checkout.
-
-    Under spark-submit with ``--py-files churn.zip`` it already is (and lives in that zip).
-    """
-    package = Path(spark_tasks.__file__).resolve().parent.parent
-    context = spark.sparkContext
-    if not package.is_dir() or context.applicationId in _SHIPPED_TO:
-        return
-    folder = tempfile.mkdtemp(prefix="churn-spark-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # executors fetch it lazily
-    archive = shutil.make_archive(
-        str(Path(folder) / package.name), "zip", root_dir=package.parent, base_dir=package.name
-    )
-    context.addPyFile(archive)
-    _SHIPPED_TO.add(context.applicationId)
-
-
-def _check_format(path: str) -> str:
-    suffix = PurePosixPath(path.rstrip("/")).suffix.lower()
-    if suffix not in FORMATS:
-        raise InputFileError(f"{path}: unknown format {suffix!r}; use .csv or .parquet")
-    return FORMATS[suffix]
+        text = str(error)
+        refusal = next((line for line in text.splitlines() if "ModelFileError: " in line), None)
+        if refusal is not None:
+            raise ModelFileError(refusal.partition("ModelFileError: ")[2]) from None
+        if "Malformed records" in text:
+            raise InputFileError(
+                f"{path}: a row has more or fewer fields than the header"
+            ) from None
+        reason = next((line for line in text.splitlines() if "FAILED_READ_FILE" in line), None)
+        if reason is not None:
+            raise InputFileError(f"cannot read {path}: {reason.strip()}") from None
+        raise
 
 
 def _text_as(schema: pa.Schema, text: pa.DataType) -> pa.Schema:
@@ -253,14 +219,3 @@ def _large_strings(spark: SparkSession) -> bool:
         return str(spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes")).lower() == "true"
     except Exception:  # Spark 3.5: no such option
         return False
-
-
-def _metadata_uri(model: str) -> str:
-    """The metadata beside a model given as a URI (for local paths: ``metadata_path``)."""
-    scheme, separator, rest = model.partition("://")
-    return scheme + separator + str(metadata_path(PurePosixPath(rest)))  # type: ignore[arg-type]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
