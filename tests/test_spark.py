@@ -6,6 +6,7 @@ One SparkSession serves the whole run (``spark`` in conftest.py): local[2], UI o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -77,6 +78,18 @@ def run_spark(spark, source: Path, work: Path, **changes) -> tuple[pa.Table, pa.
     return pq.read_table(run.output), read_rejects(Path(run.rejects)), counts
 
 
+@contextlib.contextmanager
+def spark_settings(spark, settings: dict[str, str]):
+    """Session settings for one test, restored after it (the session is shared)."""
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key in settings:
+            spark.conf.unset(key)
+
+
 def read_rejects(path: Path) -> pa.Table:
     """A rejects CSV, a single file (local engine) or Spark's folder of parts, as text."""
     names = ds.dataset(path, format="csv").schema.names
@@ -87,11 +100,9 @@ def read_rejects(path: Path) -> pa.Table:
 
 
 def test_spark_output_equals_local_engine_row_for_row(spark, raw_csv, tmp_path):
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(raw_csv.stat().st_size // 3))
-    try:
+    splits = {"spark.sql.files.maxPartitionBytes": str(raw_csv.stat().st_size // 3)}
+    with spark_settings(spark, splits):  # three splits, read in parallel
         scored, rejects, counts = run_spark(spark, raw_csv, tmp_path)
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
     local_scored, local_rejects = run_local(raw_csv, tmp_path)
     assert scored.to_pylist() == local_scored.to_pylist()
     assert rejects.to_pylist() == local_rejects.to_pylist()
@@ -116,11 +127,8 @@ def test_rows_are_numbered_across_a_directory_of_parquet_parts(spark, tmp_path):
 
 def test_arrow_large_strings_are_cast_to_what_spark_declares(spark, tmp_path):
     source = Path(write_csv(tmp_path / "few.csv", customers_with_bad_rows(300)))
-    spark.conf.set("spark.sql.execution.arrow.useLargeVarTypes", "true")
-    try:
+    with spark_settings(spark, {"spark.sql.execution.arrow.useLargeVarTypes": "true"}):
         scored, rejects, _ = run_spark(spark, source, tmp_path)
-    finally:
-        spark.conf.unset("spark.sql.execution.arrow.useLargeVarTypes")
     local_scored, local_rejects = run_local(source, tmp_path)
     assert scored.to_pylist() == local_scored.to_pylist()
     assert rejects.to_pylist() == local_rejects.to_pylist()
