@@ -15,6 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
+import churn.batch
 from bench.servers import poll
 from churn.batch.cli import DEFAULT_MAX_INVALID, main
 from churn.batch.progress import Progress
@@ -226,6 +227,8 @@ def test_progress_is_drawn_only_on_a_terminal(monkeypatch):
 
 def test_without_pyspark_the_spark_engine_says_so(raw_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "churn.batch.spark", None)  # import fails as without pyspark
+    # Once another test has imported the engine, the package holds it as an attribute too.
+    monkeypatch.delattr(churn.batch, "spark", raising=False)
     code, summary, err = score(
         "--engine", "spark", "--input", raw_csv, "--output", tmp_path / "s.parquet", capsys=capsys
     )
