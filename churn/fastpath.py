@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from churn.features import normalize_token
 from churn.rules import INVALID, MEMO_LIMIT, CustomerRules, ValueRule
-from churn.schema import normalize_keys
+from churn.schema import key_renames, normalize_keys, rename_keys
 from churn.scorer import VECTORIZE_FROM, CompiledScorer
 
 NUMBER_TYPES = frozenset({int, float})
@@ -88,10 +87,11 @@ class BatchFastPath:
     def _with_course_keys(self, payload: Sequence[Any]) -> Sequence[dict[str, Any]] | None:
         if set(map(type, payload)) != {dict}:
             return None
-        extras = set().union(*payload) - self._known
-        # An unknown key may be a known field in another spelling ("Contract", "customerID").
-        if extras and any(normalize_token(key) in self._known for key in extras):
-            return [normalize_keys(customer, self._fields) for customer in payload]
+        # An unknown key may be a known field in another spelling ("Contract", "customerID"):
+        # each distinct key is spelled out once for the whole batch.
+        renames = key_renames(set().union(*payload) - self._known, self._fields)
+        if any(name in self._known for name in renames.values()):
+            return [rename_keys(customer, renames) for customer in payload]
         return payload
 
     def _numbers(self, columns: dict[str, tuple]) -> np.ndarray | None:

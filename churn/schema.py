@@ -8,7 +8,7 @@ validated against what it actually knows. Customers may be written in the course
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -138,10 +138,16 @@ class _CustomerBase(BaseModel):
 
 def normalize_keys(data: dict[Any, Any], known: Mapping[str, Any]) -> dict[Any, Any]:
     """Keys in the course's spelling; a later key wins when two spellings meet."""
-    return {
-        k if k in known or not isinstance(k, str) else normalize_token(k): v
-        for k, v in data.items()
-    }
+    return rename_keys(data, key_renames(data, known))
+
+
+def key_renames(keys: Iterable[Any], known: Mapping[str, Any]) -> dict[str, str]:
+    """The course's spelling of each text key that is not already a field name."""
+    return {k: normalize_token(k) for k in keys if isinstance(k, str) and k not in known}
+
+
+def rename_keys(data: dict[Any, Any], renames: Mapping[str, str]) -> dict[Any, Any]:
+    return {renames.get(k, k): v for k, v in data.items()}
 
 
 def build_customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
