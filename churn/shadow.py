@@ -60,10 +60,9 @@ class Shadow:
         try:
             probabilities = self.predictor.scorer.probabilities(customers)
             threshold = self.predictor.threshold
-            cells = [
-                self._agreement[live["churn"], probability >= threshold]
-                for live, probability in zip(live_results, probabilities, strict=True)
-            ]
+            pairs = list(zip(live_results, probabilities, strict=True))
+            cells = [self._agreement[live["churn"], p >= threshold] for live, p in pairs]
+            differences = [abs(p - live["churn_probability"]) for live, p in pairs]
         except Exception:
             TALLY.add(ERRORS)
             if not self._warned:  # once per worker: a broken shadow would flood the log
@@ -71,8 +70,7 @@ class Shadow:
                 self.logger.exception("the shadow model failed; answers are unaffected")
             return
         TALLY.add_each(cells)
-        for live, probability in zip(live_results, probabilities, strict=True):
-            TALLY.observe(DIFFERENCE, abs(probability - live["churn_probability"]))
+        TALLY.observe_each(DIFFERENCE, differences)
 
     def compare_columns(
         self, columns: Mapping[str, Sequence[Any]], live_results: Sequence[Mapping[str, Any]]

@@ -13,7 +13,7 @@ Usage::
     TALLY = Tally()
     TALLY.add(MY_COUNTER.labels("a", "b"))        # +1; or TALLY.add(child, 5)
     TALLY.add_each([child_a, child_b, child_a])   # several increments, one lock
-    TALLY.observe(MY_HISTOGRAM.labels("x"), 0.25) # histograms too
+    TALLY.observe(MY_HISTOGRAM.labels("x"), 0.25) # histograms too (observe_each: several)
 
 Keys are the metric's labelled children (look them up once and keep them: ``labels()`` costs
 more than the tally itself).
@@ -69,12 +69,19 @@ class Tally:
 
     def observe(self, child: Any, value: float) -> None:
         """Like ``Histogram.observe``: the value lands in the first bucket whose bound >= it."""
+        self.observe_each(child, (value,))
+
+    def observe_each(self, child: Any, values: Iterable[float]) -> None:
+        """``observe`` for several values under one lock."""
+        bounds = child._upper_bounds
         with self._lock:
             entry = self._observed.get(child)
             if entry is None:
-                entry = self._observed[child] = ([0] * len(child._upper_bounds), [0.0])
-            entry[0][bisect.bisect_left(child._upper_bounds, value)] += 1
-            entry[1][0] += value
+                entry = self._observed[child] = ([0] * len(bounds), [0.0])
+            buckets, total = entry
+            for value in values:
+                buckets[bisect.bisect_left(bounds, value)] += 1
+                total[0] += value
         if self._flusher is None:
             self._start_flusher()
 

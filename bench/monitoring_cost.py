@@ -1,0 +1,126 @@
+"""What drift counting and a shadow model cost /predict: ``python -m bench.monitoring_cost``.
+
+Three servers (gunicorn.conf.py, two workers each) run side by side: the committed model with
+its drift bins removed (off), the committed model (drift counting on), and the committed model
+with a copy of itself as a shadow scoring every request (drift + shadow at 100%). wrk loads one
+at a time, in a shuffled order each round, so the machine's load drifts over all of them alike;
+the figures are medians over the rounds of requests per second and of the workers' CPU time per
+request (from /proc, steadier than req/s on a shared machine), as ratios to "off".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.load import require_wrk, run_wrk, worker_cpu_seconds
+from bench.servers import gunicorn_command, running, wait_for_workers
+from churn.config import PROJECT_ROOT
+from churn.features import EXAMPLE_CUSTOMER
+
+VARIANTS = ("off", "drift", "drift + shadow")
+
+
+def model_files(work: Path) -> dict[str, dict[str, str]]:
+    """Each variant's environment: its model file and, for the last, the shadow."""
+    committed = PROJECT_ROOT / "model_C=1.0.bin"
+    metadata = json.loads(committed.with_suffix(".json").read_text())
+    plain = work / "no-drift.bin"
+    shutil.copy(committed, plain)
+    without = {key: value for key, value in metadata.items() if key != "drift_reference"}
+    plain.with_suffix(".json").write_text(json.dumps(without))
+    shadow = work / "shadow.bin"
+    shutil.copy(committed, shadow)
+    shutil.copy(committed.with_suffix(".json"), shadow.with_suffix(".json"))
+    return {
+        "off": {"MODEL_FILE": str(plain)},
+        "drift": {"MODEL_FILE": str(committed)},
+        "drift + shadow": {
+            "MODEL_FILE": str(committed),
+            "SHADOW_MODEL_FILE": str(shadow),
+            "SHADOW_SAMPLE": "1",
+        },
+    }
+
+
+def one_slice(wrk: str, server, body: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """Requests per second and worker CPU microseconds per request for one wrk run."""
+    before = worker_cpu_seconds(server.process.pid)
+    run = run_wrk(wrk, server.url + "/predict", body, args.seconds, args.connections)
+    after = worker_cpu_seconds(server.process.pid)
+    if run["errors"]:
+        raise SystemExit(f"{run['errors']} errors under load: {run['error_kinds']}")
+    cpu = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+    return run["rps"], cpu / run["requests"] * 1e6
+
+
+def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    wrk = require_wrk()
+    results = {body: {v: {"rps": [], "cpu_us": []} for v in VARIANTS} for body in args.bodies}
+    with (
+        tempfile.TemporaryDirectory(prefix="monitoring-cost-") as folder,
+        contextlib.ExitStack() as stack,
+    ):
+        work = Path(folder)
+        bodies = {"1 customer": EXAMPLE_CUSTOMER, "100 customers": [EXAMPLE_CUSTOMER] * 100}
+        for name in args.bodies:
+            (work / f"{len(name)}.json").write_text(json.dumps(bodies[name]))
+        servers = {}
+        for variant, env in model_files(work).items():
+            env = {**env, "WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": ""}
+            servers[variant] = stack.enter_context(running(gunicorn_command(), work, env=env))
+            wait_for_workers(servers[variant].process.pid, 2)
+        for round_number in range(args.rounds):
+            for name in args.bodies:
+                order = random.sample(VARIANTS, len(VARIANTS))
+                for variant in order:
+                    rps, cpu = one_slice(wrk, servers[variant], work / f"{len(name)}.json", args)
+                    results[name][variant]["rps"].append(rps)
+                    results[name][variant]["cpu_us"].append(cpu)
+            print(f"round {round_number + 1}/{args.rounds} done", flush=True)
+    return results
+
+
+def report(results: dict, load_before: tuple, load_after: tuple) -> str:
+    lines = [
+        f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (2 cores)",
+        "",
+        "| body | variant | req/s (median) | vs off | worker CPU µs/request (median) | vs off |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for body, variants in results.items():
+        base_rps = statistics.median(variants["off"]["rps"])
+        base_cpu = statistics.median(variants["off"]["cpu_us"])
+        for variant, runs in variants.items():
+            rps, cpu = statistics.median(runs["rps"]), statistics.median(runs["cpu_us"])
+            lines.append(
+                f"| {body} | {variant} | {rps:,.0f} | {rps / base_rps - 1:+.1%} "
+                f"| {cpu:.0f} | {cpu / base_cpu - 1:+.1%} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.monitoring_cost", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--bodies", nargs="+", default=["1 customer", "100 customers"], help="request bodies"
+    )
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    results = measure(args)
+    print(report(results, load_before, os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
