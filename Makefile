@@ -16,7 +16,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-batch bench-micro profile audit bench-spark emr-requirements scale-test docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-batch bench-micro bench-monitoring profile audit bench-spark emr-requirements scale-test docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -99,6 +99,10 @@ bench-spark: env system-deps
 EMR_PACKAGES := numpy|pyarrow|pydantic|pydantic-core|annotated-types|typing-extensions|typing-inspection|pandas|python-dateutil|six|tzdata
 emr-requirements: env
 	$(PIPENV) requirements --categories "packages batch" | grep -E '^($(EMR_PACKAGES))==' > emr/requirements.txt
+
+# What drift counting and a shadow model cost /predict (on/off in the same run; README, Monitoring).
+bench-monitoring: env system-deps
+	$(RUN) python -m bench.monitoring_cost
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only

@@ -12,9 +12,11 @@ promtool's answer equals this one on the same counts).
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,17 +114,18 @@ class FeatureReference:
             numeric = NumericBins(float(entry["low"]), float(entry["high"]), tuple(entry["cuts"]))
         return cls(name, tuple(entry["bins"]), tuple(entry["shares"]), numeric)
 
+    @functools.cached_property
+    def keys(self) -> tuple[Any, ...]:
+        """The value each categorical bin holds, as validation gives it (a flag's is an int)."""
+        return tuple(int(b) for b in self.bins) if self.name in FLAG_FIELDS else self.bins
+
     def counts(self, values: Sequence[Any]) -> list[int]:
         """How many of ``values`` fall in each bin (a categorical value not in the bins: none)."""
         if self.numeric is not None:
             indices = self.numeric.indices(np.asarray(values, dtype=np.float64))
             return np.bincount(indices, minlength=len(self.bins)).tolist()
-        position = {value: i for i, value in enumerate(self.bins)}
-        tally = [0] * len(self.bins)
-        for value in values:
-            if str(value) in position:
-                tally[position[str(value)]] += 1
-        return tally
+        found = Counter(values)  # counted in C; a numpy int hashes as the int it equals
+        return [found.get(key, 0) for key in self.keys]
 
 
 def feature_drift(feature: FeatureReference, counts: Sequence[float], unseen: float) -> dict:

@@ -26,7 +26,7 @@ from churn.drift import (
     feature_drift,
     rejection_reason,
 )
-from churn.features import FEATURE_FIELDS, FLAG_FIELDS
+from churn.features import FEATURE_FIELDS
 from churn.observability import TALLY, forget_series, metric_samples
 
 BINS = Counter(
@@ -58,20 +58,16 @@ class DriftMonitor:
         self._numeric = []
         self._categorical = []
         forget_series(REFERENCE)
+        self._children: dict[str, list[Any]] = {}
         for name, feature in self.reference.items():
             # Every series exists from the start (at 0): Prometheus's increase() needs that.
-            children = [BINS.labels(name, bin_name) for bin_name in feature.bins]
+            children = self._children[name] = [BINS.labels(name, b) for b in feature.bins]
             for bin_name, share in zip(feature.bins, feature.shares, strict=True):
                 REFERENCE.labels(name, bin_name).set(share)
             if feature.numeric is not None:
                 self._numeric.append((name, feature.numeric, children))
             else:
-                table: dict[Any, Any] = {}
-                for bin_name, child in zip(feature.bins, children, strict=True):
-                    table[bin_name] = child
-                    if name in FLAG_FIELDS:  # validated flags are ints, the bins their text
-                        table[int(bin_name)] = child
-                self._categorical.append((name, table))
+                self._categorical.append((name, dict(zip(feature.keys, children, strict=True))))
         # The categorical lookups run in C (itemgetter, map): this is on every request's path.
         self._categorical_values = operator.itemgetter(*(name for name, _ in self._categorical))
         self._categorical_tables = tuple(table for _, table in self._categorical)
@@ -91,11 +87,14 @@ class DriftMonitor:
 
     def count_columns(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """The same for customers given as one sequence of canonical values per feature."""
+        counted: dict[Any, int] = {}
         for name, feature in self.reference.items():
-            counts = feature.counts(columns[name])
-            for bin_name, count in zip(feature.bins, counts, strict=True):
+            for child, count in zip(
+                self._children[name], feature.counts(columns[name]), strict=True
+            ):
                 if count:
-                    TALLY.add(BINS.labels(name, bin_name), count)
+                    counted[child] = count
+        TALLY.add_counts(counted)
 
     def snapshot(self, multiprocess_dir: Path | None) -> dict[str, Any]:
         """Rows, share outside the training range and PSI per feature, since the service started."""

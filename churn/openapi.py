@@ -154,10 +154,21 @@ def build_spec(customer_model: type[BaseModel], version: str, max_batch: int) ->
             },
             "/model": {
                 "get": {
-                    "summary": "Model version, metrics, threshold and schema",
+                    "summary": "The live model and any shadow: version, metrics, threshold",
                     "responses": {
                         "200": _json({"type": "object"}, "model metadata"),
                         "401": ERROR_RESPONSES["401"],
+                    },
+                    "security": [{}, {"bearer": []}, {"apiKey": []}],
+                }
+            },
+            "/drift": {
+                "get": {
+                    "summary": "PSI per feature against the training data, since start-up",
+                    "responses": {
+                        "200": _json({"type": "object"}, "psi, rows, outside_share per feature"),
+                        "401": ERROR_RESPONSES["401"],
+                        "404": _json(_ref("Error"), "the model has no drift reference"),
                     },
                     "security": [{}, {"bearer": []}, {"apiKey": []}],
                 }

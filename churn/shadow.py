@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter, Histogram
 
 from churn.observability import TALLY
+from churn.scorer import VECTORIZE_FROM
 
 DECISIONS = Counter(
     "churn_shadow_decisions",
@@ -31,6 +34,7 @@ DIFFERENCE = Histogram(
 )
 ERRORS = Counter("churn_shadow_errors", "Requests the shadow model failed to score")
 DECISION_NAMES = {True: "churn", False: "no_churn"}
+Customer = Mapping[str, Any]
 
 
 @dataclass
@@ -40,45 +44,70 @@ class Shadow:
     predictor: Any
     sample: float
     logger: logging.Logger
-    _agreement: dict[tuple[bool, bool], Any] = field(init=False)
+    _cells: list[Any] = field(init=False)  # the 2x2's counters: index 2 * live + shadow
     _warned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # Every cell of the 2x2 exists from the start, so a rate() of zero agreement is 0.
-        self._agreement = {
-            (live, shadow): DECISIONS.labels(DECISION_NAMES[live], DECISION_NAMES[shadow])
-            for live in (True, False)
-            for shadow in (True, False)
-        }
+        self._cells = [
+            DECISIONS.labels(DECISION_NAMES[live], DECISION_NAMES[shadow])
+            for live in (False, True)
+            for shadow in (False, True)
+        ]
 
-    def compare(
-        self, customers: Sequence[Mapping[str, Any]], live_results: Sequence[Mapping[str, Any]]
+    def compare(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
+        """Score validated ``customers`` with the shadow; count how it differs from ``live``."""
+        if len(customers) >= VECTORIZE_FROM:
+            self.compare_columns({f: [c[f] for c in customers] for f in customers[0]}, live)
+        elif self._sampled():
+            self._guarded(self._count_few, customers, live)
+
+    def compare_columns(
+        self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]
     ) -> None:
-        """Score ``customers`` with the shadow and count how it differs from ``live_results``."""
-        if self.sample < 1.0 and random.random() >= self.sample:  # noqa: S311 - not a secret
-            return
+        """``compare`` for customers given as one sequence of canonical values per feature."""
+        if self._sampled():
+            self._guarded(self._count_many, columns, live)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.predictor.describe(), "role": "shadow", "sample": self.sample}
+
+    def _sampled(self) -> bool:
+        return self.sample >= 1.0 or random.random() < self.sample  # noqa: S311 - not a secret
+
+    def _guarded(self, count: Callable[..., None], *args: Any) -> None:
         try:
-            probabilities = self.predictor.scorer.probabilities(customers)
-            threshold = self.predictor.threshold
-            pairs = list(zip(live_results, probabilities, strict=True))
-            cells = [self._agreement[live["churn"], p >= threshold] for live, p in pairs]
-            differences = [abs(p - live["churn_probability"]) for live, p in pairs]
+            count(*args)
         except Exception:
             TALLY.add(ERRORS)
             if not self._warned:  # once per worker: a broken shadow would flood the log
                 self._warned = True
                 self.logger.exception("the shadow model failed; answers are unaffected")
-            return
-        TALLY.add_each(cells)
+
+    def _count_few(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
+        """Plain Python for a few customers: numpy's call overhead would cost more."""
+        probabilities = self.predictor.scorer.probabilities(customers)
+        threshold, cells = self.predictor.threshold, self._cells
+        agreement, differences = [], []
+        for result, probability in zip(live, probabilities, strict=True):
+            agreement.append(cells[2 * result["churn"] + (probability >= threshold)])
+            differences.append(abs(probability - result["churn_probability"]))
+        TALLY.add_each(agreement)
         TALLY.observe_each(DIFFERENCE, differences)
 
-    def compare_columns(
-        self, columns: Mapping[str, Sequence[Any]], live_results: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """``compare`` for customers given as one sequence of canonical values per feature."""
-        names = list(columns)
-        rows = zip(*columns.values(), strict=True)
-        self.compare([dict(zip(names, row, strict=True)) for row in rows], live_results)
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.predictor.describe(), "role": "shadow", "sample": self.sample}
+    def _count_many(self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]) -> None:
+        scorer, size = self.predictor.scorer, len(live)
+        numbers = np.column_stack(
+            [np.asarray(columns[f], np.float64) for f in scorer.numeric_fields]
+        )
+        terms = [
+            np.array([table.get(value, 0.0) for value in columns[name]], np.float64)
+            for name, table in scorer.category_weights.items()
+        ]
+        shadow = scorer.combine(numbers, terms)
+        live_p = np.fromiter(map(itemgetter("churn_probability"), live), np.float64, size)
+        live_churn = np.fromiter(map(itemgetter("churn"), live), np.int64, size)
+        cells = np.bincount(2 * live_churn + (shadow >= self.predictor.threshold), minlength=4)
+        agreement = {child: int(n) for child, n in zip(self._cells, cells, strict=True) if n}
+        TALLY.add_counts(agreement)
+        TALLY.observe_each(DIFFERENCE, np.abs(shadow - live_p).tolist())

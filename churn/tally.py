@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 DEFAULT_INTERVAL = 1.0
@@ -64,6 +64,13 @@ class Tally:
         """One increment per child listed (a child listed twice gets two)."""
         with self._lock:
             self._counts.update(children)
+        if self._flusher is None:
+            self._start_flusher()
+
+    def add_counts(self, amounts: Mapping[Any, float]) -> None:
+        """``add(child, amount)`` for each item, under one lock."""
+        with self._lock:
+            self._counts.update(amounts)
         if self._flusher is None:
             self._start_flusher()
 

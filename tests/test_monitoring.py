@@ -16,7 +16,7 @@ import yaml
 from bench.servers import free_port, gunicorn_command, poll, running
 from churn.config import PROJECT_ROOT
 from tests.conftest import make_app
-from tests.liveserver import metric
+from tests.liveserver import metric, worker_pids
 from tests.promtools import DASHBOARD, MONITORING, RULES, tool
 from tests.synthetic import raw_frame
 
@@ -81,8 +81,12 @@ def test_prometheus_reads_the_services_psi(service, prometheus):
             service.url + "/predict", json=records[start : start + 100], timeout=10
         )
         assert response.status_code == 200
+    request_ids = set()
     for record in records[900:]:
-        assert requests.post(service.url + "/predict", json=record, timeout=10).status_code == 200
+        response = requests.post(service.url + "/predict", json=record, timeout=10)
+        assert response.status_code == 200
+        request_ids.add(response.headers["X-Request-ID"])
+    assert len(worker_pids(service, request_ids)) == 2  # both workers' counts must add up
     drift = poll(
         lambda: requests.get(service.url + "/drift", timeout=10).json(),
         lambda body: body["features"]["tenure"]["rows"] == 1000,
