@@ -79,7 +79,9 @@ class BatchFastPath:
         canonical: dict[str, Any] = {}  # numpy columns and validator columns alike
         for index, field in enumerate(self.scorer.numeric_fields):
             column = numbers[:, index]
-            canonical[field] = column.astype(np.int64) if field in self.rules.flags else column
+            canonical[field] = (
+                column.astype(np.int64).tolist() if field in self.rules.flags else column
+            )
         for field in self._weights:
             canonical[field] = self.rules.categorical[field].column(columns[field])
         return canonical
