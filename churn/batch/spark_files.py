@@ -44,7 +44,7 @@ def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
         writer = writer.option("header", "true").option("escape", '"')
     hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs  # type: ignore[union-attr]
     target = hadoop.Path(path)
-    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if fs.getScheme() in NO_RENAME_SCHEMES:
         writer.save(path)
         return
