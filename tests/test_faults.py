@@ -41,20 +41,29 @@ def body_file(tmp_path) -> Path:
     return path
 
 
-def test_killing_a_worker_under_load_loses_at_most_a_tenth_of_a_percent(tmp_path, body_file):
+CONNECTIONS = 16  # wrk's, in the worker-kill test
+
+
+def test_killing_a_worker_under_load_loses_only_requests_on_its_connections(tmp_path, body_file):
     wrk = require_wrk()
     with running(gunicorn_command(), tmp_path, env={"WEB_CONCURRENCY": "2"}) as server:
         master = server.process.pid
         victim = sorted(wait_for_workers(master, 2))[0]
         killer = threading.Timer(3, os.kill, args=(victim, signal.SIGKILL))
         killer.start()
-        result = run_wrk(wrk, server.url + "/predict", body_file, seconds=10, connections=16)
+        result = run_wrk(
+            wrk, server.url + "/predict", body_file, seconds=10, connections=CONNECTIONS
+        )
         killer.join()
         replacements = wait_for_workers(master, 2)
         assert victim not in replacements  # the master booted a new worker in its place
         assert requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).ok
     assert result["requests"] > 1000
-    assert result["errors"] <= 0.001 * result["requests"], result
+    # A killed worker loses a fixed number of requests, not a share of the traffic: the one in
+    # flight on each connection it held, and at most one more per connection that the kernel had
+    # queued on its listener before the socket closed. A bound as a share of all requests failed
+    # whenever a loaded machine served few of them (16 errors in 13k at load 13).
+    assert result["errors"] <= 2 * CONNECTIONS, result
 
 
 def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones_cleanly(tmp_path):
