@@ -4,9 +4,12 @@ listening the moment it is told to stop."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import select
 import socket
+import struct
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,7 +80,9 @@ class PromptlyClosingThreadWorker(ThreadWorker):
     are done; meanwhile the kernel keeps completing handshakes into their backlog, and those
     connections are reset at the close (21-31 per `docker stop` under load, issue 11). Closed at
     once, a connection that arrives after the SIGTERM is refused, so a client or proxy can go
-    elsewhere straight away. What is already waiting in the backlog is accepted and served first.
+    elsewhere straight away. What is already waiting in the backlog is accepted and served first;
+    the kernel is told to stop completing handshakes before that, so the backlog cannot grow
+    between the last accept and the close (see ``stop_new_handshakes``).
     """
 
     sockets: list[Any]  # set by gunicorn's Worker
@@ -97,9 +102,35 @@ class PromptlyClosingThreadWorker(ThreadWorker):
     def _stop_listening(self) -> None:
         listeners, self.sockets = self.sockets, []
         for listener in listeners:
+            stop_new_handshakes(listener)
             if self._accepting:
                 self.poller.unregister(listener)
                 while select.select([listener], [], [], 0)[0]:  # handshakes already done
                     self.accept(listener)
             listener.close()
         self._accepting = False
+
+
+# Classic BPF, one instruction: BPF_RET | BPF_K with k = 0, "keep no byte": drop the packet.
+_DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)
+_SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; Python's socket module does not name it
+
+
+def stop_new_handshakes(listener: socket.socket) -> None:
+    """Make the kernel drop the SYNs (and handshake-ending ACKs) that reach ``listener``.
+
+    Between a worker's last ``accept`` and its ``close`` the kernel can still complete a
+    handshake into the backlog, and ``close`` resets it: seen once in CI as a request reset during
+    ``docker stop``, as the request threads can hold the GIL for milliseconds there. With this
+    filter the backlog can only shrink. A client whose SYN was dropped sends it again about a
+    second later, by when this socket is closed: it is refused, or served by a worker still
+    listening. Linux only; elsewhere the short race stays.
+    """
+    if sys.platform != "linux" or listener.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog {len, *filter}
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:  # a kernel without socket filters: keep the old, racy behaviour
+        return

@@ -1,0 +1,48 @@
+"""The worker's way of stopping: connections queued before the stop are served, later ones are
+refused after the kernel's SYN retry, and none is accepted and then reset."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from churn.gunicorn_hooks import stop_new_handshakes
+
+
+@pytest.fixture
+def listener():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock
+
+
+def test_a_connection_queued_before_the_stop_is_still_accepted_with_its_data(listener):
+    queued = socket.create_connection(listener.getsockname(), timeout=5)
+    queued.sendall(b"GET /")
+    stop_new_handshakes(listener)
+    accepted, _ = listener.accept()
+    with queued, accepted:
+        assert accepted.recv(16) == b"GET /"
+
+
+def test_after_the_stop_no_handshake_completes_so_nothing_can_be_reset_at_close(listener):
+    stop_new_handshakes(listener)
+    with pytest.raises(TimeoutError):  # the SYN is dropped: no connection enters the backlog
+        socket.create_connection(listener.getsockname(), timeout=0.5)
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+
+
+def test_a_client_arriving_during_the_stop_is_refused_once_the_socket_closes(listener):
+    address = listener.getsockname()
+    stop_new_handshakes(listener)
+    threading.Timer(0.2, listener.close).start()
+    began = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):  # its SYN retry finds no listener
+        socket.create_connection(address, timeout=10)
+    assert time.monotonic() - began < 5, "the client should not wait for its connect timeout"
