@@ -35,11 +35,18 @@ help:
 .venv/.installed: Pipfile.lock
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
 	$(PIPENV) install --categories="packages dev-packages batch spark" --deploy
+	@touch $@ .venv/.service
+
+# What `make run` needs: the service and the course's client (requests, a dev package as in the
+# course) and the eb CLI, without batch scoring's pyarrow and Spark's ~430 MB pyspark.
+.venv/.service: Pipfile.lock
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
+	$(PIPENV) install --categories="packages dev-packages" --deploy
 	@touch $@
 
 env: .venv/.installed
 
-run: env
+run: .venv/.service
 	$(RUN) gunicorn -c gunicorn.conf.py predict:app
 
 data: env

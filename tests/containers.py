@@ -26,6 +26,7 @@ from bench.servers import free_port, poll
 from bench.stand_in import base_images, ensure_base_image
 
 IMAGE_TAG = "churn-serving:test"
+DOCKER_STOP_TIMEOUT = 10  # docker stop's default before SIGKILL (and EB's)
 # Said at the end of the test run (conftest.py): which base image the build really used.
 ENGINE_NOTES: list[str] = []
 

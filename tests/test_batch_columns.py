@@ -16,11 +16,10 @@ from churn.batch.model import BatchModel
 from churn.features import normalize_token
 from churn.schema import RequestValidationError
 from tests.conftest import COMMITTED_MODEL
+from tests.modelcheck import sklearn_probabilities
 from tests.synthetic import raw_frame
 
 MODEL = BatchModel.load(COMMITTED_MODEL)
-with open(COMMITTED_MODEL, "rb") as handle:
-    DV, SKLEARN = pickle.load(handle)
 
 
 def as_batch(frame, **types) -> pa.RecordBatch:
@@ -28,14 +27,6 @@ def as_batch(frame, **types) -> pa.RecordBatch:
     for name, kind in types.items():
         table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(kind))
     return table.combine_chunks().to_batches()[0]
-
-
-def sklearn_probabilities(frame) -> np.ndarray:
-    """The course's way: clean the text as train.py does, DictVectorizer, predict_proba."""
-    from churn.data import clean
-    from churn.model import predict
-
-    return predict(DV, SKLEARN, clean(frame))
 
 
 def test_raw_export_rows_score_as_sklearn_does_in_input_order():

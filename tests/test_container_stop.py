@@ -19,10 +19,10 @@ import pytest
 
 from bench.servers import gunicorn_settings, poll
 from churn.features import EXAMPLE_CUSTOMER
+from tests.containers import DOCKER_STOP_TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
-DOCKER_STOP_TIMEOUT = 10  # docker stop's default before SIGKILL (and EB's)
 BATCH = json.dumps([EXAMPLE_CUSTOMER] * 1000).encode()
 
 

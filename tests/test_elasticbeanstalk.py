@@ -14,6 +14,7 @@ from ebcli.core import fileoperations
 
 from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
+from tests.containers import DOCKER_STOP_TIMEOUT
 from tests.ebconfig import (
     ANY_NAME,
     assert_documented,
@@ -21,7 +22,6 @@ from tests.ebconfig import (
     option_settings,
     scaling_problems,
 )
-from tests.test_container_stop import DOCKER_STOP_TIMEOUT
 
 MUST_BE_IN_BUNDLE = {
     "Dockerfile",

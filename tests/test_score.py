@@ -22,8 +22,8 @@ from churn.batch.progress import Progress
 from churn.config import PROJECT_ROOT
 from churn.features import normalize_token
 from tests.conftest import COMMITTED_MODEL
+from tests.modelcheck import sklearn_probabilities
 from tests.synthetic import raw_frame, write_csv
-from tests.test_batch_columns import sklearn_probabilities
 
 SCORE = [sys.executable, str(PROJECT_ROOT / "score.py")]
 
