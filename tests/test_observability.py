@@ -9,6 +9,7 @@ from datetime import timedelta
 from logging.handlers import BufferingHandler
 from types import SimpleNamespace
 
+import pytest
 from gunicorn.config import Config
 
 from bench.servers import poll
@@ -43,6 +44,19 @@ def test_a_record_given_a_request_id_names_it_outside_flask():
     logged = record("boom")
     logged.request_id = "rid-9"  # what logger.exception(..., extra={"request_id": ...}) sets
     assert json.loads(JsonFormatter().format(logged))["request_id"] == "rid-9"
+
+
+@pytest.fixture(autouse=True)
+def gunicorn_loggers_restored():
+    """JsonLogger configures the process-wide "gunicorn.*" loggers; the app tests that run later
+    in this process must find them as they were (else the app logs through these handlers)."""
+    loggers = [logging.getLogger(name) for name in ("gunicorn.error", "gunicorn.access")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def access_logger(tmp_path):
