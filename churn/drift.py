@@ -124,8 +124,11 @@ class FeatureReference:
         if self.numeric is not None:
             indices = self.numeric.indices(np.asarray(values, dtype=np.float64))
             return np.bincount(indices, minlength=len(self.bins)).tolist()
-        found = Counter(values)  # counted in C; a numpy int hashes as the int it equals
-        return [found.get(key, 0) for key in self.keys]
+        return self.counts_of(Counter(values))  # counted in C; a numpy int hashes as its int
+
+    def counts_of(self, counted: Mapping[Any, int]) -> list[int]:
+        """A categorical feature's count per bin, from the number of customers per value."""
+        return [counted.get(key, 0) for key in self.keys]
 
 
 def feature_drift(feature: FeatureReference, counts: Sequence[float], unseen: float) -> dict:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from churn.auth import require_api_key
+from churn.checked import CheckedColumns
 from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
 from churn.monitor import DriftMonitor, count_rejections
@@ -102,7 +103,7 @@ class PredictEndpoint:
         return 200, orjson.dumps(results if batch else results[0])
 
     def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:
-        """Results from the precomputed checks (churn/fastpath.py), or None to validate fully."""
+        """Results from the precomputed checks (fastbatch.py, fastpath.py), or None to validate."""
         if batch:
             return (
                 None if explain else self.predictor.fast_batch.answer(payload, self._watch_columns)
@@ -134,10 +135,10 @@ class PredictEndpoint:
         if self.shadow is not None:
             self.shadow.compare(customers, results)
 
-    def _watch_columns(self, columns: Mapping[str, Sequence[Any]], results: list) -> None:
+    def _watch_columns(self, columns: CheckedColumns, results: list) -> None:
         """The same for a batch the fast path validated column by column."""
         if self.drift is not None:
-            self.drift.count_columns(columns)
+            self.drift.count_columns(columns, columns.value_counts())
         if self.shadow is not None:
             self.shadow.compare_columns(columns, results)
 

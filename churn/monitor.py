@@ -85,13 +85,24 @@ class DriftMonitor:
                 keys.append(children[bins.index(customer[field])])
         TALLY.add_each(keys)
 
-    def count_columns(self, columns: Mapping[str, Sequence[Any]]) -> None:
-        """The same for customers given as one sequence of canonical values per feature."""
+    def count_columns(
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        value_counts: Mapping[str, Mapping[Any, int]] | None = None,
+    ) -> None:
+        """The same for customers given as one sequence of canonical values per feature.
+
+        ``value_counts``: for the features it has, the customers per value, already counted
+        (the batch fast path counts codes with numpy): those columns are not read.
+        """
         counted: dict[Any, int] = {}
+        value_counts = value_counts or {}
         for name, feature in self.reference.items():
-            for child, count in zip(
-                self._children[name], feature.counts(columns[name]), strict=True
-            ):
+            if name in value_counts:
+                bins = feature.counts_of(value_counts[name])
+            else:
+                bins = feature.counts(columns[name])
+            for child, count in zip(self._children[name], bins, strict=True):
                 if count:
                     counted[child] = count
         TALLY.add_counts(counted)

@@ -11,7 +11,8 @@ from churn import artifact
 from churn.artifact import ModelFileError
 from churn.config import THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_ENVIRONMENT
 from churn.drift import FeatureReference, load_reference
-from churn.fastpath import BatchFastPath, CustomerFastPath
+from churn.fastbatch import BatchFastPath
+from churn.fastpath import CustomerFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 from churn.rules import CustomerRules
 from churn.schema import CustomerValidator

@@ -1,0 +1,152 @@
+"""Column checks for /predict batches (churn/fastbatch.py) and the columns they produce.
+
+Each check either vouches for a whole column, giving the values the pydantic model would store,
+or says it cannot (None), and the request then goes through the model itself. Categorical
+columns become codes (a value's index in the field's vocabulary), so the weights the scorer adds,
+the counts drift watching needs and the canonical values the shadow model scores are numpy
+operations on the codes instead of more passes over the customers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+
+from churn.fastpath import NUMBER_TYPES
+from churn.rules import INVALID, MEMO_LIMIT, Bounds, ValueRule
+from churn.schema import MAX_TEXT_LENGTH
+
+
+class CategoryCodes:
+    """One categorical field: each spelling's code, its index in the field's vocabulary.
+
+    The field's pydantic validator normalizes a spelling ("Fiber optic", " DSL ") once; the
+    code of every text spelling seen is remembered, so a known column costs one lookup a value.
+    """
+
+    def __init__(self, rule: ValueRule, vocabulary: Sequence[str], weights: Mapping[str, float]):
+        self.vocabulary = tuple(vocabulary)
+        self.weights = np.array([weights.get(value, 0.0) for value in self.vocabulary])
+        self._rule = rule
+        self._code = {value: code for code, value in enumerate(self.vocabulary)}
+        self._known: dict[str, int] = {}  # spelling -> code
+
+    def codes(self, column: Sequence[Any]) -> np.ndarray | None:
+        """Each value's code, or None when one is not a value of the field."""
+        try:  # the usual case: every spelling seen before
+            return np.fromiter(map(self._known.__getitem__, column), np.intp, len(column))
+        except (KeyError, TypeError):  # a spelling not seen yet, or an unhashable value
+            pass
+        learned = list(map(self._learn, column))
+        return None if None in learned else np.array(learned, dtype=np.intp)
+
+    def _learn(self, value: Any) -> int | None:
+        if type(value) is str and value in self._known:
+            return self._known[value]
+        normalized = self._rule(value)
+        if normalized is INVALID:
+            return None
+        code = self._code[normalized]
+        if type(value) is str and len(self._known) < MEMO_LIMIT:
+            self._known[value] = code
+        return code
+
+
+def number_column(rule: ValueRule, bounds: Bounds, column: Sequence[Any]) -> np.ndarray | None:
+    """A numeric field's values as float64, or None when one is refused or needs the model.
+
+    JSON numbers are bounds-checked as one array. Numbers written as text go through Python's
+    ``float``, which the model's own validator applies to them (schema.py ``_number``: a
+    finite ``float`` of the stripped text, which ``float`` strips itself); what ``float``
+    refuses (blanks, words) is asked of the field's validator, text by text.
+    """
+    kinds = set(map(type, column))
+    if kinds <= NUMBER_TYPES:
+        try:
+            values = np.array(column, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64: the validator refuses it
+            return None
+    elif kinds == {str} and max(map(len, column)) <= MAX_TEXT_LENGTH:
+        try:
+            values = np.fromiter(map(float, column), np.float64, len(column))
+        except ValueError:
+            checked = [_text_number(rule, text) for text in column]
+            if INVALID in checked:
+                return None
+            values = np.array(checked, dtype=np.float64)
+    else:  # booleans, mixes of numbers and text: the field's validator, value by value
+        checked_values = value_column(rule, column)
+        return None if checked_values is None else np.array(checked_values, dtype=np.float64)
+    return values if bounds.accepts(values).all() else None
+
+
+def _text_number(rule: ValueRule, text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:  # a blank TotalCharges (a new customer), or not a number
+        return rule(text)
+
+
+def value_column(rule: ValueRule, column: Sequence[Any]) -> list[Any] | None:
+    """Each value as the field's validator gives it (remembered), or None if one is refused."""
+    values = rule.column(column)
+    return None if INVALID in values else values
+
+
+class CheckedColumns(Mapping[str, Sequence[Any]]):
+    """A batch's validated features: one column per feature, as the validator gives values.
+
+    Numeric fields (flags included) are a float64 matrix; categorical fields are codes into
+    their ``CategoryCodes``'s vocabulary. A column of canonical values (``columns[field]``:
+    flags as ints, numbers as a float64 array, categories as their course spelling) is built
+    only when asked for (the shadow model); drift counting uses ``value_counts``.
+    """
+
+    def __init__(
+        self,
+        numbers: np.ndarray,
+        numeric_fields: Sequence[str],
+        flags: frozenset[str],
+        codes: Mapping[str, np.ndarray],
+        categories: Mapping[str, CategoryCodes],
+    ):
+        self.numbers = numbers
+        self._numeric = {field: index for index, field in enumerate(numeric_fields)}
+        self._flags = flags
+        self._codes = codes
+        self._categories = categories
+
+    def terms(self) -> list[np.ndarray]:
+        """Each categorical field's weight per customer, in the scorer's order of fields."""
+        return [
+            category.weights[self._codes[field]] for field, category in self._categories.items()
+        ]
+
+    def value_counts(self) -> dict[str, dict[Any, int]]:
+        """For each categorical and flag field, how many customers have each value."""
+        counted: dict[str, dict[Any, int]] = {}
+        for field, category in self._categories.items():
+            counts = np.bincount(self._codes[field], minlength=len(category.vocabulary))
+            counted[field] = dict(zip(category.vocabulary, counts.tolist(), strict=True))
+        for field in self._flags:
+            flags = self.numbers[:, self._numeric[field]].astype(np.int64)
+            values, counts = np.unique(flags, return_counts=True)
+            counted[field] = dict(zip(values.tolist(), counts.tolist(), strict=True))
+        return counted
+
+    def __getitem__(self, field: str) -> Sequence[Any]:
+        if field in self._codes:
+            vocabulary = self._categories[field].vocabulary
+            return list(map(vocabulary.__getitem__, self._codes[field].tolist()))
+        column = self.numbers[:, self._numeric[field]]
+        if field in self._flags:
+            return column.astype(np.int64).tolist()
+        return cast(Sequence[Any], column)  # a float64 array: what numpy code wants here
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*self._numeric, *self._codes))
+
+    def __len__(self) -> int:
+        return len(self._numeric) + len(self._codes)
