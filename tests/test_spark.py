@@ -134,6 +134,27 @@ def test_arrow_large_strings_are_cast_to_what_spark_declares(spark, tmp_path):
     assert rejects.to_pylist() == local_rejects.to_pylist()
 
 
+def test_csv_text_is_read_as_the_local_engine_reads_it(spark, tmp_path):
+    """Tasks parse CSV lines themselves: a byte order mark, CRLF line ends, blank lines,
+    quoted fields and empty fields must come out as the local engine's Arrow reader gives."""
+    frame = customers_with_bad_rows(300)
+    frame.loc[5, "customerID"] = 'A, "quoted" id'
+    frame.loc[6, "PaymentMethod"] = "Mailed check, twice"  # a comma inside quotes: rejected
+    lines = frame.to_csv(index=False, lineterminator="\r\n").split("\r\n")
+    lines.insert(120, "")  # a blank line: skipped, not a row
+    source = tmp_path / "quirks.csv"
+    source.write_bytes(("\ufeff" + "\r\n".join(lines)).encode())
+    splits = {"spark.sql.files.maxPartitionBytes": str(source.stat().st_size // 3)}
+    with spark_settings(spark, splits):
+        scored, rejects, counts = run_spark(spark, source, tmp_path)
+    local_scored, local_rejects = run_local(source, tmp_path)
+    assert scored.to_pylist() == local_scored.to_pylist()
+    assert rejects.to_pylist() == local_rejects.to_pylist()
+    assert 'A, "quoted" id' in scored.column("customerID").to_pylist()
+    assert [r["row"] for r in rejects.to_pylist() if r["field"].lower() == "paymentmethod"] == ["7"]
+    assert counts["rows"] == 300
+
+
 def damaged_in_transit(monkeypatch) -> None:
     """Every pickled BatchModel leaves the driver with one byte of its model changed."""
     honest = BatchModel.__getstate__
@@ -172,7 +193,8 @@ def test_output_batches_take_the_declared_string_type():
         ("missing.csv", None, "missing.csv"),
         ("customers.txt", "not a customer file\n", "unknown format"),
         ("columns.csv", "customerID,gender\n1,Male\n", "missing column"),
-        ("ragged.csv", None, "more or fewer fields"),
+        ("ragged.csv", None, "ragged.csv: CSV parse error: Expected 21 columns, got 19"),
+        ("empty.csv", "", "empty; expected a header line"),
     ],
 )
 def test_a_bad_input_stops_with_an_input_error(spark, tmp_path, name, text, problem):

@@ -24,8 +24,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from churn.batch.columns import InputFileError
-from churn.features import CATEGORICAL_FIELDS, FEATURE_FIELDS, FLAG_FIELDS, normalize_token
-from churn.schema import ID_KEYS
+from churn.batch.csv_text import CODED, convert_options, wanted
+from churn.features import normalize_token
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
 ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text readers' blocks
@@ -33,8 +33,6 @@ ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text re
 # keep the peak low at a cost of a few percent in speed (docs/batch-benchmarks.md).
 TEXT_BLOCK_BYTES = 2 << 20
 FORMATS = (".csv", ".parquet", ".jsonl")
-WANTED = frozenset((*FEATURE_FIELDS, *ID_KEYS))
-CODED = frozenset((*CATEGORICAL_FIELDS, *FLAG_FIELDS))  # few distinct values: read as dictionary
 
 
 def file_format(path: Path) -> str:
@@ -82,10 +80,6 @@ def _block_bytes(batch_rows: int) -> int:
     return min(batch_rows * ROW_BYTES, TEXT_BLOCK_BYTES)
 
 
-def _wanted(names: list[str]) -> list[str]:
-    return [name for name in names if normalize_token(name) in WANTED]
-
-
 def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -94,14 +88,8 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
         raise InputFileError(f"{path} is not a UTF-8 CSV file ({error})") from None
     if not header:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    names = _wanted(header)
-    dictionary = pa.dictionary(pa.int32(), pa.string())
-    types = {n: dictionary if normalize_token(n) in CODED else pa.string() for n in names}
-    convert = pa_csv.ConvertOptions(
-        column_types=types, include_columns=names, strings_can_be_null=False
-    )
     read = pa_csv.ReadOptions(block_size=block_bytes)
-    return pa_csv.open_csv(path, read_options=read, convert_options=convert)
+    return pa_csv.open_csv(path, read_options=read, convert_options=convert_options(header))
 
 
 def _parquet_parts(path: Path) -> list[Path]:
@@ -117,7 +105,7 @@ def _parquet_parts(path: Path) -> list[Path]:
 def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBatch]:
     for part in parts:
         schema = pq.ParquetFile(part).schema_arrow
-        names = _wanted(schema.names)
+        names = wanted(schema.names)
         coded = [
             name
             for name in names

@@ -31,6 +31,7 @@ from churn import artifact
 from churn.artifact import ModelFileError
 from churn.batch import spark_tasks
 from churn.batch.columns import ROW, InputFileError, Layout
+from churn.batch.csv_text import header_names
 from churn.batch.model import BatchModel
 from churn.batch.spark_files import (
     check_format,
@@ -40,7 +41,7 @@ from churn.batch.spark_files import (
     ship_package,
     write_atomically,
 )
-from churn.batch.spark_tasks import BLOCK, FILE, KIND, SPLIT_ROWS, SPLIT_SCORED
+from churn.batch.spark_tasks import BLOCK, FILE, KIND, LINE, SPLIT_ROWS, SPLIT_SCORED
 from churn.predictor import Predictor
 
 APP_NAME = "churn-score"
@@ -81,19 +82,18 @@ def score(spark: SparkSession, run: SparkRun) -> dict[str, Any]:
     Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
     """
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-    # Parse every CSV column, so that a row with more or fewer fields than the header fails
-    # the job (FAILFAST) as it fails the local engine, instead of being padded with nulls.
-    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     check_format(run.output)
     check_format(run.rejects)
     ship_package(spark)
     model = load_model(spark, run.model, run.threshold)
-    frame, layout = read_input(spark, run.input)
+    frame, layout, csv_lines = read_input(spark, run.input)
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
     schema = spark_tasks.combined_schema(scored_schema, rejects_schema)
     schema = _text_as(schema, pa.large_string() if _large_strings(spark) else pa.string())
     numbered_scored = layout.id_column is None  # scored rows are then named by their row
-    task = spark_tasks.PartitionScorer(model, list(layout.names), schema, numbered_scored)
+    task = spark_tasks.PartitionScorer(
+        model, list(layout.names), schema, numbered_scored, csv_lines
+    )
     combined = frame.mapInArrow(task, from_arrow_schema(schema))
     combined = combined.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -148,31 +148,37 @@ def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
     return lines.withColumn(ROW, col(ROW) + col(OFFSET))
 
 
-def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout]:
-    """The columns the scorer needs, as text (CSV) or as stored (Parquet), with each row's split.
+def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, bool]:
+    """The input with each row's split: CSV as lines (parsed by the tasks), Parquet's columns.
 
-    Raises ``InputFileError`` as the local engine does: unknown format, unreadable file,
+    Also returns the layout of its columns and whether it is CSV lines. Raises
+    ``InputFileError`` as the local engine does: unknown format, unreadable or empty file,
     missing or doubled columns.
     """
-    fmt = check_format(path)
+    lines = check_format(path) == "csv"
     try:
-        if fmt == "csv":
-            # Every column as text, quotes doubled as in RFC 4180. Spark reads an empty field
-            # as null; it is "" again here, as the local engine reads it.
-            frame = spark.read.csv(path, header=True, escape='"', mode="FAILFAST")
-            frame = frame.na.fill("")
-        else:
-            frame = spark.read.parquet(path)
-        columns = frame.columns
+        frame = spark.read.text(path) if lines else spark.read.parquet(path)
+        names = csv_header(frame, path) if lines else frame.columns
+    except InputFileError:
+        raise
     except Exception as error:  # Spark's AnalysisException: missing path, unreadable file
         raise InputFileError(f"cannot read {path}: {first_line(error)}") from None
-    layout = Layout.of(pa.schema([(name, pa.string()) for name in columns]))
+    layout = Layout.of(pa.schema([(name, pa.string()) for name in names]))
+    data = [col(LINE)] if lines else [col(f"`{name}`") for name in layout.names]
     frame = frame.select(
-        *[col(f"`{name}`") for name in layout.names],
+        *data,
         col("_metadata.file_path").alias(FILE),
         col("_metadata.file_block_start").alias(BLOCK),
     )
-    return frame, layout
+    return frame, layout, lines
+
+
+def csv_header(lines: DataFrame, path: str) -> list[str]:
+    """The column names on the first line (of the first file, for a directory of parts)."""
+    first = lines.first()
+    if first is None or not first[0].strip():
+        raise InputFileError(f"{path} is empty; expected a header line, then customers")
+    return header_names(first[0])
 
 
 def load_model(spark: SparkSession, model: str, threshold: float | None) -> BatchModel:
@@ -187,19 +193,18 @@ def load_model(spark: SparkSession, model: str, threshold: float | None) -> Batc
 
 
 def _collect(frame: DataFrame, path: str) -> list[Any]:
-    """``frame.collect()``, the first action: a file Spark cannot read, or a model a task
-    refused, surface as the errors the local engine raises (exit code 2)."""
+    """``frame.collect()``, the first action: a file Spark cannot read, a line a task could
+    not parse, or a model a task refused, surface as the errors the local engine raises (exit
+    code 2)."""
     try:
         return frame.collect()
     except Exception as error:
         text = str(error)
-        refusal = next((line for line in text.splitlines() if "ModelFileError: " in line), None)
-        if refusal is not None:
-            raise ModelFileError(refusal.partition("ModelFileError: ")[2]) from None
-        if "Malformed records" in text:
-            raise InputFileError(
-                f"{path}: a row has more or fewer fields than the header"
-            ) from None
+        for refused in (ModelFileError, InputFileError):  # raised by a task: same message
+            marker = f"{refused.__name__}: "
+            line = next((line for line in text.splitlines() if marker in line), None)
+            if line is not None:
+                raise refused(line.partition(marker)[2]) from None
         reason = next((line for line in text.splitlines() if "FAILED_READ_FILE" in line), None)
         if reason is not None:
             raise InputFileError(f"cannot read {path}: {reason.strip()}") from None
