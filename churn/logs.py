@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,7 +21,13 @@ from gunicorn.glogging import Logger as GunicornLogger
 from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
 
 ACCESS_FLUSH_SECONDS = 1.0
-ACCESS_BUFFER_BYTES = 64 * 1024
+# Gathered lines wake the writing thread early at this size, so a burst is written in pieces.
+ACCESS_WAKE_BYTES = 64 * 1024
+# More than this waiting means the stream does not keep up: the request threads then write
+# themselves and slow down, instead of the worker's memory growing without bound.
+ACCESS_BACKLOG_BYTES = 4 * 1024 * 1024
+# Distinct strings (paths, user agents, ...) whose JSON form each worker remembers.
+JSON_STRING_CACHE_SIZE = 512
 
 
 def use_gunicorn_logging(app: Flask) -> None:
@@ -54,73 +60,123 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class AccessLine:
+    """Builds the access line as text from a template: the same JSON object as
+    ``orjson.dumps`` of a dict would give, at a fraction of the cost (docs/performance.md)."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[str | None, str] = {}
+        self._millisecond_text: tuple[int, str] = (-1, "")
+        self._second_text: tuple[int, str] = (-1, "")
+        self.pid = os.getpid()
+
+    def json_string(self, value: str | None) -> str:
+        """``value`` as JSON; the few values that repeat (path, user agent) are remembered."""
+        try:
+            return self._encoded[value]
+        except KeyError:
+            encoded = orjson.dumps(value).decode()
+            if len(self._encoded) < JSON_STRING_CACHE_SIZE:
+                self._encoded[value] = encoded
+            return encoded
+
+    def timestamp(self) -> str:
+        """Now, as ``datetime.isoformat(timespec="milliseconds")`` in UTC: built once a ms."""
+        now_ms = time.time_ns() // 1_000_000
+        cached_ms, text = self._millisecond_text  # one tuple: safe for the worker's threads
+        if now_ms != cached_ms:
+            second, millisecond = divmod(now_ms, 1000)
+            cached_second, prefix = self._second_text
+            if second != cached_second:
+                prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self._second_text = (second, prefix)
+            text = f"{prefix}.{millisecond:03d}+00:00"
+            self._millisecond_text = (now_ms, text)
+        return text
+
+    def build(self, resp: Any, environ: dict, request_time: timedelta) -> str:
+        get, encode = environ.get, self.json_string
+        sent = getattr(resp, "sent", None)
+        request_id = get(REQUEST_ID_KEY)
+        return (
+            f'{{"time":"{self.timestamp()}","level":"info","logger":"access",'
+            f'"remote_addr":{encode(get("REMOTE_ADDR"))},'
+            f'"method":{encode(get("REQUEST_METHOD"))},"path":{encode(get("PATH_INFO"))},'
+            f'"query":{encode(get("QUERY_STRING") or None)},"status":{int(resp.status_code)},'
+            f'"bytes":{"null" if sent is None else int(sent)},'
+            f'"duration_ms":{round(request_time.total_seconds() * 1000, 3)!r},'
+            f'"user_agent":{encode(get("HTTP_USER_AGENT"))},'
+            # Unique per request: encoded each time, never remembered.
+            f'"request_id":{orjson.dumps(request_id).decode()},'
+            f'"model_version":{encode(get(MODEL_VERSION_KEY))},"pid":{self.pid}}}'
+        )
+
+
 class JsonLogger(GunicornLogger):
     """gunicorn's logger with JSON lines for both the error log and the access log.
 
-    Access lines are gathered in the worker and written about once a second (or when 64 KiB
-    are waiting), and all of them when the worker exits.
+    Access lines are gathered in the worker and written by a thread of their own about once a
+    second (sooner when 64 KiB wait), and all of them when the worker exits.
     """
+
+    def __init__(self, cfg: Any) -> None:
+        self._start_afresh()
+        super().__init__(cfg)  # calls setup(), again on each of the master's reloads
+        # gunicorn forks its workers from the master: threads and locks do not survive a fork.
+        os.register_at_fork(after_in_child=self._start_afresh)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._pending_lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._flusher_pid: int | None = None
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
         for handler in self.access_log.handlers:
             handler.setFormatter(logging.Formatter("%(message)s"))
 
-    def access(self, resp: Any, req: Any, environ: dict, request_time: Any) -> None:
+    def _start_afresh(self) -> None:
+        """No lines gathered, no flusher yet, this process's pid in the lines."""
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake_flusher = threading.Event()
+        self._flusher_started = False
+        self._line = AccessLine()
+
+    def access(self, resp: Any, req: Any, environ: dict, request_time: timedelta) -> None:
         if not self.access_log_enabled:
             return
-        entry = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "logger": "access",
-            "remote_addr": environ.get("REMOTE_ADDR"),
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "query": environ.get("QUERY_STRING") or None,
-            "status": resp.status_code,
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "user_agent": environ.get("HTTP_USER_AGENT"),
-            "request_id": environ.get(REQUEST_ID_KEY),
-            "model_version": environ.get(MODEL_VERSION_KEY),
-            "pid": os.getpid(),
-        }
-        self._write_access_line(orjson.dumps(entry).decode())
+        self._write_access_line(self._line.build(resp, environ, request_time))
 
     def _write_access_line(self, line: str) -> None:
         handlers = self.access_log.handlers
         if not all(isinstance(handler, logging.StreamHandler) for handler in handlers):
             self.access_log.info(line)  # syslog and other non-stream handlers take records
             return
-        # Gathered, then written about once a second: in a container every write is a trip
+        # Gathered, then written by the flusher thread: in a container every write is a trip
         # through the engine's log pipe, and one per request cost ~43% of throughput (issue 11).
-        # logging.info per line (a LogRecord, level checks, a formatter) cost twice as much as
-        # building the line, so the lines go straight to the streams (docs/performance.md).
+        # A request thread does not write: a write to a full pipe blocks until the engine reads,
+        # and each worker has only two threads (docs/performance.md).
         with self._pending_lock:
-            if self._flusher_pid != os.getpid():
+            if not self._flusher_started:
                 self._start_flusher()
             self._pending.append(line)
             self._pending_bytes += len(line) + 1
-            full = self._pending_bytes >= ACCESS_BUFFER_BYTES
-        if full:
+            waiting = self._pending_bytes
+        if waiting >= ACCESS_BACKLOG_BYTES:
             self.flush_access_lines()
+        elif waiting >= ACCESS_WAKE_BYTES:
+            self._wake_flusher.set()
 
     def _start_flusher(self) -> None:
-        """One flushing thread per process (threads do not survive gunicorn's fork)."""
-        self._flusher_pid = os.getpid()
+        """One flushing thread per process, started with its first line."""
+        self._flusher_started = True
         threading.Thread(target=self._flush_forever, name="access-log", daemon=True).start()
         atexit.register(self.flush_access_lines)  # a worker's last lines, at SIGTERM too
 
     def _flush_forever(self) -> None:
         while True:
-            time.sleep(ACCESS_FLUSH_SECONDS)
+            self._wake_flusher.wait(ACCESS_FLUSH_SECONDS)
+            self._wake_flusher.clear()
             self.flush_access_lines()
 
     def flush_access_lines(self) -> None:

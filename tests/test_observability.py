@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
-from datetime import timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from logging.handlers import BufferingHandler
 from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.servers import poll
-from churn.logs import ACCESS_BUFFER_BYTES, JsonFormatter, JsonLogger
-from churn.observability import REQUEST_ID_KEY
+from churn import logs
+from churn.logs import AccessLine, JsonFormatter, JsonLogger
+from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
 
 
 def record(message: str, exc_info=None) -> logging.LogRecord:
@@ -104,12 +110,111 @@ def test_gathered_access_lines_are_written_within_about_a_second_without_more_tr
     assert json.loads(written)["request_id"] == "rid-5"
 
 
-def test_a_full_buffer_is_written_at_once_and_in_order(tmp_path):
-    logger, _ = access_logger(tmp_path)
+def log_numbered(logger, count: int) -> None:
+    """``count`` access lines whose ``bytes`` field numbers them."""
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health"}
-    count = ACCESS_BUFFER_BYTES // 100  # each line is well over 100 bytes
     for number in range(count):
         response = SimpleNamespace(status_code=200, sent=number, headers=[])
         logger.access(response, None, environ, timedelta(milliseconds=1))
-    written = [json.loads(line)["bytes"] for line in (tmp_path / "access.log").open()]
-    assert written and written == list(range(len(written)))
+
+
+def test_a_full_buffer_wakes_the_writer_before_its_second_is_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "ACCESS_FLUSH_SECONDS", 60.0)  # only the wake-up can write them
+    logger, _ = access_logger(tmp_path)
+    log_numbered(logger, logs.ACCESS_WAKE_BYTES // 100)  # each line is well over 100 bytes
+    written = poll(lambda: (tmp_path / "access.log").read_text(), bool, 10, 0.05)
+    numbers = [json.loads(line)["bytes"] for line in written.splitlines()]
+    assert numbers and numbers == list(range(len(numbers)))
+
+
+class StalledStream(io.StringIO):
+    """A log pipe nobody reads: a write waits until the reader comes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reader_back = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.reader_back.wait(30)
+        return super().write(text)
+
+
+def test_request_threads_wait_when_the_stream_does_not_keep_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "ACCESS_BACKLOG_BYTES", 8 * 1024)
+    logger, _ = access_logger(tmp_path)
+    stream = StalledStream()
+    handler = logger.access_log.handlers[0]
+    handler.setStream(stream)
+    requests = threading.Thread(target=log_numbered, args=(logger, 1000))
+    requests.start()
+    requests.join(2)
+    assert requests.is_alive()  # held back: memory stays bounded while the stream is stuck
+    stream.reader_back.set()
+    requests.join(30)
+    logger.flush_access_lines()
+    numbers = [json.loads(line)["bytes"] for line in stream.getvalue().splitlines()]
+    assert numbers == list(range(1000))  # nothing lost, in order
+
+
+def test_a_forked_worker_writes_only_its_own_lines_with_its_own_pid(tmp_path):
+    logger, log_one = access_logger(tmp_path)
+    log_one()  # gathered in the parent (the master), not yet written
+    child = os.fork()
+    if child == 0:  # the worker: one line of its own, written at exit
+        try:
+            log_one()
+            logger.flush_access_lines()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    entries = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+    assert [entry["pid"] for entry in entries] == [child]
+
+
+texts = st.text(max_size=40) | st.none()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    strings=st.fixed_dictionaries(
+        {k: texts for k in ("addr", "method", "path", "query", "agent", "rid", "model")}
+    ),
+    status=st.integers(100, 599),
+    sent=st.integers(0, 10**9) | st.none(),
+    microseconds=st.integers(0, 10**9),
+)
+def test_the_access_line_is_the_json_object_the_readme_documents(
+    strings, status, sent, microseconds
+):
+    environ = {
+        "REMOTE_ADDR": strings["addr"],
+        "REQUEST_METHOD": strings["method"],
+        "PATH_INFO": strings["path"],
+        "QUERY_STRING": strings["query"],
+        "HTTP_USER_AGENT": strings["agent"],
+        REQUEST_ID_KEY: strings["rid"],
+        MODEL_VERSION_KEY: strings["model"],
+    }
+    line = AccessLine()
+    before = datetime.now(UTC).replace(microsecond=0)
+    response = SimpleNamespace(status_code=status, sent=sent)
+    text = line.build(response, environ, timedelta(microseconds=microseconds))
+    entry = json.loads(text)
+    stamp = datetime.fromisoformat(entry.pop("time"))
+    assert before <= stamp <= datetime.now(UTC) and stamp.utcoffset() == timedelta(0)
+    assert entry == {
+        "level": "info",
+        "logger": "access",
+        "remote_addr": strings["addr"],
+        "method": strings["method"],
+        "path": strings["path"],
+        "query": strings["query"] or None,
+        "status": status,
+        "bytes": sent,
+        "duration_ms": round(microseconds / 1000, 3),
+        "user_agent": strings["agent"],
+        "request_id": strings["rid"],
+        "model_version": strings["model"],
+        "pid": os.getpid(),
+    }
+    assert "\n" not in text and "\r" not in text  # one line, whatever a client sent
