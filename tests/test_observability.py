@@ -156,7 +156,8 @@ def test_request_threads_wait_when_the_stream_does_not_keep_up(tmp_path, monkeyp
     assert numbers == list(range(1000))  # nothing lost, in order
 
 
-def test_a_forked_worker_writes_only_its_own_lines_with_its_own_pid(tmp_path):
+def test_a_forked_worker_writes_only_its_own_lines_with_its_own_pid(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "ACCESS_FLUSH_SECONDS", 60.0)  # the parent's line stays gathered
     logger, log_one = access_logger(tmp_path)
     log_one()  # gathered in the parent (the master), not yet written
     child = os.fork()
