@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,12 +24,14 @@ from churn.auth import require_api_key
 from churn.checked import CheckedColumns
 from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
+from churn.fastpath import Scored, SingleCustomerPath
 from churn.monitor import DriftMonitor, count_rejections
 from churn.observability import (
     MODEL_VERSION_KEY,
     REQUEST_ID_KEY,
     SERVER_TIMING_KEY,
     count_request,
+    record_prediction,
     record_predictions,
 )
 from churn.predictor import Predictor
@@ -57,6 +59,12 @@ class PredictEndpoint:
     logger: logging.Logger
     drift: DriftMonitor | None = None  # None: the model was trained without drift bins
     shadow: Shadow | None = None
+    one: SingleCustomerPath = field(init=False)  # one customer: checked, scored, binned at once
+
+    def __post_init__(self) -> None:
+        bins = None if self.drift is None else self.drift.bin_counter
+        one = SingleCustomerPath(self.predictor.rules, self.predictor.scorer, bins)
+        object.__setattr__(self, "one", one)  # frozen: set once, here
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -93,6 +101,8 @@ class PredictEndpoint:
         require_api_key(environ, self.settings.api_key)
         payload = self._read_json(environ)
         explain = _explain_flag(environ.get("QUERY_STRING", ""))
+        if type(payload) is dict and (scored := self.one.score(payload)) is not None:
+            return 200, self._answer_one(scored, explain)
         batch = isinstance(payload, list)
         if batch:
             self._check_batch_size(payload)
@@ -102,18 +112,20 @@ class PredictEndpoint:
         record_predictions(results)
         return 200, orjson.dumps(results if batch else results[0])
 
+    def _answer_one(self, scored: Scored, explain: bool) -> bytes:
+        """The answer for one customer the single-customer path checked and scored."""
+        explained = scored.customer if explain else None
+        result = self.predictor.result(scored.probability, scored.customer_id, explained)
+        record_prediction(result, scored.bins)  # its drift bins too
+        if self.shadow is not None:
+            self.shadow.compare([scored.customer], [result])
+        return orjson.dumps(result)
+
     def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:
-        """Results from the precomputed checks (fastbatch.py, fastpath.py), or None to validate."""
-        if batch:
-            return (
-                None if explain else self.predictor.fast_batch.answer(payload, self._watch_columns)
-            )
-        customer = self.predictor.fast_one.customer(payload)
-        if customer is None:
-            return None
-        results = self.predictor.predict([customer], explain)
-        self._watch([customer], results)
-        return results
+        """A batch's results from the precomputed checks (churn/fastbatch.py), or None."""
+        if batch and not explain:
+            return self.predictor.fast_batch.answer(payload, self._watch_columns)
+        return None
 
     def _validated_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict[str, Any]]:
         validator = self.predictor.validator

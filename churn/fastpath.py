@@ -1,72 +1,162 @@
-"""/predict's single-customer fast path: checked by precomputed rules, not the pydantic model.
+"""/predict's single-customer fast path: checked, scored and binned for drift in one pass.
 
-A single customer is checked field by field (``CustomerFastPath``); batches column by column
-(churn/fastbatch.py).
+Batches have their own (churn/fastbatch.py). The usual request is one customer.
 
-The checks come from churn/rules.py (the pydantic model's own field validators, asked once per
-distinct value, and the schema's bounds). When every customer passes, the answers are exactly
-what the pydantic path gives (tests/test_fastpath.py checks this on generated batches); when
-anything fails or cannot be decided here, the fast path returns None and the request goes through
-``CustomerValidator``, which then writes the 422's messages. Needs numpy only.
+Each categorical field has a table from the text a request carries ("Fiber optic", "dsl") to all
+a request needs to know about it: the value as the pydantic model stores it, its weight in the
+compiled scorer and the drift counter of its bin. A table learns a text the first time it comes,
+from churn/rules.py (the pydantic model's own field validator), so a customer in a known spelling
+costs one lookup per field, done in C, instead of a validator, a scorer and a drift pass one
+after the other (docs/performance.md). Flags and numbers are checked by the same rules and the
+schema's bounds and added in the scorer's order, so the probability is the scorer's to the bit.
+
+Anything these checks cannot vouch for gives None, and /predict validates the customer with
+``CustomerValidator``, which writes the 422's messages. tests/test_fastpath.py checks on
+generated customers that the customer, its probability and its drift bins are exactly what the
+validator, the scorer and the drift monitor give, and that nothing the validator refuses passes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import reduce
+from operator import add, itemgetter, mul
+from typing import Any, NamedTuple
 
-from churn.rules import INVALID, CustomerRules
+from churn.rules import INVALID, MEMO_LIMIT, CustomerRules
 from churn.schema import normalize_keys
+from churn.scorer import CompiledScorer, sigmoid
 
 NUMBER_TYPES = frozenset({int, float})  # JSON numbers, as orjson gives them
+# A feature's value (as validated) -> the drift counter of its bin.
+BinCounter = Callable[[Any], Any]
 
 
-class CustomerFastPath:
-    """Checks one customer dict with the same rules, one lookup per field, or declines.
+class Scored(NamedTuple):
+    """One customer as the single-customer path saw it."""
 
-    Most requests are one customer in the course's spelling: each categorical and flag value is
-    found in its field's remembered answers, each number checked against its bounds. The result
-    is exactly ``CustomerValidator.one``'s (tests/test_fastpath.py checks this on generated
-    customers); anything these checks cannot vouch for returns None, and the validator then
-    answers, with its own error messages.
+    fields: tuple[str, ...]  # the features' names, in the order of ``values``
+    values: tuple[Any, ...]  # each feature's value as the validator gives it
+    customer_id: str | None
+    probability: float  # as ``CompiledScorer.probabilities`` gives it
+    bins: Sequence[Any]  # the drift counter of each feature's bin; empty without drift counting
+
+    @property
+    def customer(self) -> dict[str, Any]:
+        """The customer as ``CustomerValidator.one`` gives it (built only when asked for)."""
+        return {**dict(zip(self.fields, self.values, strict=True)), "customer_id": self.customer_id}
+
+
+class Entry(NamedTuple):
+    """What one categorical text means: its validated value, its weight, its drift counter."""
+
+    value: str
+    weight: float
+    counter: Any
+
+
+class SingleCustomerPath:
+    """Checks and scores one customer dict with precomputed tables, or declines (None).
+
+    ``bins``, when given, names the drift counter of each feature's bin (``DriftMonitor``).
     """
 
-    def __init__(self, rules: CustomerRules):
+    def __init__(
+        self,
+        rules: CustomerRules,
+        scorer: CompiledScorer,
+        bins: Callable[[str], BinCounter] | None = None,
+    ):
         self._fields = rules.validator.model.model_fields
         self._known = frozenset(self._fields)
-        self._value_rules = (*rules.categorical.items(), *rules.flags.items())
-        self._numbers = tuple(
-            (field, rules.bounds[field], rules.numeric[field]) for field in rules.numeric
+        self._counting = bins is not None
+        counter = bins or (lambda field: lambda value: None)
+        categorical = tuple(scorer.category_weights)  # the scorer adds them in this order
+        self._texts = itemgetter(*categorical)
+        self._tables: tuple[dict[Any, Entry], ...] = tuple({} for _ in categorical)
+        self._learners = tuple(
+            (rules.categorical[f], scorer.category_weights[f], counter(f)) for f in categorical
         )
+        # Flags and numbers, in the order the scorer adds them: (field, rule, bounds), where a
+        # flag has no bounds (its rule checks it alone).
+        numeric = tuple(field for field, _ in scorer.numeric_terms)
+        self._numbers = tuple(
+            (f, rules.flags[f], None)
+            if f in rules.flags
+            else (f, rules.numeric[f], rules.bounds[f])
+            for f in numeric
+        )
+        self._number_weights = tuple(weight for _, weight in scorer.numeric_terms)
+        self._number_counters = tuple(counter(field) for field in numeric)
+        self._names = categorical + numeric
+        self._intercept = scorer.intercept
         self._customer_id = rules.customer_id
         self._id_keys = rules.id_keys
         self._max_id_length = rules.max_id_length
 
-    def customer(self, payload: Any) -> dict[str, Any] | None:
-        """The validated customer, as ``CustomerValidator.one`` gives it, or None."""
+    def score(self, payload: Any) -> Scored | None:
+        """The validated customer, its churn probability and drift bins; None to validate fully."""
         if type(payload) is not dict:
             return None
         if not self._known.issuperset(payload):  # other spellings of the keys, or extra keys
             payload = normalize_keys(payload, self._fields)
-        customer: dict[str, Any] = {}
         try:
-            for field, rule in self._value_rules:
-                value = customer[field] = rule(payload[field])
+            texts = self._texts(payload)
+            entries: list[Any] = list(map(dict.get, self._tables, texts))
+        except (KeyError, TypeError):  # a field is missing, or a value is a list or a dict
+            return None
+        try:
+            values, weights, counters = zip(*entries, strict=False)
+        except TypeError:  # None: a text not seen before, for its field's rule to check
+            if (learned := self._learn(texts)) is None:
+                return None
+            values, weights, counters = zip(*learned, strict=False)
+        numbers = self._numbers_of(payload)
+        customer_id = self._id_of(payload)
+        if numbers is None or customer_id is INVALID:
+            return None
+        # Added one by one in the scorer's order (not sum(), which may compensate rounding).
+        logit = reduce(add, map(mul, self._number_weights, numbers), self._intercept)
+        probability = sigmoid(reduce(add, weights, logit))
+        bins = (*counters, *map(_call, self._number_counters, numbers)) if self._counting else ()
+        return Scored(self._names, values + numbers, customer_id, probability, bins)
+
+    def _learn(self, texts: tuple[Any, ...]) -> list[Entry] | None:
+        """Each text's entry, asking the field's rule about texts not seen before."""
+        entries = []
+        for table, (rule, weights, counter), text in zip(
+            self._tables, self._learners, texts, strict=True
+        ):
+            entry = table.get(text)
+            if entry is None:
+                value = rule(text)
                 if value is INVALID:
                     return None
-            for field, bounds, rule in self._numbers:
+                entry = Entry(value, weights.get(value, 0.0), counter(value))
+                # Texts only: 1 and True look alike to a dict but not to the validator.
+                if type(text) is str and len(table) < MEMO_LIMIT:
+                    table[text] = entry
+            entries.append(entry)
+        return entries
+
+    def _numbers_of(self, payload: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The flags' and the numbers' values as the validator gives them, or None."""
+        numbers = []
+        try:
+            for field, rule, bounds in self._numbers:
                 value = payload[field]
-                if type(value) in NUMBER_TYPES and bounds.admits(value):
-                    customer[field] = int(value) if bounds.integer else float(value)
-                elif (value := rule(value)) is INVALID:  # numbers written as text
+                if bounds is not None and type(value) in NUMBER_TYPES and bounds.admits(value):
+                    numbers.append(int(value) if bounds.integer else float(value))
+                elif (value := rule(value)) is INVALID:  # a flag, or a number written as text
                     return None
                 else:
-                    customer[field] = value
+                    numbers.append(value)
         except KeyError:  # a field is missing: the validator names it
             return None
-        return self._with_id(customer, payload)
+        return tuple(numbers)
 
-    def _with_id(self, customer: dict[str, Any], payload: dict) -> dict[str, Any] | None:
-        """``customer_id`` as the validator sets it: ``customerid`` (the CSV's) wins."""
+    def _id_of(self, payload: dict[str, Any]) -> Any:
+        """``customer_id`` as the validator sets it (``customerid`` wins), or ``INVALID``."""
         chosen = None
         for key in self._id_keys:
             value = payload.get(key)
@@ -75,8 +165,11 @@ class CustomerFastPath:
             if type(value) is not str or len(value) > self._max_id_length:
                 value = self._customer_id(value)  # integers and the rest: the field's validator
                 if value is INVALID:
-                    return None
+                    return INVALID
             if chosen is None:
                 chosen = value
-        customer["customer_id"] = None if chosen is None else str(chosen)
-        return customer
+        return None if chosen is None else str(chosen)
+
+
+def _call(function: BinCounter, value: Any) -> Any:
+    return function(value)

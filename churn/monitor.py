@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,15 @@ class DriftMonitor:
             for field, bins, children in self._numeric:
                 keys.append(children[bins.index(customer[field])])
         TALLY.add_each(keys)
+
+    def bin_counter(self, field: str) -> Callable[[Any], Any]:
+        """The counter of the bin a validated value of ``field`` falls in (churn/fastpath.py
+        looks a categorical value's up once per spelling, a number's per customer)."""
+        feature, children = self.reference[field], self._children[field]
+        if feature.numeric is None:
+            return dict(zip(feature.keys, children, strict=True)).__getitem__
+        index = feature.numeric.index
+        return lambda value: children[index(value)]
 
     def count_columns(
         self,

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,12 @@ def record_predictions(results: list[dict[str, Any]]) -> None:
     if len(results) - churned:
         TALLY.add(_decision_counter("no_churn"), len(results) - churned)
     TALLY.add(PROBABILITY_SUM, sum(result["churn_probability"] for result in results))
+
+
+def record_prediction(result: dict[str, Any], also: Sequence[Any]) -> None:
+    """``record_predictions`` for one result, with other counters (its drift bins) at once."""
+    decision = _decision_counter("churn" if result["churn"] else "no_churn")
+    TALLY.add_each((*also, decision), {PROBABILITY_SUM: result["churn_probability"]})
 
 
 def publish_model_info(models: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from churn.artifact import ModelFileError
 from churn.config import THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_ENVIRONMENT
 from churn.drift import FeatureReference, load_reference
 from churn.fastbatch import BatchFastPath
-from churn.fastpath import CustomerFastPath
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 from churn.rules import CustomerRules
 from churn.schema import CustomerValidator
@@ -29,7 +28,6 @@ class Predictor:
     threshold_source: str  # "default", "costs" (chosen at training) or "CHURN_THRESHOLD"
     rules: CustomerRules
     fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
-    fast_one: CustomerFastPath  # one customer: field lookups instead of the model
     drift_reference: dict[str, FeatureReference] | None  # None: trained before drift watch
 
     @classmethod
@@ -70,7 +68,6 @@ class Predictor:
             threshold_source=source,
             rules=rules,
             fast_batch=BatchFastPath(rules, scorer, threshold),
-            fast_one=CustomerFastPath(rules),
             drift_reference=reference,
         )
 
@@ -84,21 +81,27 @@ class Predictor:
     ) -> list[dict[str, Any]]:
         """Results for validated customers, in order (see the README's API section)."""
         probabilities = self.scorer.probabilities(customers)
-        results = []
-        for customer, probability in zip(customers, probabilities, strict=True):
-            result: dict[str, Any] = {
-                "churn_probability": probability,
-                "churn": probability >= self.threshold,
+        return [
+            self.result(probability, customer.get("customer_id"), customer if explain else None)
+            for customer, probability in zip(customers, probabilities, strict=True)
+        ]
+
+    def result(
+        self, probability: float, customer_id: str | None, explained: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One customer's answer, from its churn probability; ``explained``: with the why."""
+        result: dict[str, Any] = {
+            "churn_probability": probability,
+            "churn": probability >= self.threshold,
+        }
+        if customer_id is not None:
+            result["customer_id"] = customer_id
+        if explained is not None:
+            result["explanation"] = {
+                "intercept": self.scorer.intercept,
+                "contributions": self.scorer.explain(explained),
             }
-            if customer.get("customer_id") is not None:
-                result["customer_id"] = customer["customer_id"]
-            if explain:
-                result["explanation"] = {
-                    "intercept": self.scorer.intercept,
-                    "contributions": self.scorer.explain(customer),
-                }
-            results.append(result)
-        return results
+        return result
 
     def describe(self) -> dict[str, Any]:
         """What the model endpoint shows: version, training facts, threshold and schema."""

@@ -22,7 +22,7 @@ Customer = Mapping[str, Any]
 VECTORIZE_FROM = 16
 
 
-def _sigmoid(logit: float) -> float:
+def sigmoid(logit: float) -> float:
     # The logistic function written with tanh: no overflow for any logit.
     return 0.5 * (1.0 + math.tanh(0.5 * logit))
 
@@ -77,7 +77,7 @@ class CompiledScorer:
         start its own threads and contend with the server's, for a product four columns wide.
         """
         if len(customers) < VECTORIZE_FROM:
-            return [_sigmoid(self.logit(customer)) for customer in customers]
+            return [sigmoid(self.logit(customer)) for customer in customers]
         numbers = np.array(
             [[c[f] for f in self.numeric_fields] for c in customers], dtype=np.float64
         ).reshape(len(customers), len(self.numeric_fields))

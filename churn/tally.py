@@ -60,10 +60,12 @@ class Tally:
         if self._flusher is None:
             self._start_flusher()
 
-    def add_each(self, children: Iterable[Any]) -> None:
-        """One increment per child listed (a child listed twice gets two)."""
+    def add_each(self, children: Iterable[Any], amounts: Mapping[Any, float] | None = None) -> None:
+        """One increment per child listed (a child listed twice gets two), and ``amounts``."""
         with self._lock:
             self._counts.update(children)
+            if amounts:
+                self._counts.update(amounts)
         if self._flusher is None:
             self._start_flusher()
 

@@ -120,7 +120,7 @@ def test_security_headers_on_every_kind_of_response(client, customer, method, pa
     assert_security_headers(response)
 
 
-@pytest.mark.parametrize(("path", "method"), [("/predict", "predict"), ("/model", "describe")])
+@pytest.mark.parametrize(("path", "method"), [("/predict", "result"), ("/model", "describe")])
 def test_security_headers_on_a_500(app, customer, monkeypatch, path, method):
     def broken(*_args, **_kwargs):
         raise RuntimeError("broken")
@@ -214,7 +214,7 @@ def test_an_internal_error_is_json_without_a_stack_trace(app, customer, monkeypa
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals at /srv/app.py line 42")
 
-    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "predict", broken)
+    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "result", broken)
     response = app.test_client().post("/predict", json=customer)
     body = assert_json_error(response, 500, "internal_error")
     assert "secret" not in response.get_data(as_text=True) and "Traceback" not in body["message"]

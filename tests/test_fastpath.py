@@ -1,5 +1,5 @@
-"""/predict's fast paths (churn/fastpath.py), for batches and single customers, against the
-pydantic validator.
+"""/predict's fast paths, for batches (churn/fastbatch.py) and single customers
+(churn/fastpath.py), against the pydantic validator, the scorer and the drift monitor.
 
 A fast path may decline (the request then goes through the validator); when it answers, the
 answer must be exactly the validator's (and scorer's), and it must never accept what the
@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from churn.fastpath import SingleCustomerPath
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
+from churn.monitor import BINS
 from churn.schema import RequestValidationError
 from churn.scorer import VECTORIZE_FROM
 from tests.conftest import make_app
 from tests.synthetic import RAW_COLUMNS
 
-PREDICTOR = make_app().extensions["churn.predictor"]
+APP = make_app()
+PREDICTOR = APP.extensions["churn.predictor"]
+DRIFT = APP.extensions["churn.drift"]
+SINGLE = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT.bin_counter)
 SCHEMA = PREDICTOR.metadata["schema"]
 RAW_KEYS = {column.lower(): column for column in RAW_COLUMNS}
 CHECKS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -148,29 +154,51 @@ def typed(customer: dict) -> dict:
     return {key: (type(value), value) for key, value in customer.items()}
 
 
+def drift_bins(customer: dict) -> Counter:
+    """The counter of each feature's bin, as the drift monitor finds it for a column."""
+    found: Counter = Counter()
+    for name, feature in DRIFT.reference.items():
+        (index,) = [i for i, n in enumerate(feature.counts([customer[name]])) if n]
+        found[BINS.labels(name, feature.bins[index])] += 1
+    return found
+
+
+def assert_scored_as_the_validator_would(scored: Any, expected: dict) -> None:
+    assert typed(scored.customer) == typed(expected)
+    # The same float to the last bit as the scorer's: the answer's JSON is the same.
+    assert scored.probability.hex() == PREDICTOR.scorer.probabilities([expected])[0].hex()
+    assert Counter(scored.bins) == drift_bins(expected)
+
+
 @CHECKS
 @given(valid_customers())
-def test_a_valid_customer_in_any_spelling_takes_the_single_fast_path_unchanged(customer):
-    fast = PREDICTOR.fast_one.customer(copy.deepcopy(customer))
+def test_a_valid_customer_in_any_spelling_takes_the_single_customer_path_unchanged(customer):
+    scored = SINGLE.score(copy.deepcopy(customer))
     expected = validator_customer(customer)
-    assert fast is not None and expected is not None
-    assert typed(fast) == typed(expected)
+    assert scored is not None and expected is not None
+    assert_scored_as_the_validator_would(scored, expected)
 
 
 @CHECKS
 @given(customers_with_one_defect() | weird)
-def test_the_single_fast_path_accepts_only_what_the_validator_accepts(payload):
-    fast = PREDICTOR.fast_one.customer(copy.deepcopy(payload))
+def test_the_single_customer_path_accepts_only_what_the_validator_accepts(payload):
+    scored = SINGLE.score(copy.deepcopy(payload))
     expected = validator_customer(payload)
     if expected is None:
-        assert fast is None
-    elif fast is not None:
-        assert typed(fast) == typed(expected)
+        assert scored is None
+    elif scored is not None:
+        assert_scored_as_the_validator_would(scored, expected)
+
+
+def test_without_drift_counting_the_single_customer_path_names_no_bins():
+    scored = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer).score(dict(EXAMPLE_CUSTOMER))
+    assert scored is not None and scored.bins == ()
+    assert scored.probability == PREDICTOR.scorer.probabilities([scored.customer])[0]
 
 
 def test_a_bad_single_customer_gets_the_validators_own_422(client):
     for bad in ({**EXAMPLE_CUSTOMER, "tenure": 1e9}, {**EXAMPLE_CUSTOMER, "contract": "weekly"}):
-        assert PREDICTOR.fast_one.customer(bad) is None
+        assert SINGLE.score(bad) is None
         with pytest.raises(RequestValidationError) as refused:
             PREDICTOR.validator.one(bad)
         response = client.post("/predict", json=bad)
