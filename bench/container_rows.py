@@ -51,7 +51,7 @@ def container_contenders(
     order); rows saying why they are unavailable when no engine can run here."""
     names = ("in the container (default: access log on)", "in the container, GUNICORN_ACCESSLOG=")
     try:
-        engine = _engine_with_image(empty_engine_build)
+        engine = engine_with_image(empty_engine_build)
     except (EngineError, OSError, subprocess.SubprocessError) as error:
         reason = f"no Docker engine here: {error}"
         return [
@@ -89,7 +89,7 @@ class _MasterPid:
         return int(self.engine.docker("inspect", "--format", "{{.State.Pid}}", self.container))
 
 
-def _engine_with_image(empty_engine_build: bool) -> Engine:
+def engine_with_image(empty_engine_build: bool) -> Engine:
     engine = start_private_engine()
     atexit.register(engine.stop)
     for base in base_images():
