@@ -35,6 +35,8 @@ from churn.config import PROJECT_ROOT, Settings
 from churn.features import EXAMPLE_CUSTOMER
 
 VARIANTS = ("off", "drift", "drift + shadow")
+# Issue 16's budgets: (variant, the variant it is compared with, share of throughput it may cost).
+GOALS = (("drift", "off", 0.02), ("drift + shadow", "drift", 0.03))
 BODIES: dict[str, Any] = {"1 customer": EXAMPLE_CUSTOMER, "100 customers": [EXAMPLE_CUSTOMER] * 100}
 
 
@@ -161,7 +163,34 @@ def report(results: dict | None, in_process: dict, load: tuple[float, float]) ->
                 f"| {body} | {variant} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
                 f"| {app:.1f} | {added:+.1f} | {cells[4]} |"
             )
+    if results:
+        lines += goal_lines(results)
     return "\n".join(lines)
+
+
+def goal_lines(results: dict) -> list[str]:
+    """Each budget against the median of per-round ratios: the variants of one round ran
+    within seconds of each other, so the machine's load cancels out of their ratio."""
+    lines = [
+        "",
+        "| body | cost of | against | throughput cost (paired rounds) "
+        "| worker CPU per request (paired rounds) | budget | met |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for body, served in results.items():
+        for variant, against, budget in GOALS:
+            cost = 1 - _paired(served[variant]["rps"], served[against]["rps"])
+            cpu = _paired(served[variant]["cpu_us"], served[against]["cpu_us"]) - 1
+            met = "yes" if cost <= budget else "**no**"
+            lines.append(
+                f"| {body} | {variant} | {against} | {cost:+.1%} | {cpu:+.1%} "
+                f"| ≤ {budget:.0%} | {met} |"
+            )
+    return lines
+
+
+def _paired(values: list[float], baseline: list[float]) -> float:
+    return statistics.median(v / b for v, b in zip(values, baseline, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:

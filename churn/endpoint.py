@@ -30,8 +30,8 @@ from churn.observability import (
     MODEL_VERSION_KEY,
     REQUEST_ID_KEY,
     SERVER_TIMING_KEY,
+    Prediction,
     count_request,
-    record_prediction,
     record_predictions,
 )
 from churn.predictor import Predictor
@@ -70,8 +70,9 @@ class PredictEndpoint:
         started = time.perf_counter()
         method = environ["REQUEST_METHOD"]
         extra_headers: list[tuple[str, str]] = []
+        prediction = None
         try:
-            status, body = self._answer(environ, method)
+            status, body, prediction = self._answer(environ, method)
         except ApiError as error:
             status, body = error.status, orjson.dumps(error.payload())
             extra_headers = error.headers
@@ -84,17 +85,20 @@ class PredictEndpoint:
         if status == 200:
             # Time spent in the app (parse, validate, score), for clients and the benchmarks.
             environ[SERVER_TIMING_KEY] = (time.perf_counter() - started) * 1000
-        count_request(PATH, method, status, started)
-        environ[MODEL_VERSION_KEY] = self.predictor.version  # for the access log line
-        headers = _headers(status, body) + extra_headers
-        headers.append((MODEL_VERSION_HEADER, self.predictor.version_header))
+        count_request(PATH, method, status, started, prediction)
+        predictor = self.predictor
+        environ[MODEL_VERSION_KEY] = predictor.version  # for the access log line
+        headers = _headers(status, body)
+        headers += extra_headers
+        headers.append((MODEL_VERSION_HEADER, predictor.version_header))
         start_response(_status_line(status), headers)
         return [body]
 
-    def _answer(self, environ: dict, method: str) -> tuple[int, bytes]:
+    def _answer(self, environ: dict, method: str) -> tuple[int, bytes, Prediction | None]:
+        """Status, body and, for one customer answered, what the metrics count about it."""
         if method != "POST":
             if method == "OPTIONS":
-                return 204, b""
+                return 204, b"", None
             raise ApiError(
                 405, "method_not_allowed", f"{PATH} accepts POST (and OPTIONS), not {method}"
             )
@@ -102,7 +106,8 @@ class PredictEndpoint:
         payload = self._read_json(environ)
         explain = _explain_flag(environ.get("QUERY_STRING", ""))
         if type(payload) is dict and (scored := self.one.score(payload)) is not None:
-            return 200, self._answer_one(scored, explain)
+            result = self._answer_one(scored, explain)
+            return 200, orjson.dumps(result), Prediction(result, scored.bins)
         batch = isinstance(payload, list)
         if batch:
             self._check_batch_size(payload)
@@ -110,16 +115,15 @@ class PredictEndpoint:
         if results is None:  # explanations of a batch, or customers the fast checks refused
             results = self._validated_answer(payload, batch, explain)
         record_predictions(results)
-        return 200, orjson.dumps(results if batch else results[0])
+        return 200, orjson.dumps(results if batch else results[0]), None
 
-    def _answer_one(self, scored: Scored, explain: bool) -> bytes:
-        """The answer for one customer the single-customer path checked and scored."""
+    def _answer_one(self, scored: Scored, explain: bool) -> dict[str, Any]:
+        """The result for one customer the single-customer path checked and scored."""
         explained = scored.customer if explain else None
         result = self.predictor.result(scored.probability, scored.customer_id, explained)
-        record_prediction(result, scored.bins)  # its drift bins too
         if self.shadow is not None:
             self.shadow.compare([scored.customer], [result])
-        return orjson.dumps(result)
+        return result
 
     def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:
         """A batch's results from the precomputed checks (churn/fastbatch.py), or None."""

@@ -60,12 +60,20 @@ class Tally:
         if self._flusher is None:
             self._start_flusher()
 
-    def add_each(self, children: Iterable[Any], amounts: Mapping[Any, float] | None = None) -> None:
-        """One increment per child listed (a child listed twice gets two), and ``amounts``."""
+    def add_each(
+        self,
+        children: Iterable[Any],
+        amounts: Mapping[Any, float] | None = None,
+        observed: tuple[Any, float] | None = None,
+    ) -> None:
+        """One increment per child listed (a child listed twice gets two), ``amounts`` added
+        and ``observed``, a (histogram child, value) pair, observed: all under one lock."""
         with self._lock:
             self._counts.update(children)
             if amounts:
                 self._counts.update(amounts)
+            if observed is not None:
+                self._observe(observed[0], (observed[1],))
         if self._flusher is None:
             self._start_flusher()
 
@@ -82,17 +90,21 @@ class Tally:
 
     def observe_each(self, child: Any, values: Iterable[float]) -> None:
         """``observe`` for several values under one lock."""
-        bounds = child._upper_bounds
         with self._lock:
-            entry = self._observed.get(child)
-            if entry is None:
-                entry = self._observed[child] = ([0] * len(bounds), [0.0])
-            buckets, total = entry
-            for value in values:
-                buckets[bisect.bisect_left(bounds, value)] += 1
-                total[0] += value
+            self._observe(child, values)
         if self._flusher is None:
             self._start_flusher()
+
+    def _observe(self, child: Any, values: Iterable[float]) -> None:
+        """``observe_each``, with the lock held."""
+        bounds = child._upper_bounds
+        entry = self._observed.get(child)
+        if entry is None:
+            entry = self._observed[child] = ([0] * len(bounds), [0.0])
+        buckets, total = entry
+        for value in values:
+            buckets[bisect.bisect_left(bounds, value)] += 1
+            total[0] += value
 
     def flush(self) -> None:
         """Hand everything tallied so far to the Prometheus metrics."""

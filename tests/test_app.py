@@ -4,10 +4,13 @@ routes, security headers on every kind of response, the API key and observabilit
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
 from churn.features import FEATURE_FIELDS
+from churn.observability import request_id_for
 from tests.conftest import COMMITTED_MODEL, assert_json_error, make_app
 
 # --- HTTP errors ---------------------------------------------------------------------------
@@ -197,6 +200,20 @@ def test_request_id_is_generated_or_kept(client):
     )
     unsafe = client.get("/health", headers={"X-Request-ID": "bad id\\n"}).headers["X-Request-ID"]
     assert unsafe != "bad id\\n" and len(unsafe) == 32
+
+
+def test_new_request_ids_are_unique_and_never_shared_with_a_forked_worker():
+    ids = [request_id_for({}) for _ in range(1000)]  # several draws of the id pool
+    assert len(set(ids)) == 1000 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    child = os.fork()  # as gunicorn forks its workers from the preloaded master
+    if child == 0:
+        os.write(write, " ".join(request_id_for({}) for _ in range(5)).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    childs = os.read(read, 4096).decode().split()
+    os.close(read), os.close(write)
+    assert len(childs) == 5 and not set(childs) & {request_id_for({}) for _ in range(5)}
 
 
 def test_server_timing_header_on_predict(client, customer):
