@@ -122,7 +122,7 @@ class PredictEndpoint:
         explained = scored.customer if explain else None
         result = self.predictor.result(scored.probability, scored.customer_id, explained)
         if self.shadow is not None:
-            self.shadow.compare([scored.customer], [result])
+            self.shadow.compare_one(scored, result)
         return result
 
     def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:

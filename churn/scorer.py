@@ -8,9 +8,13 @@ numeric field a multiply; the probability is the same to within float rounding.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
+from itertools import repeat
+from operator import add, mul
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,10 @@ class CompiledScorer:
     numeric_weights: np.ndarray
     category_weights: dict[str, dict[str, float]]
     numeric_terms: tuple[tuple[str, float], ...]  # (field, weight), for the per-customer paths
+
+    @functools.cached_property
+    def _numeric_weights(self) -> tuple[float, ...]:
+        return tuple(weight for _, weight in self.numeric_terms)
 
     @classmethod
     def compile(
@@ -69,6 +77,13 @@ class CompiledScorer:
         for field, table in self.category_weights.items():
             total += table.get(customer[field], 0.0)
         return total
+
+    def probability_of(self, categories: Sequence[Any], numbers: Sequence[float]) -> float:
+        """One customer given as its values in ``category_weights`` and in ``numeric_fields``
+        order: the same float as ``probabilities``, the terms added in the same order in C."""
+        logit = reduce(add, map(mul, self._numeric_weights, numbers), self.intercept)
+        tables = self.category_weights.values()
+        return sigmoid(reduce(add, map(dict.get, tables, categories, repeat(0.0)), logit))
 
     def probabilities(self, customers: Sequence[Customer]) -> list[float]:
         """Churn probability for each customer, in order; vectorized for larger batches.

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from churn.fastpath import Scored
 from churn.observability import TALLY
 from churn.scorer import VECTORIZE_FROM
 
@@ -46,9 +47,12 @@ class Shadow:
     sample: float
     logger: logging.Logger
     _cells: list[Any] = field(init=False)  # the 2x2's counters: index 2 * live + shadow
+    _fields: tuple[str, ...] = field(init=False)  # the features in the order its scorer adds
     _warned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        scorer = self.predictor.scorer
+        self._fields = (*scorer.category_weights, *scorer.numeric_fields)
         # Every cell of the 2x2 exists from the start, so a rate() of zero agreement is 0.
         self._cells = [
             DECISIONS.labels(DECISION_NAMES[live], DECISION_NAMES[shadow])
@@ -62,6 +66,11 @@ class Shadow:
             self.compare_columns({f: [c[f] for c in customers] for f in customers[0]}, live)
         elif self._sampled():
             self._guarded(self._count_few, customers, live)
+
+    def compare_one(self, scored: Scored, live: Customer) -> None:
+        """``compare`` for the customer the single-customer path scored (churn/fastpath.py)."""
+        if self._sampled():
+            self._guarded(self._count_one, scored, live)
 
     def compare_columns(
         self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]
@@ -84,6 +93,18 @@ class Shadow:
             if not self._warned:  # once per worker: a broken shadow would flood the log
                 self._warned = True
                 self.logger.exception("the shadow model failed; answers are unaffected")
+
+    def _count_one(self, scored: Scored, live: Customer) -> None:
+        """One customer from its values: no dict, and one tally update for both metrics."""
+        scorer = self.predictor.scorer
+        if scored.fields != self._fields:  # another order of features: the general way
+            self._count_few([scored.customer], [live])
+            return
+        split = len(scorer.category_weights)
+        probability = scorer.probability_of(scored.values[:split], scored.values[split:])
+        cell = self._cells[2 * live["churn"] + (probability >= self.predictor.threshold)]
+        difference = abs(probability - live["churn_probability"])
+        TALLY.add_each((cell,), None, (DIFFERENCE, difference))
 
     def _count_few(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
         """Plain Python for a few customers: numpy's call overhead would cost more."""

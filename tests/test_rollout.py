@@ -165,16 +165,18 @@ def test_the_answer_is_the_live_models_byte_for_byte(candidate, customer):
         assert answered.headers["X-Model-Version"] == expected.headers["X-Model-Version"]
 
 
-def test_agreement_and_differences_are_counted_at_each_models_threshold(candidate):
+@pytest.mark.parametrize("batched", [True, False], ids=["batch", "single customers"])
+def test_agreement_and_differences_are_counted_at_each_models_threshold(candidate, batched):
     client = make_app(shadow_model_file=candidate).test_client()
-    customers = synthetic_customers(300, seed=9)
+    customers = synthetic_customers(300 if batched else 60, seed=9)
     validator = client.application.extensions["churn.predictor"].validator
     validated = [validator.one(c) for c in customers]
     live = sklearn_probabilities(COMMITTED_MODEL, validated)
     shadow = sklearn_probabilities(candidate, validated)
     shadow_threshold = json.loads(candidate.with_suffix(".json").read_text())["threshold"]
     before = shadow_counts(client)
-    assert client.post("/predict", json=customers).status_code == 200
+    for request in [customers] if batched else customers:
+        assert client.post("/predict", json=request).status_code == 200
     after = shadow_counts(client)
     grown = {key: after[key] - before.get(key, 0.0) for key in after}
     for live_word, live_says in (("churn", True), ("no_churn", False)):
@@ -187,7 +189,7 @@ def test_agreement_and_differences_are_counted_at_each_models_threshold(candidat
             key = f'churn_shadow_decisions_total{{live="{live_word}",shadow="{shadow_word}"}}'
             assert grown[key] == expected, key
     differences = [abs(p - q) for p, q in zip(live, shadow, strict=True)]
-    assert grown["churn_shadow_probability_difference_count"] == 300
+    assert grown["churn_shadow_probability_difference_count"] == len(customers)
     assert grown["churn_shadow_probability_difference_sum"] == pytest.approx(sum(differences))
     small = sum(1 for d in differences if d <= 0.05)
     assert grown['churn_shadow_probability_difference_bucket{le="0.05"}'] == small
