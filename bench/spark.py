@@ -78,6 +78,9 @@ def tutorial_frame(spark, path: str, model_file: Path):
 
 
 def run_tutorial(spark, path: str, work: Path, model_file: Path) -> None:
+    # Spark's defaults, as a tutorial runs: our engine sets its own Arrow batch size on the
+    # session they share here.
+    spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     output = str(work / "tutorial.parquet")
     tutorial_frame(spark, path, model_file).write.mode("overwrite").parquet(output)
 

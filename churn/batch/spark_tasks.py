@@ -12,8 +12,8 @@ split-local row numbers into the input's 1-based data rows (churn/batch/spark.py
 
 CSV input arrives as lines (Spark's text reader, one column ``LINE``): the task drops each
 file's header line and parses the rest with Arrow's CSV reader, as the local engine reads the
-file (churn/batch/csv_text.py). Spark's own CSV parser is not used: it costs about three times
-as much as the text reader and Arrow's parser together (docs/performance.md).
+file (churn/batch/csv_text.py). Spark's own CSV parser is not used: with the transfer of ~20
+text columns to Python it cost ~4.5× the text reader and Arrow's parser (docs/performance.md).
 
 A task yields one stream with three kinds of rows, told apart by ``KIND``: scored customers,
 rejection lines and per-split row counts. One pass over the input thus gives both outputs and
