@@ -59,8 +59,9 @@ def number_column(rule: ValueRule, bounds: Bounds, column: Sequence[Any]) -> np.
 
     JSON numbers are bounds-checked as one array. Numbers written as text go through Python's
     ``float``, which the model's own validator applies to them (schema.py ``_number``: a
-    finite ``float`` of the stripped text, which ``float`` strips itself); what ``float``
-    refuses (blanks, words) is asked of the field's validator, text by text.
+    finite ``float`` of the stripped text). ``float`` strips the same spaces but U+001C-U+001F,
+    which it refuses: what it refuses (those, blanks, words) is asked of the field's
+    validator, text by text, so ``float`` never accepts what the validator would not.
     """
     kinds = set(map(type, column))
     if kinds <= NUMBER_TYPES:

@@ -67,7 +67,7 @@ def test_drift_and_the_shadow_see_exactly_the_customers_the_validator_gives():
 
 number_texts = (
     st.from_regex(r"\s*[+-]?(\d{1,4}(\.\d{0,3})?|\.\d{1,3})([eE][+-]?\d{1,3})?\s*", fullmatch=True)
-    | st.sampled_from(["1_000", "２４", "\u2003 24\u3000", "nan", "-inf", "-0", "1e999", "0x10"])
+    | st.sampled_from(["1_000", "２４", "\u2003 24\u3000", "\x1c24", "nan", "-inf", "-0", "1e999"])
     | st.sampled_from(["", " ", "24" + " " * 99, "24" + " " * 98, "24.0", "24.5", "1e3"])
     | st.text(alphabet="0123456789._ eE+-\u00a0\u2003\u0663", max_size=8)
 )
