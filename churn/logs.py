@@ -200,7 +200,21 @@ class JsonLogger(GunicornLogger):
                     continue
                 handler.acquire()
                 try:
-                    handler.stream.write(text)
-                    handler.stream.flush()
+                    write_all(handler.stream, text)
                 finally:
                     handler.release()
+
+
+def write_all(stream: Any, text: str) -> None:
+    """Write ``text`` whole, to a pipe too: an unbuffered stdout (PYTHONUNBUFFERED, as in the
+    image) drops the rest of a write that a signal cuts short, e.g. SIGTERM at `docker stop`."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a StringIO)
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    rest = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8"))
+    while rest:
+        rest = rest[os.write(descriptor, rest) :]
