@@ -7,6 +7,8 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 PIPENV := $(PYTHON) -m pipenv
 RUN := $(PIPENV) run
+# pipenv itself, installed with pip the first time.
+ENSURE_PIPENV := $(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
 
 # Tests and training look for the CSV in $CHURN_DATA; a checkout beside ../shared/data uses that.
 SHARED_DATA := $(wildcard ../shared/data/WA_Fn-UseC_-Telco-Customer-Churn.csv)
@@ -33,14 +35,14 @@ help:
 # developer tools, batch scoring (pyarrow) and Spark (pyspark, for the Spark engine's tests and
 # benchmark). The service's own `pipenv install` and the image never take the last two.
 .venv/.installed: Pipfile.lock
-	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
+	@$(ENSURE_PIPENV)
 	$(PIPENV) install --categories="packages dev-packages batch spark" --deploy
 	@touch $@ .venv/.service
 
 # What `make run` needs: the service and the course's client (requests, a dev package as in the
 # course) and the eb CLI, without batch scoring's pyarrow and Spark's ~430 MB pyspark.
 .venv/.service: Pipfile.lock
-	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
+	@$(ENSURE_PIPENV)
 	$(PIPENV) install --categories="packages dev-packages" --deploy
 	@touch $@
 
