@@ -3,7 +3,7 @@
 Each check either vouches for a whole column, giving the values the pydantic model would store,
 or says it cannot (None), and the request then goes through the model itself. Categorical
 columns become codes (a value's index in the field's vocabulary), so the weights the scorer adds,
-the counts drift watching needs and the canonical values the shadow model scores are numpy
+the drift bins (churn/monitor.py) and the shadow model's weights (churn/shadow.py) are numpy
 operations on the codes instead of more passes over the customers.
 """
 
@@ -100,9 +100,10 @@ class CheckedColumns(Mapping[str, Sequence[Any]]):
     """A batch's validated features: one column per feature, as the validator gives values.
 
     Numeric fields (flags included) are a float64 matrix; categorical fields are codes into
-    their ``CategoryCodes``'s vocabulary. A column of canonical values (``columns[field]``:
-    flags as ints, numbers as a float64 array, categories as their course spelling) is built
-    only when asked for (the shadow model); drift counting uses ``value_counts``.
+    their ``CategoryCodes``'s vocabulary (``codes``, ``categories``). Drift counting and the
+    shadow model work on these directly (code -> bin, code -> weight). A column of canonical
+    values (``columns[field]``: flags as ints, numbers as a float64 array, categories as their
+    course spelling) is built only when asked for: by a shadow whose features differ in kind.
     """
 
     def __init__(
@@ -114,40 +115,26 @@ class CheckedColumns(Mapping[str, Sequence[Any]]):
         categories: Mapping[str, CategoryCodes],
     ):
         self.numbers = numbers
-        self._numeric = {field: index for index, field in enumerate(numeric_fields)}
-        self._flags = flags
-        self._codes = codes
-        self._categories = categories
+        self.column_of = {field: index for index, field in enumerate(numeric_fields)}
+        self.flags = flags
+        self.codes = codes
+        self.categories = categories
 
     def terms(self) -> list[np.ndarray]:
         """Each categorical field's weight per customer, in the scorer's order of fields."""
-        return [
-            category.weights[self._codes[field]] for field, category in self._categories.items()
-        ]
-
-    def value_counts(self) -> dict[str, dict[Any, int]]:
-        """For each categorical and flag field, how many customers have each value."""
-        counted: dict[str, dict[Any, int]] = {}
-        for field, category in self._categories.items():
-            counts = np.bincount(self._codes[field], minlength=len(category.vocabulary))
-            counted[field] = dict(zip(category.vocabulary, counts.tolist(), strict=True))
-        for field in self._flags:
-            flags = self.numbers[:, self._numeric[field]].astype(np.int64)
-            values, counts = np.unique(flags, return_counts=True)
-            counted[field] = dict(zip(values.tolist(), counts.tolist(), strict=True))
-        return counted
+        return [category.weights[self.codes[field]] for field, category in self.categories.items()]
 
     def __getitem__(self, field: str) -> Sequence[Any]:
-        if field in self._codes:
-            vocabulary = self._categories[field].vocabulary
-            return list(map(vocabulary.__getitem__, self._codes[field].tolist()))
-        column = self.numbers[:, self._numeric[field]]
-        if field in self._flags:
+        if field in self.codes:
+            vocabulary = self.categories[field].vocabulary
+            return list(map(vocabulary.__getitem__, self.codes[field].tolist()))
+        column = self.numbers[:, self.column_of[field]]
+        if field in self.flags:
             return column.astype(np.int64).tolist()
         return cast(Sequence[Any], column)  # a float64 array: what numpy code wants here
 
     def __iter__(self) -> Iterator[str]:
-        return iter((*self._numeric, *self._codes))
+        return iter((*self.column_of, *self.codes))
 
     def __len__(self) -> int:
-        return len(self._numeric) + len(self._codes)
+        return len(self.column_of) + len(self.codes)

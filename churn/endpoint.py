@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 import orjson
 
 from churn.auth import require_api_key
@@ -151,12 +152,13 @@ class PredictEndpoint:
         if self.shadow is not None:
             self.shadow.compare(customers, results)
 
-    def _watch_columns(self, columns: CheckedColumns, results: list) -> None:
+    def _watch_columns(self, checked: CheckedColumns, probabilities: np.ndarray) -> None:
         """The same for a batch the fast path validated column by column."""
         if self.drift is not None:
-            self.drift.count_columns(columns, columns.value_counts())
+            self.drift.count_checked(checked)
         if self.shadow is not None:
-            self.shadow.compare_columns(columns, results)
+            churn = probabilities >= self.predictor.threshold
+            self.shadow.compare_checked(checked, probabilities, churn)
 
     def _read_json(self, environ: dict) -> Any:
         if not _is_json(environ.get("CONTENT_TYPE", "")):

@@ -27,8 +27,8 @@ from churn.rules import INVALID, CustomerRules
 from churn.schema import ID_KEYS, key_renames, rename_keys
 from churn.scorer import VECTORIZE_FROM, CompiledScorer
 
-# Called with the validated columns and the results of a batch the fast path answered.
-ColumnsWatcher = Callable[[CheckedColumns, list[dict[str, Any]]], None]
+# Called with the validated columns and the churn probabilities of a batch the fast path answered.
+ColumnsWatcher = Callable[[CheckedColumns, np.ndarray], None]
 
 
 class BatchFastPath:
@@ -49,8 +49,8 @@ class BatchFastPath:
     ) -> list[dict[str, Any]] | None:
         """Results as ``Predictor.predict`` gives them, or None to use the full validator.
 
-        ``watch``, when given, sees the validated customers (``CheckedColumns``: canonical
-        values per feature) with their results: drift counting and the shadow model.
+        ``watch``, when given, sees the validated customers (``CheckedColumns``: codes and
+        numbers per feature) with their probabilities: drift counting and the shadow model.
         """
         if len(payload) < VECTORIZE_FROM:  # few customers: the scorer's per-customer loop
             return None
@@ -67,7 +67,7 @@ class BatchFastPath:
         probabilities = self.scorer.combine(checked.numbers, checked.terms())
         results = self._results(probabilities, ids)
         if watch is not None:
-            watch(checked, results)
+            watch(checked, probabilities)
         return results
 
     def _columns(self, payload: Sequence[dict]) -> dict[str, Sequence[Any]]:

@@ -16,17 +16,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter, Gauge
 
+from churn.checked import CategoryCodes, CheckedColumns
 from churn.drift import (
     EMPTY_SHARE,
     MIN_ROWS,
     UNSEEN_VALUE,
     FeatureReference,
+    NumericBins,
     feature_drift,
     rejection_reason,
 )
-from churn.features import FEATURE_FIELDS
+from churn.features import FEATURE_FIELDS, FLAG_FIELDS
 from churn.observability import TALLY, forget_series, metric_samples
 
 BINS = Counter(
@@ -71,6 +74,7 @@ class DriftMonitor:
         # The categorical lookups run in C (itemgetter, map): this is on every request's path.
         self._categorical_values = operator.itemgetter(*(name for name, _ in self._categorical))
         self._categorical_tables = tuple(table for _, table in self._categorical)
+        self._numbering = BinNumbering(self.reference, self._children)
 
     def count(self, customers: Sequence[Mapping[str, Any]]) -> None:
         """Count validated customers (as the validator returns them) into their bins."""
@@ -94,27 +98,23 @@ class DriftMonitor:
         index = feature.numeric.index
         return lambda value: children[index(value)]
 
-    def count_columns(
-        self,
-        columns: Mapping[str, Sequence[Any]],
-        value_counts: Mapping[str, Mapping[Any, int]] | None = None,
-    ) -> None:
-        """The same for customers given as one sequence of canonical values per feature.
-
-        ``value_counts``: for the features it has, the customers per value, already counted
-        (the batch fast path counts codes with numpy): those columns are not read.
-        """
+    def count_columns(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        """The same for customers given as one sequence of canonical values per feature."""
         counted: dict[Any, int] = {}
-        value_counts = value_counts or {}
         for name, feature in self.reference.items():
-            if name in value_counts:
-                bins = feature.counts_of(value_counts[name])
-            else:
-                bins = feature.counts(columns[name])
+            bins = feature.counts(columns[name])
             for child, count in zip(self._children[name], bins, strict=True):
                 if count:
                     counted[child] = count
         TALLY.add_counts(counted)
+
+    def count_checked(self, checked: CheckedColumns) -> None:
+        """The same for a batch the fast path checked (churn/checked.py): codes and numbers."""
+        TALLY.add_counts(self._numbering.counts(checked))
+
+    def checked_counts(self, checked: CheckedColumns) -> dict[Any, int]:
+        """What ``count_checked`` adds: customers per bin counter (bins with none left out)."""
+        return self._numbering.counts(checked)
 
     def snapshot(self, multiprocess_dir: Path | None) -> dict[str, Any]:
         """Rows, share outside the training range and PSI per feature, since the service started."""
@@ -134,6 +134,63 @@ class DriftMonitor:
             "empty_share": EMPTY_SHARE,
             "features": features,
         }
+
+
+class BinNumbering:
+    """Every feature's bins numbered one after the other, so a batch is counted in one go.
+
+    A categorical code becomes its bin's number through a small array per field (built the
+    first time a vocabulary is seen); a number or a flag through ``np.searchsorted`` over the
+    feature's edges and an array from position to bin. One ``np.bincount`` over all of them
+    counts every bin, and only the bins with customers reach the tally: one update.
+    """
+
+    def __init__(self, reference: Mapping[str, FeatureReference], children: Mapping[str, list]):
+        self._reference = reference
+        self._counters = tuple(child for name in reference for child in children[name])
+        self._first: dict[str, int] = {}
+        # numeric and flag features: (edges, bin number by searchsorted position)
+        self._numbers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._by_code: dict[CategoryCodes, np.ndarray] = {}
+        first = 0
+        for name, feature in reference.items():
+            self._first[name] = first
+            numbered = np.arange(first, first + len(feature.bins))
+            if feature.numeric is not None:
+                self._numbers[name] = (_edges(feature.numeric), numbered)
+            elif name in FLAG_FIELDS:  # a validated flag is exactly one of its bins' values
+                order = np.argsort(feature.keys)
+                edges = np.asarray(feature.keys, dtype=np.float64)[order][1:]
+                self._numbers[name] = (edges, numbered[order])
+            first += len(feature.bins)
+
+    def counts(self, checked: CheckedColumns) -> dict[Any, int]:
+        """Customers per bin counter, for the bins that have any."""
+        parts = [
+            self._code_bins(field, category)[checked.codes[field]]
+            for field, category in checked.categories.items()
+        ]
+        for field, (edges, numbered) in self._numbers.items():
+            column = checked.numbers[:, checked.column_of[field]]
+            parts.append(numbered[np.searchsorted(edges, column, side="right")])
+        counts = np.bincount(np.concatenate(parts), minlength=len(self._counters))
+        used = np.flatnonzero(counts)
+        counters = map(self._counters.__getitem__, used.tolist())
+        return dict(zip(counters, counts[used].tolist(), strict=True))
+
+    def _code_bins(self, field: str, category: CategoryCodes) -> np.ndarray:
+        bins = self._by_code.get(category)
+        if bins is None:  # the validator's vocabulary, covered by the bins (predictor.py checks)
+            first, keys = self._first[field], self._reference[field].keys
+            numbers = [first + keys.index(value) for value in category.vocabulary]
+            bins = self._by_code[category] = np.array(numbers, dtype=np.intp)
+        return bins
+
+
+def _edges(bins: NumericBins) -> np.ndarray:
+    """Edges whose ``searchsorted(side="right")`` is ``NumericBins.index``: below the minimum
+    0, inside 1 + the cuts passed, from the float after the maximum on the last bin."""
+    return np.array([bins.low, *bins.cuts, np.nextafter(bins.high, np.inf)])
 
 
 def count_rejections(problems: Sequence[Mapping[str, Any]], kinds: Sequence[str]) -> None:

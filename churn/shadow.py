@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from churn.checked import CheckedColumns
 from churn.fastpath import Scored
 from churn.observability import TALLY
 from churn.scorer import VECTORIZE_FROM
@@ -37,6 +38,9 @@ DIFFERENCE = Histogram(
 ERRORS = Counter("churn_shadow_errors", "Requests the shadow model failed to score")
 DECISION_NAMES = {True: "churn", False: "no_churn"}
 Customer = Mapping[str, Any]
+# The shadow's numeric features' columns in the checked matrix; each categorical field's weights
+# indexed by the live vocabulary's codes.
+_Gathering = tuple[list[int], list[tuple[str, np.ndarray]]]
 
 
 @dataclass
@@ -49,6 +53,9 @@ class Shadow:
     _cells: list[Any] = field(init=False)  # the 2x2's counters: index 2 * live + shadow
     _fields: tuple[str, ...] = field(init=False)  # the features in the order its scorer adds
     _warned: bool = field(default=False, init=False)
+    _bounds: np.ndarray = field(init=False)  # the |Δp| histogram's bucket bounds
+    # per live vocabulary (by identity): where the shadow's features are, its weights by code
+    _gatherings: dict[int, tuple[Any, _Gathering]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         scorer = self.predictor.scorer
@@ -59,12 +66,16 @@ class Shadow:
             for live in (False, True)
             for shadow in (False, True)
         ]
+        self._bounds = np.asarray(DIFFERENCE._upper_bounds)
 
     def compare(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
         """Score validated ``customers`` with the shadow; count how it differs from ``live``."""
+        if not self._sampled():
+            return
         if len(customers) >= VECTORIZE_FROM:
-            self.compare_columns({f: [c[f] for c in customers] for f in customers[0]}, live)
-        elif self._sampled():
+            columns = {f: [c[f] for c in customers] for f in customers[0]}
+            self._guarded(self._count_columns, columns, live)
+        else:
             self._guarded(self._count_few, customers, live)
 
     def compare_one(self, scored: Scored, live: Customer) -> None:
@@ -72,12 +83,13 @@ class Shadow:
         if self._sampled():
             self._guarded(self._count_one, scored, live)
 
-    def compare_columns(
-        self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]
+    def compare_checked(
+        self, checked: CheckedColumns, probabilities: np.ndarray, churn: np.ndarray
     ) -> None:
-        """``compare`` for customers given as one sequence of canonical values per feature."""
+        """``compare`` for a batch the fast path checked (churn/checked.py), given the live
+        model's probabilities and decisions as arrays."""
         if self._sampled():
-            self._guarded(self._count_many, columns, live)
+            self._guarded(self._count_checked, checked, probabilities, churn)
 
     def describe(self) -> dict[str, Any]:
         return {**self.predictor.describe(), "role": "shadow", "sample": self.sample}
@@ -117,7 +129,10 @@ class Shadow:
         TALLY.add_each(agreement)
         TALLY.observe_each(DIFFERENCE, differences)
 
-    def _count_many(self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]) -> None:
+    def _count_columns(
+        self, columns: Mapping[str, Sequence[Any]], live: Sequence[Customer]
+    ) -> None:
+        """Customers given as one sequence of canonical values per feature (validated batches)."""
         scorer, size = self.predictor.scorer, len(live)
         numbers = np.column_stack(
             [np.asarray(columns[f], np.float64) for f in scorer.numeric_fields]
@@ -126,10 +141,44 @@ class Shadow:
             np.fromiter(map(table.get, columns[name], repeat(0.0)), np.float64, size)
             for name, table in scorer.category_weights.items()
         ]
-        shadow = scorer.combine(numbers, terms)
         live_p = np.fromiter(map(itemgetter("churn_probability"), live), np.float64, size)
-        live_churn = np.fromiter(map(itemgetter("churn"), live), np.int64, size)
+        live_churn = np.fromiter(map(itemgetter("churn"), live), np.bool_, size)
+        self._count_arrays(scorer.combine(numbers, terms), live_p, live_churn)
+
+    def _count_checked(
+        self, checked: CheckedColumns, live_p: np.ndarray, live_churn: np.ndarray
+    ) -> None:
+        """Codes and numbers as the fast path checked them: the shadow's weights by code."""
+        numeric_columns, weights = self._gathering(checked)
+        terms = [by_code[checked.codes[field]] for field, by_code in weights]
+        shadow = self.predictor.scorer.combine(checked.numbers[:, numeric_columns], terms)
+        self._count_arrays(shadow, live_p, live_churn)
+
+    def _gathering(self, checked: CheckedColumns) -> _Gathering:
+        """Where the shadow's features are in the checked columns, and its weight per live code.
+
+        The live model's validator made the codes, so they index the live vocabulary; a value
+        the shadow never saw in training weighs 0 for it (what ``table.get(value, 0.0)`` and
+        DictVectorizer give), so a shadow with another vocabulary is scored as the general way
+        scores it. Built once per live vocabulary (a fast path's are fixed).
+        """
+        known = self._gatherings.get(id(checked.categories))
+        if known is not None and known[0] is checked.categories:
+            return known[1]
+        scorer = self.predictor.scorer
+        columns = [checked.column_of[f] for f in scorer.numeric_fields]
+        weights = [
+            (field, np.array([table.get(v, 0.0) for v in checked.categories[field].vocabulary]))
+            for field, table in scorer.category_weights.items()
+        ]
+        self._gatherings[id(checked.categories)] = (checked.categories, (columns, weights))
+        return columns, weights
+
+    def _count_arrays(self, shadow: np.ndarray, live_p: np.ndarray, live_churn: np.ndarray) -> None:
+        """The 2x2 cells and the |Δp| histogram, counted with numpy, in one tally update."""
         cells = np.bincount(2 * live_churn + (shadow >= self.predictor.threshold), minlength=4)
-        agreement = {child: int(n) for child, n in zip(self._cells, cells, strict=True) if n}
-        TALLY.add_counts(agreement)
-        TALLY.observe_each(DIFFERENCE, np.abs(shadow - live_p).tolist())
+        agreement = {child: n for child, n in zip(self._cells, cells.tolist(), strict=True) if n}
+        differences = np.abs(shadow - live_p)
+        buckets = np.searchsorted(self._bounds, differences, side="left")  # Histogram's bucket
+        observed = np.bincount(buckets, minlength=len(self._bounds)).tolist()
+        TALLY.add_counts(agreement, (DIFFERENCE, observed, float(differences.sum())))

@@ -77,10 +77,22 @@ class Tally:
         if self._flusher is None:
             self._start_flusher()
 
-    def add_counts(self, amounts: Mapping[Any, float]) -> None:
-        """``add(child, amount)`` for each item, under one lock."""
+    def add_counts(
+        self,
+        amounts: Mapping[Any, float],
+        histogram: tuple[Any, list[int], float] | None = None,
+    ) -> None:
+        """``add(child, amount)`` for each item and, given ``histogram`` (a histogram child,
+        the number of values per bucket as ``observe`` buckets them, their sum), those
+        observations already bucketed (counted with numpy): all under one lock."""
         with self._lock:
             self._counts.update(amounts)
+            if histogram is not None:
+                child, bucketed, total = histogram
+                buckets, sums = self._histogram(child)
+                for index, count in enumerate(bucketed):
+                    buckets[index] += count
+                sums[0] += total
         if self._flusher is None:
             self._start_flusher()
 
@@ -98,13 +110,17 @@ class Tally:
     def _observe(self, child: Any, values: Iterable[float]) -> None:
         """``observe_each``, with the lock held."""
         bounds = child._upper_bounds
-        entry = self._observed.get(child)
-        if entry is None:
-            entry = self._observed[child] = ([0] * len(bounds), [0.0])
-        buckets, total = entry
+        buckets, total = self._histogram(child)
         for value in values:
             buckets[bisect.bisect_left(bounds, value)] += 1
             total[0] += value
+
+    def _histogram(self, child: Any) -> tuple[list[int], list[float]]:
+        """The counts per bucket and the sum tallied for ``child``, with the lock held."""
+        entry = self._observed.get(child)
+        if entry is None:
+            entry = self._observed[child] = ([0] * len(child._upper_bounds), [0.0])
+        return entry
 
     def flush(self) -> None:
         """Hand everything tallied so far to the Prometheus metrics."""
