@@ -37,7 +37,11 @@ from churn.features import EXAMPLE_CUSTOMER
 VARIANTS = ("off", "drift", "drift + shadow")
 # Issue 16's budgets: (variant, the variant it is compared with, share of throughput it may cost).
 GOALS = (("drift", "off", 0.02), ("drift + shadow", "drift", 0.03))
-BODIES: dict[str, Any] = {"1 customer": EXAMPLE_CUSTOMER, "100 customers": [EXAMPLE_CUSTOMER] * 100}
+BODIES: dict[str, Any] = {
+    "1 customer": EXAMPLE_CUSTOMER,
+    "100 customers": [EXAMPLE_CUSTOMER] * 100,
+    "1000 customers": [EXAMPLE_CUSTOMER] * 1000,
+}
 
 
 def model_files(work: Path) -> dict[str, dict[str, str]]:
