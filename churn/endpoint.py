@@ -63,8 +63,7 @@ class PredictEndpoint:
     one: SingleCustomerPath = field(init=False)  # one customer: checked, scored, binned at once
 
     def __post_init__(self) -> None:
-        bins = None if self.drift is None else self.drift.bin_counter
-        one = SingleCustomerPath(self.predictor.rules, self.predictor.scorer, bins)
+        one = SingleCustomerPath(self.predictor.rules, self.predictor.scorer, self.drift)
         object.__setattr__(self, "one", one)  # frozen: set once, here
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -18,10 +18,11 @@ validator, the scorer and the drift monitor give, and that nothing the validator
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from functools import reduce
-from operator import add, itemgetter, mul
-from typing import Any, NamedTuple
+from operator import add, getitem, itemgetter, mul
+from typing import Any, NamedTuple, Protocol
 
 from churn.rules import INVALID, MEMO_LIMIT, CustomerRules
 from churn.schema import normalize_keys
@@ -30,6 +31,16 @@ from churn.scorer import CompiledScorer, sigmoid
 NUMBER_TYPES = frozenset({int, float})  # JSON numbers, as orjson gives them
 # A feature's value (as validated) -> the drift counter of its bin.
 BinCounter = Callable[[Any], Any]
+
+
+class DriftBins(Protocol):
+    """Where a customer's values count for drift (churn/monitor.py ``DriftMonitor``)."""
+
+    def bin_counter(self, field: str) -> BinCounter:
+        """A categorical value's bin counter (looked up once per spelling)."""
+
+    def number_bins(self, field: str) -> tuple[tuple[float, ...], tuple[Any, ...]]:
+        """A number's or flag's edges and the bin counter at each ``bisect_right`` position."""
 
 
 class Scored(NamedTuple):
@@ -58,19 +69,16 @@ class Entry(NamedTuple):
 class SingleCustomerPath:
     """Checks and scores one customer dict with precomputed tables, or declines (None).
 
-    ``bins``, when given, names the drift counter of each feature's bin (``DriftMonitor``).
+    ``drift``, when given, names the drift counter of each feature's bin (``DriftMonitor``).
     """
 
     def __init__(
-        self,
-        rules: CustomerRules,
-        scorer: CompiledScorer,
-        bins: Callable[[str], BinCounter] | None = None,
+        self, rules: CustomerRules, scorer: CompiledScorer, drift: DriftBins | None = None
     ):
         self._fields = rules.validator.model.model_fields
         self._known = frozenset(self._fields)
-        self._counting = bins is not None
-        counter = bins or (lambda field: lambda value: None)
+        self._counting = drift is not None
+        counter = drift.bin_counter if drift is not None else lambda field: lambda value: None
         categorical = tuple(scorer.category_weights)  # the scorer adds them in this order
         self._texts = itemgetter(*categorical)
         self._tables: tuple[dict[Any, Entry], ...] = tuple({} for _ in categorical)
@@ -87,7 +95,10 @@ class SingleCustomerPath:
             for f in numeric
         )
         self._number_weights = tuple(weight for _, weight in scorer.numeric_terms)
-        self._number_counters = tuple(counter(field) for field in numeric)
+        # Each number's bin: bisect_right in its edges, then the counter at that position.
+        bins = [drift.number_bins(field) for field in numeric] if drift is not None else []
+        self._number_edges = tuple(edges for edges, _ in bins)
+        self._number_counters = tuple(counters for _, counters in bins)
         self._names = categorical + numeric
         self._intercept = scorer.intercept
         self._customer_id = rules.customer_id
@@ -118,7 +129,7 @@ class SingleCustomerPath:
         # Added one by one in the scorer's order (not sum(), which may compensate rounding).
         logit = reduce(add, map(mul, self._number_weights, numbers), self._intercept)
         probability = sigmoid(reduce(add, weights, logit))
-        bins = (*counters, *map(_call, self._number_counters, numbers)) if self._counting else ()
+        bins = (*counters, *self._number_bins(numbers)) if self._counting else ()
         return Scored(self._names, values + numbers, customer_id, probability, bins)
 
     def _learn(self, texts: tuple[Any, ...]) -> list[Entry] | None:
@@ -138,6 +149,10 @@ class SingleCustomerPath:
                     table[text] = entry
             entries.append(entry)
         return entries
+
+    def _number_bins(self, numbers: tuple[Any, ...]) -> map:
+        """The drift counters of the numbers' bins, found in C (bisect, getitem)."""
+        return map(getitem, self._number_counters, map(bisect_right, self._number_edges, numbers))
 
     def _numbers_of(self, payload: dict[str, Any]) -> tuple[Any, ...] | None:
         """The flags' and the numbers' values as the validator gives them, or None."""
@@ -169,7 +184,3 @@ class SingleCustomerPath:
             if chosen is None:
                 chosen = value
         return None if chosen is None else str(chosen)
-
-
-def _call(function: BinCounter, value: Any) -> Any:
-    return function(value)

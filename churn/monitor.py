@@ -25,7 +25,6 @@ from churn.drift import (
     MIN_ROWS,
     UNSEEN_VALUE,
     FeatureReference,
-    NumericBins,
     feature_drift,
     rejection_reason,
 )
@@ -90,13 +89,16 @@ class DriftMonitor:
         TALLY.add_each(keys)
 
     def bin_counter(self, field: str) -> Callable[[Any], Any]:
-        """The counter of the bin a validated value of ``field`` falls in (churn/fastpath.py
-        looks a categorical value's up once per spelling, a number's per customer)."""
-        feature, children = self.reference[field], self._children[field]
-        if feature.numeric is None:
-            return dict(zip(feature.keys, children, strict=True)).__getitem__
-        index = feature.numeric.index
-        return lambda value: children[index(value)]
+        """The counter of the bin a categorical value falls in (churn/fastpath.py looks a
+        value's up once per spelling)."""
+        feature = self.reference[field]
+        return dict(zip(feature.keys, self._children[field], strict=True)).__getitem__
+
+    def number_bins(self, field: str) -> tuple[tuple[float, ...], tuple[Any, ...]]:
+        """For a number or a flag: edges and the counter at each ``bisect_right`` position in
+        them, so churn/fastpath.py finds a single customer's bins in C, without a Python call."""
+        edges, positions = _positions(self.reference[field])
+        return edges, tuple(self._children[field][p] for p in positions)
 
     def count_columns(self, columns: Mapping[str, Sequence[Any]]) -> None:
         """The same for customers given as one sequence of canonical values per feature."""
@@ -141,8 +143,9 @@ class BinNumbering:
 
     A categorical code becomes its bin's number through a small array per field (built the
     first time a vocabulary is seen); a number or a flag through ``np.searchsorted`` over the
-    feature's edges and an array from position to bin. One ``np.bincount`` over all of them
-    counts every bin, and only the bins with customers reach the tally: one update.
+    feature's edges (``_positions``) and an array from position to bin number. One
+    ``np.bincount`` over all of them counts every bin, and only the bins with customers reach
+    the tally: one update.
     """
 
     def __init__(self, reference: Mapping[str, FeatureReference], children: Mapping[str, list]):
@@ -155,13 +158,9 @@ class BinNumbering:
         first = 0
         for name, feature in reference.items():
             self._first[name] = first
-            numbered = np.arange(first, first + len(feature.bins))
-            if feature.numeric is not None:
-                self._numbers[name] = (_edges(feature.numeric), numbered)
-            elif name in FLAG_FIELDS:  # a validated flag is exactly one of its bins' values
-                order = np.argsort(feature.keys)
-                edges = np.asarray(feature.keys, dtype=np.float64)[order][1:]
-                self._numbers[name] = (edges, numbered[order])
+            if name in FLAG_FIELDS or feature.numeric is not None:
+                edges, positions = _positions(feature)
+                self._numbers[name] = (np.array(edges), first + np.array(positions))
             first += len(feature.bins)
 
     def counts(self, checked: CheckedColumns) -> dict[Any, int]:
@@ -187,10 +186,20 @@ class BinNumbering:
         return bins
 
 
-def _edges(bins: NumericBins) -> np.ndarray:
-    """Edges whose ``searchsorted(side="right")`` is ``NumericBins.index``: below the minimum
-    0, inside 1 + the cuts passed, from the float after the maximum on the last bin."""
-    return np.array([bins.low, *bins.cuts, np.nextafter(bins.high, np.inf)])
+def _positions(feature: FeatureReference) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """A number's or a flag's bin as a lookup: edges, and the bin index at each position
+    ``bisect_right`` (or ``searchsorted(side="right")``) gives in them.
+
+    A number: below the minimum position 0, inside 1 + the cuts passed, from the float after
+    the maximum on the last: ``NumericBins.index``. A flag: a validated flag is exactly one of
+    its bins' values, so the sorted values but the first are the edges.
+    """
+    if feature.numeric is not None:
+        bins = feature.numeric
+        edges = (bins.low, *bins.cuts, float(np.nextafter(bins.high, np.inf)))
+        return edges, tuple(range(len(feature.bins)))
+    order = sorted(range(len(feature.keys)), key=feature.keys.__getitem__)
+    return tuple(float(feature.keys[i]) for i in order[1:]), tuple(order)
 
 
 def count_rejections(problems: Sequence[Mapping[str, Any]], kinds: Sequence[str]) -> None:

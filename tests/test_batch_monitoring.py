@@ -1,6 +1,6 @@
 """Drift counting and the shadow model on /predict's batch fast path (churn/monitor.py
 ``BinNumbering``, churn/shadow.py ``compare_checked``), against ``FeatureReference.counts`` and
-scikit-learn's ``predict_proba`` of both pickles.
+scikit-learn's ``predict_proba`` of both pickles; single customers' bins at the same edges.
 
 tests/test_rollout.py checks the same metrics for single customers and through /drift.
 """
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from churn.fastpath import SingleCustomerPath
 from churn.features import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from churn.monitor import BINS
 from churn.training import main as train_main
@@ -76,6 +78,19 @@ def test_the_batch_paths_drift_bins_are_the_references_counts():
             outside += expected[0] + expected[-1]
     assert outside > 0  # values above the training range were among them
     assert sum(counted.values()) == len(batch) * len(DRIFT.reference)
+
+
+def test_single_customers_at_the_edges_count_in_the_references_bins():
+    """The single-customer path's bins (churn/fastpath.py) on the same edge values."""
+    single = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT)
+    for customer in generated_batch(120):
+        scored = single.score(dict(customer))
+        assert scored is not None
+        expected = Counter()
+        for name, feature in DRIFT.reference.items():
+            (index,) = np.flatnonzero(feature.counts([customer[name]]))
+            expected[BINS.labels(name, feature.bins[index])] += 1
+        assert Counter(scored.bins) == expected, customer
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tests.synthetic import RAW_COLUMNS
 APP = make_app()
 PREDICTOR = APP.extensions["churn.predictor"]
 DRIFT = APP.extensions["churn.drift"]
-SINGLE = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT.bin_counter)
+SINGLE = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT)
 SCHEMA = PREDICTOR.metadata["schema"]
 RAW_KEYS = {column.lower(): column for column in RAW_COLUMNS}
 CHECKS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
