@@ -7,10 +7,13 @@ gunicorn.conf.py names ``JsonLogger`` as gunicorn's logger class.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -216,5 +219,27 @@ def write_all(stream: Any, text: str) -> None:
         return
     stream.flush()
     rest = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8"))
-    while rest:
-        rest = rest[os.write(descriptor, rest) :]
+    with writing_alone(descriptor):
+        while rest:
+            rest = rest[os.write(descriptor, rest) :]
+
+
+@contextlib.contextmanager
+def writing_alone(descriptor: int) -> Iterator[None]:
+    """Hold the other processes writing to ``descriptor`` (the worker's siblings) back.
+
+    The workers share the container's stdout pipe, and a write of more than PIPE_BUF (4 KiB) to
+    a pipe is not atomic: while the pipe is full, another worker's write lands in the middle of
+    it, and two lines come out as one broken line (issue 11, docs/performance.md). A POSIX record
+    lock belongs to the process, so fork-shared descriptors exclude each other, and the kernel
+    drops it when the holder dies. Where a descriptor takes no lock, it is written without one.
+    """
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.lockf(descriptor, fcntl.LOCK_UN)

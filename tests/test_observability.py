@@ -6,10 +6,8 @@ import io
 import json
 import logging
 import os
-import signal
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from logging.handlers import BufferingHandler
 from types import SimpleNamespace
@@ -221,29 +219,3 @@ def test_the_access_line_is_the_json_object_the_readme_documents(
         "pid": os.getpid(),
     }
     assert "\n" not in text and "\r" not in text  # one line, whatever a client sent
-
-
-def test_a_write_cut_short_by_a_signal_is_finished():
-    read_end, write_end = os.pipe()
-    stream = io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True)  # python -u's stdout
-    text = "x" * (2 * 1024 * 1024)
-    received = bytearray()
-
-    def read_slowly() -> None:
-        while chunk := os.read(read_end, 16 * 1024):
-            received.extend(chunk)
-            time.sleep(0.0005)
-
-    reader = threading.Thread(target=read_slowly)
-    reader.start()
-    previous = signal.signal(signal.SIGALRM, lambda *_: None)
-    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)  # as SIGTERM may land mid-write
-    try:
-        logs.write_all(stream, text)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    stream.close()
-    reader.join(30)
-    os.close(read_end)
-    assert len(received) == len(text)
