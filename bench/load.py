@@ -118,3 +118,27 @@ def had_idle_worker(
     used = sorted((after[pid] - before[pid] for pid in after if pid in before), reverse=True)
     used = used[:workers]
     return len(used) > 1 and min(used) < 0.1 * max(used)
+
+
+IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
+
+
+class RecordingWrk:
+    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
+    (bench/ids.lua): which requests were answered, exactly, e.g. across a `docker stop`."""
+
+    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
+        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
+        tag = self.prefix.name.removeprefix("answered-")
+        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
+        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def answered(self, timeout: float = 120) -> list[str]:
+        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
+        self.process.communicate(timeout=timeout)
+        ids = []
+        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
+            ids += part.read_text().split()
+            part.unlink()
+        return ids

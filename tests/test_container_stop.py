@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from bench.load import RecordingWrk, require_wrk
+from bench.lost_lines import logged_request_ids
 from bench.servers import gunicorn_settings, poll
 from churn.features import EXAMPLE_CUSTOMER
-from tests.containers import DOCKER_STOP_TIMEOUT
+from tests.containers import DOCKER_STOP_TIMEOUT, Container
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -72,10 +76,27 @@ def load(port: int, stop: threading.Event, log: list[Exchange], name: str, batch
         time.sleep(0.002 if not batch or log[-1].outcome == "refused" else 0)
 
 
+def engine_falls_behind(container: Container, seconds: float) -> None:
+    """The engine stops reading the container's output for a while, as on a loaded machine: the
+    log pipe fills up and the workers' writes wait in it, which is when the lines of two workers
+    could be written into each other (churn/logs.py ``writing_alone``)."""
+    status = Path(f"/proc/{container.state('Pid')}/status").read_text()
+    shim = int(status.split("PPid:")[1].split()[0])  # containerd-shim reads the container's stdout
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(shim, signal.SIGCONT)
+
+
 def test_docker_stop_finishes_in_flight_batches_refuses_newcomers_and_keeps_every_log_line(
-    docker_engine, start_container
+    docker_engine, start_container, tmp_path
 ):
     container = start_container(env={"WEB_CONCURRENCY": "2"})
+    # Thousands of requests a second besides, each with its own id, as the benchmark's wrk.
+    customer = tmp_path / "customer.json"
+    customer.write_text(json.dumps(EXAMPLE_CUSTOMER))
+    wrk = RecordingWrk(require_wrk(), f"{container.url}/predict", customer, 6, connections=16)
     stop_load = threading.Event()
     log: list[Exchange] = []
     clients = [
@@ -87,7 +108,10 @@ def test_docker_stop_finishes_in_flight_batches_refuses_newcomers_and_keeps_ever
     ]
     for client in clients:
         client.start()
-    time.sleep(2)
+    time.sleep(0.5)
+    for _ in range(2):
+        engine_falls_behind(container, seconds=1)
+        time.sleep(0.5)
     stop_began = time.monotonic()
     docker_engine.docker("stop", container.id, timeout=60)
     stopped = time.monotonic()
@@ -99,7 +123,8 @@ def test_docker_stop_finishes_in_flight_batches_refuses_newcomers_and_keeps_ever
     assert container.state("ExitCode") == "0"
     assert stopped - stop_began < DOCKER_STOP_TIMEOUT
     outcomes = {entry.outcome for entry in log}
-    assert "reset" not in outcomes, [e for e in log if e.outcome == "reset"][:5]
+    resets = [(e.request_id, e.started - stop_began) for e in log if e.outcome == "reset"]
+    assert not resets, f"reset (request id, seconds after the stop began): {resets[:5]}"
     assert outcomes <= {"200", "refused"}, outcomes
     in_flight = [e for e in log if e.started < stop_began < e.ended and e.request_id[0] == "b"]
     assert in_flight and all(e.outcome == "200" for e in in_flight)
@@ -109,17 +134,17 @@ def test_docker_stop_finishes_in_flight_batches_refuses_newcomers_and_keeps_ever
     refused_during_stop = [e for e in log if stop_began < e.started < stopped]
     assert any(e.outcome == "refused" for e in refused_during_stop)
 
-    logged = access_request_ids(container.logs())
-    answered = {e.request_id for e in log if e.outcome == "200"}
-    assert answered - logged == set(), f"{len(answered - logged)} answered requests not logged"
+    answered_by_wrk = set(wrk.answered())
+    assert len(answered_by_wrk) > 1000, "too little load to fill the log pipe"
+    logged, broken = logged_request_ids(container.logs())
+    assert broken == [], f"{len(broken)} access lines written into each other: {broken[0][:200]}"
+    answered = {e.request_id for e in log if e.outcome == "200"} | answered_by_wrk
+    missing = answered - set(logged)
+    assert missing == set(), f"{len(missing)} of {len(answered)} answered requests not logged"
 
 
 def access_request_ids(logs: str) -> set[str]:
-    ids = set()
-    for line in logs.splitlines():
-        if line.startswith("{") and '"logger":"access"' in line:
-            ids.add(json.loads(line)["request_id"])
-    return ids
+    return set(logged_request_ids(logs)[0])
 
 
 def test_access_lines_reach_docker_logs_within_about_a_second(start_container):
