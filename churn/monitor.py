@@ -112,11 +112,12 @@ class DriftMonitor:
 
     def count_checked(self, checked: CheckedColumns) -> None:
         """The same for a batch the fast path checked (churn/checked.py): codes and numbers."""
-        TALLY.add_counts(self._numbering.counts(checked))
+        TALLY.add_array(self._numbering.counters, self._numbering.counts(checked))
 
     def checked_counts(self, checked: CheckedColumns) -> dict[Any, int]:
         """What ``count_checked`` adds: customers per bin counter (bins with none left out)."""
-        return self._numbering.counts(checked)
+        counts = self._numbering.counts(checked).tolist()
+        return {c: n for c, n in zip(self._numbering.counters, counts, strict=True) if n}
 
     def snapshot(self, multiprocess_dir: Path | None) -> dict[str, Any]:
         """Rows, share outside the training range and PSI per feature, since the service started."""
@@ -144,13 +145,13 @@ class BinNumbering:
     A categorical code becomes its bin's number through a small array per field (built the
     first time a vocabulary is seen); a number or a flag through ``np.searchsorted`` over the
     feature's edges (``_positions``) and an array from position to bin number. One
-    ``np.bincount`` over all of them counts every bin, and only the bins with customers reach
-    the tally: one update.
+    ``np.bincount`` over all of them counts every bin, and the counts reach the tally as one
+    array (``Tally.add_array``).
     """
 
     def __init__(self, reference: Mapping[str, FeatureReference], children: Mapping[str, list]):
         self._reference = reference
-        self._counters = tuple(child for name in reference for child in children[name])
+        self.counters = tuple(child for name in reference for child in children[name])
         self._first: dict[str, int] = {}
         # numeric and flag features: (edges, bin number by searchsorted position)
         self._numbers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -163,8 +164,8 @@ class BinNumbering:
                 self._numbers[name] = (np.array(edges), first + np.array(positions))
             first += len(feature.bins)
 
-    def counts(self, checked: CheckedColumns) -> dict[Any, int]:
-        """Customers per bin counter, for the bins that have any."""
+    def counts(self, checked: CheckedColumns) -> np.ndarray:
+        """Customers per bin, in the order of ``counters``."""
         parts = [
             self._code_bins(field, category)[checked.codes[field]]
             for field, category in checked.categories.items()
@@ -172,10 +173,7 @@ class BinNumbering:
         for field, (edges, numbered) in self._numbers.items():
             column = checked.numbers[:, checked.column_of[field]]
             parts.append(numbered[np.searchsorted(edges, column, side="right")])
-        counts = np.bincount(np.concatenate(parts), minlength=len(self._counters))
-        used = np.flatnonzero(counts)
-        counters = map(self._counters.__getitem__, used.tolist())
-        return dict(zip(counters, counts[used].tolist(), strict=True))
+        return np.bincount(np.concatenate(parts), minlength=len(self.counters))
 
     def _code_bins(self, field: str, category: CategoryCodes) -> np.ndarray:
         bins = self._by_code.get(category)

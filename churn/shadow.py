@@ -54,6 +54,7 @@ class Shadow:
     _fields: tuple[str, ...] = field(init=False)  # the features in the order its scorer adds
     _warned: bool = field(default=False, init=False)
     _bounds: np.ndarray = field(init=False)  # the |Δp| histogram's bucket bounds
+    _counted: tuple[Any, ...] = field(init=False)  # the 2x2's counters, then |Δp|'s buckets
     # per live vocabulary (by identity): where the shadow's features are, its weights by code
     _gatherings: dict[int, tuple[Any, _Gathering]] = field(default_factory=dict, init=False)
 
@@ -67,6 +68,7 @@ class Shadow:
             for shadow in (False, True)
         ]
         self._bounds = np.asarray(DIFFERENCE._upper_bounds)
+        self._counted = (*self._cells, *DIFFERENCE._buckets)
 
     def compare(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
         """Score validated ``customers`` with the shadow; count how it differs from ``live``."""
@@ -175,10 +177,10 @@ class Shadow:
         return columns, weights
 
     def _count_arrays(self, shadow: np.ndarray, live_p: np.ndarray, live_churn: np.ndarray) -> None:
-        """The 2x2 cells and the |Δp| histogram, counted with numpy, in one tally update."""
-        cells = np.bincount(2 * live_churn + (shadow >= self.predictor.threshold), minlength=4)
-        agreement = {child: n for child, n in zip(self._cells, cells.tolist(), strict=True) if n}
+        """The 2x2 cells and the |Δp| histogram's buckets counted by one ``np.bincount`` (cells
+        0-3, buckets from 4 on: ``_counted``), in one tally update."""
+        cells = 2 * live_churn + (shadow >= self.predictor.threshold)
         differences = np.abs(shadow - live_p)
         buckets = np.searchsorted(self._bounds, differences, side="left")  # Histogram's bucket
-        observed = np.bincount(buckets, minlength=len(self._bounds)).tolist()
-        TALLY.add_counts(agreement, (DIFFERENCE, observed, float(differences.sum())))
+        counts = np.bincount(np.concatenate((cells, buckets + 4)), minlength=len(self._counted))
+        TALLY.add_array(self._counted, counts, {DIFFERENCE._sum: float(differences.sum())})

@@ -30,6 +30,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 DEFAULT_INTERVAL = 1.0
 
 _ALL: weakref.WeakSet[Tally] = weakref.WeakSet()
@@ -50,6 +52,8 @@ class Tally:
         self._counts: Counter[Any] = Counter()
         # histogram child -> ([count per bucket], sum of observed values)
         self._observed: dict[Any, tuple[list[int], list[float]]] = {}
+        # id(children tuple) -> (children, counts so far): add_array's running sums
+        self._arrays: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         _ALL.add(self)
@@ -77,22 +81,32 @@ class Tally:
         if self._flusher is None:
             self._start_flusher()
 
-    def add_counts(
-        self,
-        amounts: Mapping[Any, float],
-        histogram: tuple[Any, list[int], float] | None = None,
-    ) -> None:
-        """``add(child, amount)`` for each item and, given ``histogram`` (a histogram child,
-        the number of values per bucket as ``observe`` buckets them, their sum), those
-        observations already bucketed (counted with numpy): all under one lock."""
+    def add_counts(self, amounts: Mapping[Any, float]) -> None:
+        """``add(child, amount)`` for each item, under one lock."""
         with self._lock:
             self._counts.update(amounts)
-            if histogram is not None:
-                child, bucketed, total = histogram
-                buckets, sums = self._histogram(child)
-                for index, count in enumerate(bucketed):
-                    buckets[index] += count
-                sums[0] += total
+        if self._flusher is None:
+            self._start_flusher()
+
+    def add_array(
+        self,
+        children: tuple[Any, ...],
+        counts: np.ndarray,
+        amounts: Mapping[Any, float] | None = None,
+    ) -> None:
+        """``counts[i]`` increments of ``children[i]`` (counted with numpy) and ``amounts``
+        added, under one lock: one array addition however many children. Pass the same tuple
+        each time (it keys the running sum). A histogram's buckets and sum can be children
+        here (``child._buckets[i]``, ``child._sum``): what ``flush`` adds ``observe``'s to."""
+        with self._lock:
+            entry = self._arrays.get(id(children))
+            if entry is None:  # a copy: the caller's array is not ours to add to later
+                self._arrays[id(children)] = (children, counts.astype(np.int64))
+            else:
+                running = entry[1]
+                running += counts
+            if amounts:
+                self._counts.update(amounts)
         if self._flusher is None:
             self._start_flusher()
 
@@ -110,23 +124,22 @@ class Tally:
     def _observe(self, child: Any, values: Iterable[float]) -> None:
         """``observe_each``, with the lock held."""
         bounds = child._upper_bounds
-        buckets, total = self._histogram(child)
+        entry = self._observed.get(child)
+        if entry is None:
+            entry = self._observed[child] = ([0] * len(bounds), [0.0])
+        buckets, total = entry
         for value in values:
             buckets[bisect.bisect_left(bounds, value)] += 1
             total[0] += value
-
-    def _histogram(self, child: Any) -> tuple[list[int], list[float]]:
-        """The counts per bucket and the sum tallied for ``child``, with the lock held."""
-        entry = self._observed.get(child)
-        if entry is None:
-            entry = self._observed[child] = ([0] * len(child._upper_bounds), [0.0])
-        return entry
 
     def flush(self) -> None:
         """Hand everything tallied so far to the Prometheus metrics."""
         with self._lock:
             counts, self._counts = self._counts, Counter()
             observed, self._observed = self._observed, {}
+            arrays, self._arrays = self._arrays, {}
+        for children, array in arrays.values():
+            counts.update(dict(zip(children, array.tolist(), strict=True)))
         for child, amount in counts.items():
             if amount:
                 child.inc(amount)
@@ -154,6 +167,7 @@ class Tally:
         self._lock = threading.Lock()
         self._counts = Counter()
         self._observed = {}
+        self._arrays = {}
         self._flusher = None
         self._stop = threading.Event()
 

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 
+import numpy as np
 import requests
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -44,6 +45,25 @@ def test_tallied_observations_expose_what_observe_would():
         direct.observe(value)
     flush_all()
     assert samples(tallied_registry) == samples(direct_registry)
+
+
+def test_arrays_of_counts_add_up_to_their_children_and_a_histograms_buckets():
+    """``add_array``: counts of several children (a histogram's buckets among them) summed
+    over calls, as the same increments and observations made one by one would."""
+    tallied_registry, tallied_counter, tallied = fresh_metrics()
+    direct_registry, direct_counter, direct = fresh_metrics()
+    tally = Tally()
+    children = (tallied_counter.labels("a"), tallied_counter.labels("b"), *tallied._buckets)
+    calls = [([3, 0, 3, 0, 2, 0], [0.05, 0.05, 0.05, 0.7, 0.9]), ([1, 5, 0, 1, 0, 1], [0.3, 2.0])]
+    for counts, observed in calls:
+        tally.add_array(children, np.array(counts), {tallied._sum: sum(observed)})
+        direct_counter.labels("a").inc(counts[0])
+        direct_counter.labels("b").inc(counts[1])
+        for value in observed:
+            direct.observe(value)
+    tally.flush()
+    assert samples(tallied_registry) == samples(direct_registry)
+    assert tallied_registry.get_sample_value("things_total", {"kind": "b"}) == 5
 
 
 def samples(registry: CollectorRegistry) -> list[tuple]:
