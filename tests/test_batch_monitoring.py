@@ -111,17 +111,24 @@ def candidates(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-@pytest.mark.parametrize("vocabulary", ["same vocabulary", "narrower vocabulary"])
-def test_the_batch_shadows_cells_and_differences_are_sklearns(candidates, vocabulary):
+@pytest.mark.parametrize(
+    ("vocabulary", "query"),
+    [
+        ("same vocabulary", ""),
+        ("narrower vocabulary", ""),
+        ("narrower vocabulary", "?explain=true"),  # the validator's path: canonical columns
+    ],
+)
+def test_the_batch_shadows_cells_and_differences_are_sklearns(candidates, vocabulary, query):
     candidate = candidates[vocabulary]
     client = make_app(shadow_model_file=candidate).test_client()
     batch = generated_batch(300)
-    checked_columns(batch)  # the fast path answers this batch
+    checked_columns(batch)  # the fast path answers this batch (unless asked to explain)
     live = sklearn_probabilities(COMMITTED_MODEL, batch)
     shadow = sklearn_probabilities(candidate, batch)
     threshold = json.loads(candidate.with_suffix(".json").read_text())["threshold"]
     before = shadow_counts(client)
-    assert client.post("/predict", json=batch).status_code == 200
+    assert client.post("/predict" + query, json=batch).status_code == 200
     grown = {k: v - before.get(k, 0.0) for k, v in shadow_counts(client).items()}
     for live_word, live_says in (("churn", True), ("no_churn", False)):
         for shadow_word, shadow_says in (("churn", True), ("no_churn", False)):
