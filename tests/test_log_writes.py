@@ -3,13 +3,20 @@ lines on the pipe they share (churn/logs.py ``write_all``; in the container, `do
 
 from __future__ import annotations
 
+import fcntl
 import io
+import logging
 import os
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
-from churn import logs
+from gunicorn.config import Config
+
+from churn import logpipe
+from churn.logs import JsonLogger
 
 
 def read_slowly(read_end: int, received: bytearray) -> None:
@@ -34,7 +41,7 @@ def test_a_write_cut_short_by_a_signal_is_finished():
     previous = signal.signal(signal.SIGALRM, lambda *_: None)
     signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)  # as SIGTERM may land mid-write
     try:
-        logs.write_all(stream, text)
+        logpipe.write_all(stream, text)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -52,7 +59,7 @@ def write_lines_and_exit(write_end: int, worker: str, batches: int, lines: int) 
         stream = python_u_stdout(write_end)
         for batch in range(batches):
             numbered = (f"{worker}-{batch}-{n}-{'x' * 100}\n" for n in range(lines))
-            logs.write_all(stream, "".join(numbered))
+            logpipe.write_all(stream, "".join(numbered))
         code = 0
     finally:
         os._exit(code)
@@ -80,3 +87,38 @@ def test_workers_sharing_a_full_pipe_never_write_into_each_others_lines():
     broken = [line for line in got if line not in written]
     assert not broken, f"{len(broken)} lines written into each other, e.g. {broken[0][:150]!r}"
     assert len(got) == len(written) and set(got) == written
+
+
+def pipe_size(descriptor: int) -> int:
+    return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
+
+
+def test_the_access_log_widens_a_stdout_pipe_to_hold_a_whole_flush(monkeypatch):
+    read_end, write_end = os.pipe()
+    default = pipe_size(write_end)
+    monkeypatch.setattr(sys, "stdout", python_u_stdout(write_end))
+    access = logging.getLogger("gunicorn.access")  # process-wide: put back as it was
+    handlers = access.handlers[:]
+    config = Config()
+    config.set("accesslog", "-")  # gunicorn's stdout: the container's log pipe
+    try:
+        JsonLogger(config)
+        widened = pipe_size(write_end)
+    finally:
+        access.handlers[:] = handlers
+        os.close(write_end)
+        os.close(read_end)
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert widened == min(1024 * 1024, allowed) > default
+
+
+def test_files_and_terminals_are_written_as_they_were(tmp_path):
+    primary, terminal = os.openpty()
+    with (tmp_path / "access.log").open("w") as file, open(terminal, "w") as tty:
+        for stream in (file, tty):
+            logpipe.widen_pipe(stream)  # no pipe behind them: nothing to widen, no error
+            logpipe.write_all(stream, "one line\n")
+        assert os.read(primary, 100).replace(b"\r", b"") == b"one line\n"
+    os.close(primary)
+    assert (tmp_path / "access.log").read_text() == "one line\n"
+    logpipe.widen_pipe(io.StringIO())  # no descriptor at all
