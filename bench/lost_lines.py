@@ -1,6 +1,7 @@
 """Whether any access line is lost at `docker stop` under load, counted exactly, request by request.
 
     python -m bench.lost_lines [--stops 5] [--seconds 8] [--stop-after 3] [--connections 16]
+        [--log-driver json-file]
 
 For each stop: a new container of the image (the private engine of bench/engine.py, as `make
 bench` builds it), wrk at full speed with a unique X-Request-ID on every request recording the id
@@ -52,7 +53,7 @@ def one_stop(engine: Engine, args: argparse.Namespace, body: Path) -> dict:
     port = free_port()
     container = engine.docker(
         "run", "--detach", "--network=host", "--env=HOST=127.0.0.1", f"--env=PORT={port}",
-        f"--env=WEB_CONCURRENCY={args.workers}", IMAGE_TAG,
+        f"--env=WEB_CONCURRENCY={args.workers}", f"--log-driver={args.log_driver}", IMAGE_TAG,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/predict"
     poll(lambda: "Booting worker" in container_logs(engine, container), bool, 60, 0.3)
@@ -93,10 +94,11 @@ def main() -> None:
     parser.add_argument("--stop-after", type=float, default=3.0, help="seconds of load first")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--log-driver", default="json-file", help="the engine's: json-file, local")
     args = parser.parse_args()
     args.wrk = require_wrk()
     engine = engine_with_image(empty_engine_build=False)
-    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"load average {os.getloadavg()[0]:.1f}, log driver {args.log_driver}")
     print("| stop | answered | logged | lost | broken lines | docker stop s | exit code |")
     print("| --- |" + " --- |" * 6)
     with tempfile.TemporaryDirectory(prefix="churn-lost-lines-") as work:
