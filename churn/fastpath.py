@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from functools import reduce
-from operator import add, getitem, itemgetter, mul
+from operator import getitem, itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from churn.rules import INVALID, MEMO_LIMIT, CustomerRules
 from churn.schema import normalize_keys
-from churn.scorer import CompiledScorer, sigmoid
+from churn.scorer import CompiledScorer
 
 NUMBER_TYPES = frozenset({int, float})  # JSON numbers, as orjson gives them
 # A feature's value (as validated) -> the drift counter of its bin.
@@ -94,13 +93,12 @@ class SingleCustomerPath:
             else (f, rules.numeric[f], rules.bounds[f])
             for f in numeric
         )
-        self._number_weights = tuple(weight for _, weight in scorer.numeric_terms)
         # Each number's bin: bisect_right in its edges, then the counter at that position.
         bins = [drift.number_bins(field) for field in numeric] if drift is not None else []
         self._number_edges = tuple(edges for edges, _ in bins)
         self._number_counters = tuple(counters for _, counters in bins)
         self._names = categorical + numeric
-        self._intercept = scorer.intercept
+        self._probability = scorer.probability_from
         self._customer_id = rules.customer_id
         self._id_keys = rules.id_keys
         self._max_id_length = rules.max_id_length
@@ -126,9 +124,7 @@ class SingleCustomerPath:
         customer_id = self._id_of(payload)
         if numbers is None or customer_id is INVALID:
             return None
-        # Added one by one in the scorer's order (not sum(), which may compensate rounding).
-        logit = reduce(add, map(mul, self._number_weights, numbers), self._intercept)
-        probability = sigmoid(reduce(add, weights, logit))
+        probability = self._probability(weights, numbers)
         bins = (*counters, *self._number_bins(numbers)) if self._counting else ()
         return Scored(self._names, values + numbers, customer_id, probability, bins)
 

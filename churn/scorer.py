@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import repeat
@@ -80,10 +80,17 @@ class CompiledScorer:
 
     def probability_of(self, categories: Sequence[Any], numbers: Sequence[float]) -> float:
         """One customer given as its values in ``category_weights`` and in ``numeric_fields``
-        order: the same float as ``probabilities``, the terms added in the same order in C."""
-        logit = reduce(add, map(mul, self._numeric_weights, numbers), self.intercept)
+        order: the same float as ``probabilities``."""
         tables = self.category_weights.values()
-        return sigmoid(reduce(add, map(dict.get, tables, categories, repeat(0.0)), logit))
+        return self.probability_from(map(dict.get, tables, categories, repeat(0.0)), numbers)
+
+    def probability_from(self, weights: Iterable[float], numbers: Sequence[float]) -> float:
+        """One customer from its categories' weights (in ``category_weights`` order) and its
+        numbers (in ``numeric_fields`` order): the terms added one by one in the scorer's order,
+        in C (not sum(), which may compensate rounding), so every per-customer path gives the
+        same float."""
+        logit = reduce(add, map(mul, self._numeric_weights, numbers), self.intercept)
+        return sigmoid(reduce(add, weights, logit))
 
     def probabilities(self, customers: Sequence[Customer]) -> list[float]:
         """Churn probability for each customer, in order; vectorized for larger batches.
