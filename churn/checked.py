@@ -101,9 +101,10 @@ class CheckedColumns(Mapping[str, Sequence[Any]]):
 
     Numeric fields (flags included) are a float64 matrix; categorical fields are codes into
     their ``CategoryCodes``'s vocabulary (``codes``, ``categories``). Drift counting and the
-    shadow model work on these directly (code -> bin, code -> weight). A column of canonical
-    values (``columns[field]``: flags as ints, numbers as a float64 array, categories as their
-    course spelling) is built only when asked for: by a shadow whose features differ in kind.
+    shadow model work on these directly (code -> bin, code -> weight). As a mapping it gives a
+    column of canonical values (``columns[field]``: flags as ints, numbers as a float64 array,
+    categories as their course spelling), built only when asked for: the service never asks,
+    tests/test_fastbatch.py compares it with the validator's customers.
     """
 
     def __init__(
