@@ -76,6 +76,17 @@ class Engine:
             raise EngineError(f"docker {' '.join(args[:3])}: {result.stderr.strip()}")
         return result.stdout.strip()
 
+    def logs(self, container: str, timeout: float = 60) -> str:
+        """`docker logs` of a container: its stdout (the access log) and its stderr (the rest)."""
+        result = subprocess.run(
+            [self.client, "logs", container],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return result.stdout + result.stderr
+
     def start(self, timeout: float = 60) -> None:
         self.exec_root.mkdir(parents=True, exist_ok=True)
         self.data_root.mkdir(parents=True, exist_ok=True)

@@ -39,16 +39,6 @@ def logged_request_ids(logs: str) -> tuple[list[str], list[str]]:
     return ids, broken
 
 
-def container_logs(engine: Engine, container: str) -> str:
-    """`docker logs` of the container, stdout and stderr (the access log is on stdout)."""
-    import subprocess
-
-    result = subprocess.run(
-        [engine.client, "logs", container], env=engine.env, capture_output=True, text=True
-    )
-    return result.stdout + result.stderr
-
-
 def one_stop(engine: Engine, args: argparse.Namespace, body: Path) -> dict:
     port = free_port()
     container = engine.docker(
@@ -56,7 +46,7 @@ def one_stop(engine: Engine, args: argparse.Namespace, body: Path) -> dict:
         f"--env=WEB_CONCURRENCY={args.workers}", f"--log-driver={args.log_driver}", IMAGE_TAG,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/predict"
-    poll(lambda: "Booting worker" in container_logs(engine, container), bool, 60, 0.3)
+    poll(lambda: "Booting worker" in engine.logs(container), bool, 60, 0.3)
     poll(lambda: _serves(url), bool, 60, 0.3)
     wrk = RecordingWrk(args.wrk, url, body, args.seconds, args.connections)
     time.sleep(args.stop_after)
@@ -64,7 +54,7 @@ def one_stop(engine: Engine, args: argparse.Namespace, body: Path) -> dict:
     engine.docker("stop", container, timeout=60)
     stop_seconds = time.monotonic() - began
     answered = set(wrk.answered())
-    logged_ids, broken = logged_request_ids(container_logs(engine, container))
+    logged_ids, broken = logged_request_ids(engine.logs(container))
     logged = set(logged_ids)
     exit_code = engine.docker("inspect", "--format", "{{.State.ExitCode}}", container)
     engine.docker("rm", container)

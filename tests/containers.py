@@ -7,7 +7,6 @@ clean copy of the checkout; containers started by a test are removed after it.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +52,7 @@ class Container:
         return self.engine.docker("inspect", "--format", "{{.State." + field + "}}", self.id)
 
     def logs(self) -> str:
-        result = subprocess.run(
-            [self.engine.client, "logs", self.id],
-            env=self.engine.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return result.stdout + result.stderr
+        return self.engine.logs(self.id)
 
     def wait_until_serving(self, timeout: float = 60) -> None:
         def answered() -> bool:
