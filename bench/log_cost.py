@@ -1,16 +1,18 @@
 """What the access log costs in the container, and who pays for it: the workers, containerd-shim
 and dockerd.
 
-    python -m bench.log_cost [--rounds 9] [--seconds 3] [--connections 16]
+    python -m bench.log_cost [--rounds 9] [--seconds 3] [--connections 16] [--against REF]...
 
 Builds the image in the private engine (bench/engine.py, as `make bench` does) and runs it in
 several ways at once, detached with ``--network host``: as shipped (access log to the engine's
 default json-file driver), with ``GUNICORN_ACCESSLOG=``, and with the engine's ``local`` log
-driver. Each round loads each container with wrk in a new random order; around every slice it
-reads the CPU time (user + system, /proc) of the container's workers, its containerd-shim (the
-parent of the container's first process), dockerd with its containerd, and wrk, per request.
-Then it stops each container (SIGTERM, as `docker stop` does) and counts the ``/predict`` access
-lines in `docker logs` against the requests answered. docs/performance.md quotes it.
+driver; with ``--against REF`` also the image of that git commit (e.g. ``main``) with its access
+log, so a change and what it changes are compared in one interleaved run. Each round loads each
+container with wrk in a new random order; around every slice it reads the CPU time (user +
+system, /proc) of the container's workers, its containerd-shim (the parent of the container's
+first process), dockerd with its containerd, and wrk, per request. Then it stops each container
+(SIGTERM, as `docker stop` does) and counts the ``/predict`` access lines in `docker logs`
+against the requests answered. docs/performance.md quotes it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import os
 import random
 import resource
 import statistics
+import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.container_rows import IMAGE_TAG, engine_with_image
-from bench.engine import Engine
+from bench.engine import Engine, build_image
 from bench.load import cpu_seconds, require_wrk, run_wrk, worker_status
 from bench.measure import post
 from bench.servers import free_port, poll
+from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 
 # name: extra `docker run` options. The first is what the ratios compare against.
@@ -54,13 +59,31 @@ class Variant:
         return statistics.median(piece[key] for piece in self.slices)
 
 
-def start(engine: Engine, name: str, options: list[str], workers: int) -> Variant:
+def image_of(engine: Engine, ref: str) -> str:
+    """Build the image of git commit ``ref`` (its tracked files) in the engine; its tag."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    tag = f"churn-serving:logcost-{commit}"
+    with tempfile.TemporaryDirectory(prefix="churn-logcost-ref-") as work:
+        archive = Path(work) / "ref.tar"
+        subprocess.run(
+            ["git", "archive", "--output", archive, commit], cwd=PROJECT_ROOT, check=True
+        )
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(work) / "context", filter="data")
+        build_image(engine, Path(work) / "context", tag)
+    return tag
+
+
+def start(engine: Engine, name: str, options: list[str], image: str, workers: int) -> Variant:
     port = free_port()
     variant = Variant(name, f"churn-logcost-{port}", port)
     engine.docker(
         "run", "--detach", "--name", variant.container, "--network=host",
         "--env=HOST=127.0.0.1", f"--env=PORT={port}", f"--env=WEB_CONCURRENCY={workers}",
-        *options, IMAGE_TAG,
+        *options, image,
     )  # fmt: skip
     return variant
 
@@ -138,6 +161,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--against", action="append", default=[], metavar="REF",
+        help="also run this git commit's image with its access log (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.wrk = require_wrk()
     engine = engine_with_image(empty_engine_build=False)
@@ -147,7 +174,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="churn-logcost-") as work:
         args.body = Path(work) / "customer.json"
         args.body.write_text(json.dumps(EXAMPLE_CUSTOMER))
-        variants = [start(engine, n, o, args.workers) for n, o in VARIANTS.items()]
+        runs = [(name, options, IMAGE_TAG) for name, options in VARIANTS.items()]
+        runs += [
+            (f"access log, json-file, {ref}'s image", [], image_of(engine, ref))
+            for ref in args.against
+        ]
+        variants = [start(engine, *run, args.workers) for run in runs]
         for variant in variants:
             wait_ready(engine, variant, args.workers)
         load = [os.getloadavg()[0]]
