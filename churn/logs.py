@@ -27,8 +27,9 @@ ACCESS_WAKE_BYTES = 64 * 1024
 # More than this waiting means the stream does not keep up: the request threads then write
 # themselves and slow down, instead of the worker's memory growing without bound.
 ACCESS_BACKLOG_BYTES = 4 * 1024 * 1024
-# Distinct strings (paths, user agents, ...) whose JSON form each worker remembers.
-JSON_STRING_CACHE_SIZE = 512
+# Combinations of the values that repeat between requests (client, path, user agent, ...) whose
+# part of the line each worker remembers.
+ACCESS_FRAGMENTS_CACHED = 512
 
 
 def use_gunicorn_logging(app: Flask) -> None:
@@ -66,20 +67,27 @@ class AccessLine:
     ``orjson.dumps`` of a dict would give, at a fraction of the cost (docs/performance.md)."""
 
     def __init__(self) -> None:
-        self._encoded: dict[str | None, str] = {}
+        self._fragments: dict[tuple, tuple[str, str, str]] = {}
         self._millisecond_text: tuple[int, str] = (-1, "")
         self._second_text: tuple[int, str] = (-1, "")
         self.pid = os.getpid()
 
-    def json_string(self, value: str | None) -> str:
-        """``value`` as JSON; the few values that repeat (path, user agent) are remembered."""
+    def fragments(self, repeated: tuple) -> tuple[str, str, str]:
+        """The line's text around its per-request values, for one combination of the values that
+        repeat between requests (remote addr, method, path, query, user agent, model version)."""
         try:
-            return self._encoded[value]
+            return self._fragments[repeated]
         except KeyError:
-            encoded = orjson.dumps(value).decode()
-            if len(self._encoded) < JSON_STRING_CACHE_SIZE:
-                self._encoded[value] = encoded
-            return encoded
+            addr, method, path, query, agent, model = (orjson.dumps(v).decode() for v in repeated)
+            built = (
+                f'"level":"info","logger":"access","remote_addr":{addr},"method":{method},'
+                f'"path":{path},"query":{query},"status":',
+                f',"user_agent":{agent},"request_id":',
+                f',"model_version":{model},"pid":{self.pid}}}',
+            )
+            if len(self._fragments) < ACCESS_FRAGMENTS_CACHED:
+                self._fragments[repeated] = built
+            return built
 
     def timestamp(self) -> str:
         """Now, as ``datetime.isoformat(timespec="milliseconds")`` in UTC: built once a ms."""
@@ -96,20 +104,24 @@ class AccessLine:
         return text
 
     def build(self, resp: Any, environ: dict, request_time: timedelta) -> str:
-        get, encode = environ.get, self.json_string
+        get = environ.get
+        head, middle, tail = self.fragments(
+            (
+                get("REMOTE_ADDR"),
+                get("REQUEST_METHOD"),
+                get("PATH_INFO"),
+                get("QUERY_STRING") or None,
+                get("HTTP_USER_AGENT"),
+                get(MODEL_VERSION_KEY),
+            )
+        )
         sent = getattr(resp, "sent", None)
-        request_id = get(REQUEST_ID_KEY)
         return (
-            f'{{"time":"{self.timestamp()}","level":"info","logger":"access",'
-            f'"remote_addr":{encode(get("REMOTE_ADDR"))},'
-            f'"method":{encode(get("REQUEST_METHOD"))},"path":{encode(get("PATH_INFO"))},'
-            f'"query":{encode(get("QUERY_STRING") or None)},"status":{int(resp.status_code)},'
+            f'{{"time":"{self.timestamp()}",{head}{int(resp.status_code)},'
             f'"bytes":{"null" if sent is None else int(sent)},'
-            f'"duration_ms":{duration_ms(request_time)!r},'
-            f'"user_agent":{encode(get("HTTP_USER_AGENT"))},'
+            f'"duration_ms":{duration_ms(request_time)!r}{middle}'
             # Unique per request: encoded each time, never remembered.
-            f'"request_id":{orjson.dumps(request_id).decode()},'
-            f'"model_version":{encode(get(MODEL_VERSION_KEY))},"pid":{self.pid}}}'
+            f"{orjson.dumps(get(REQUEST_ID_KEY)).decode()}{tail}"
         )
 
 
@@ -141,6 +153,15 @@ class JsonLogger(GunicornLogger):
             handler.setFormatter(logging.Formatter("%(message)s"))
             if isinstance(handler, logging.StreamHandler):
                 widen_pipe(handler.stream)
+        self._decide_how_lines_go()
+
+    def _decide_how_lines_go(self) -> None:
+        """Gather the lines only when every access handler is a stream: syslog and the other
+        handlers a log config may add take records. Decided once per set-up, not for every line:
+        gunicorn changes the handlers only here (its reopen on SIGUSR1 gives them new files)."""
+        self._gather_lines = all(
+            isinstance(handler, logging.StreamHandler) for handler in self.access_log.handlers
+        )
 
     def _start_afresh(self) -> None:
         """No lines gathered, no flusher yet, this process's pid in the lines."""
@@ -158,9 +179,8 @@ class JsonLogger(GunicornLogger):
         self._write_access_line(self._line.build(resp, environ, request_time))
 
     def _write_access_line(self, line: str) -> None:
-        handlers = self.access_log.handlers
-        if not all(isinstance(handler, logging.StreamHandler) for handler in handlers):
-            self.access_log.info(line)  # syslog and other non-stream handlers take records
+        if not self._gather_lines:
+            self.access_log.info(line)
             return
         # Gathered, then written by the flusher thread: in a container every write is a trip
         # through the engine's log pipe, and one per request cost ~43% of throughput (issue 11).
@@ -170,11 +190,14 @@ class JsonLogger(GunicornLogger):
             if not self._flusher_started:
                 self._start_flusher()
             self._pending.append(line)
-            self._pending_bytes += len(line) + 1
+            size = len(line) + 1
+            self._pending_bytes += size
             waiting = self._pending_bytes
         if waiting >= ACCESS_BACKLOG_BYTES:
             self.flush_access_lines()
-        elif waiting >= ACCESS_WAKE_BYTES:
+        elif waiting - size < ACCESS_WAKE_BYTES <= waiting:
+            # Once, as the threshold is crossed: setting an Event takes a lock and notifies, and
+            # the flusher may wait a while for the interpreter (GIL) before it runs.
             self._wake_flusher.set()
 
     def _start_flusher(self) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from logging.handlers import BufferingHandler
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from gunicorn.config import Config
 from hypothesis import given, settings
@@ -96,6 +97,7 @@ def test_the_access_log_reaches_handlers_that_are_not_streams(tmp_path):
     buffer = BufferingHandler(capacity=10)
     logger.access_log.addHandler(buffer)  # "gunicorn.access" is process-wide: removed below
     try:
+        logger.setup(logger.cfg)  # as a log config's handlers come: in gunicorn's set-up
         log_one()
     finally:
         logger.access_log.removeHandler(buffer)
@@ -125,6 +127,28 @@ def test_a_full_buffer_wakes_the_writer_before_its_second_is_up(tmp_path, monkey
     written = poll(lambda: (tmp_path / "access.log").read_text(), bool, 10, 0.05)
     numbers = [json.loads(line)["bytes"] for line in written.splitlines()]
     assert numbers and numbers == list(range(len(numbers)))
+
+
+class CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times_set = 0
+
+    def set(self) -> None:
+        self.times_set += 1
+        super().set()
+
+
+def test_the_writer_is_woken_once_as_the_lines_pass_the_wake_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "ACCESS_FLUSH_SECONDS", 60.0)  # only the wake-up can write them
+    logger, _ = access_logger(tmp_path)
+    logger._wake_flusher = wake = CountingEvent()
+    with logger._flush_lock:  # the writer is busy: the lines keep coming past the wake size
+        log_numbered(logger, 3 * logs.ACCESS_WAKE_BYTES // 100)
+        assert wake.times_set == 1
+    written = poll(lambda: (tmp_path / "access.log").read_text(), bool, 10, 0.05)
+    numbers = [json.loads(line)["bytes"] for line in written.splitlines()]
+    assert numbers == list(range(3 * logs.ACCESS_WAKE_BYTES // 100))  # all of them, in order
 
 
 class StalledStream(io.StringIO):
@@ -173,6 +197,7 @@ def test_a_forked_worker_writes_only_its_own_lines_with_its_own_pid(tmp_path, mo
 
 
 texts = st.text(max_size=40) | st.none()
+SHARED_LINE = AccessLine()
 
 
 @settings(max_examples=300, deadline=None)
@@ -196,14 +221,16 @@ def test_the_access_line_is_the_json_object_the_readme_documents(
         REQUEST_ID_KEY: strings["rid"],
         MODEL_VERSION_KEY: strings["model"],
     }
-    line = AccessLine()
     before = datetime.now(UTC).replace(microsecond=0)
     response = SimpleNamespace(status_code=status, sent=sent)
-    text = line.build(response, environ, timedelta(microseconds=microseconds))
-    entry = json.loads(text)
-    stamp = datetime.fromisoformat(entry.pop("time"))
+    # One AccessLine for all examples, as in a worker: parts remembered from earlier lines must
+    # not leak into this one.
+    text = SHARED_LINE.build(response, environ, timedelta(microseconds=microseconds))
+    time_text = json.loads(text)["time"]
+    stamp = datetime.fromisoformat(time_text)
     assert before <= stamp <= datetime.now(UTC) and stamp.utcoffset() == timedelta(0)
-    assert entry == {
+    documented = {
+        "time": time_text,
         "level": "info",
         "logger": "access",
         "remote_addr": strings["addr"],
@@ -218,4 +245,5 @@ def test_the_access_line_is_the_json_object_the_readme_documents(
         "model_version": strings["model"],
         "pid": os.getpid(),
     }
+    assert text == orjson.dumps(documented).decode()  # the fields in the README's order
     assert "\n" not in text and "\r" not in text  # one line, whatever a client sent
