@@ -176,7 +176,7 @@ def main() -> None:
         args.body.write_text(json.dumps(EXAMPLE_CUSTOMER))
         runs = [(name, options, IMAGE_TAG) for name, options in VARIANTS.items()]
         runs += [
-            (f"access log, json-file, {ref}'s image", [], image_of(engine, ref))
+            (f"access log, json-file, image of {ref[:12]}", [], image_of(engine, ref))
             for ref in args.against
         ]
         variants = [start(engine, *run, args.workers) for run in runs]
