@@ -43,6 +43,8 @@ VARIANTS = {
     "access log, json-file driver (default)": [],
     "access log, local driver": ["--log-driver=local"],
 }
+DEFAULT = "access log, json-file driver (default)"  # what --against images are compared with
+AGAINST = "access log, json-file, image of"
 PARTS = ("workers", "shim", "dockerd", "wrk")
 
 
@@ -153,6 +155,14 @@ def report(variants: list[Variant], lines: dict[str, int], load: list) -> None:
             f"| {variant.name} | {variant.median('rps'):,.0f} | {statistics.median(ratios):.3f} | "
             f"{variant.median('p99_ms'):.2f} | {cpu} | {lines[variant.name]:,} / {answered:,} |"
         )
+    this = next(v for v in variants if v.name == DEFAULT)
+    for other in (v for v in variants if v.name.startswith(AGAINST)):
+        pairs = list(zip(this.slices, other.slices, strict=True))
+        print(
+            f"{DEFAULT} / {other.name}, per round (medians): req/s ratio "
+            f"{statistics.median(a['rps'] / b['rps'] for a, b in pairs):.3f}, workers "
+            f"{statistics.median(a['workers_us'] - b['workers_us'] for a, b in pairs):+.1f} µs/req"
+        )
 
 
 def main() -> None:
@@ -165,6 +175,7 @@ def main() -> None:
         "--against", action="append", default=[], metavar="REF",
         help="also run this git commit's image with its access log (repeatable)",
     )  # fmt: skip
+    parser.add_argument("--without-local", action="store_true", help="skip the local driver")
     args = parser.parse_args()
     args.wrk = require_wrk()
     engine = engine_with_image(empty_engine_build=False)
@@ -174,11 +185,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="churn-logcost-") as work:
         args.body = Path(work) / "customer.json"
         args.body.write_text(json.dumps(EXAMPLE_CUSTOMER))
-        runs = [(name, options, IMAGE_TAG) for name, options in VARIANTS.items()]
-        runs += [
-            (f"access log, json-file, image of {ref[:12]}", [], image_of(engine, ref))
-            for ref in args.against
+        runs = [
+            (name, options, IMAGE_TAG)
+            for name, options in VARIANTS.items()
+            if not (args.without_local and "--log-driver=local" in options)
         ]
+        runs += [(f"{AGAINST} {ref[:12]}", [], image_of(engine, ref)) for ref in args.against]
         variants = [start(engine, *run, args.workers) for run in runs]
         for variant in variants:
             wait_ready(engine, variant, args.workers)
