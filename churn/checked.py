@@ -18,6 +18,9 @@ from churn.fastpath import NUMBER_TYPES
 from churn.rules import INVALID, MEMO_LIMIT, Bounds, ValueRule
 from churn.schema import MAX_TEXT_LENGTH
 
+# A code is an index in a field's vocabulary (a handful of values): 16 bits hold any.
+CODE_TYPE = np.int16
+
 
 class CategoryCodes:
     """One categorical field: each spelling's code, its index in the field's vocabulary.
@@ -28,6 +31,8 @@ class CategoryCodes:
 
     def __init__(self, rule: ValueRule, vocabulary: Sequence[str], weights: Mapping[str, float]):
         self.vocabulary = tuple(vocabulary)
+        if len(self.vocabulary) > np.iinfo(CODE_TYPE).max:
+            raise ValueError(f"a vocabulary of {len(self.vocabulary)} values is too large")
         self.weights = np.array([weights.get(value, 0.0) for value in self.vocabulary])
         self._rule = rule
         self._code = {value: code for code, value in enumerate(self.vocabulary)}
@@ -120,6 +125,19 @@ class CheckedColumns(Mapping[str, Sequence[Any]]):
         self.flags = flags
         self.codes = codes
         self.categories = categories
+
+    def compact(self) -> tuple[np.ndarray, np.ndarray]:
+        """The codes as one small matrix (a row per categorical field) and the numbers: what a
+        batch leaves to be joined with others later (``joined``), a few KB, no Python objects."""
+        return np.array(list(self.codes.values()), dtype=CODE_TYPE), self.numbers
+
+    def joined(self, codes: Sequence[np.ndarray], numbers: Sequence[np.ndarray]) -> CheckedColumns:
+        """Batches checked by this batch's fast path, from what ``compact`` gave for each, as
+        one batch: customers in the order given."""
+        by_field = dict(zip(self.codes, np.concatenate(codes, axis=1), strict=True))
+        return CheckedColumns(
+            np.concatenate(numbers), list(self.column_of), self.flags, by_field, self.categories
+        )
 
     def terms(self) -> list[np.ndarray]:
         """Each categorical field's weight per customer, in the scorer's order of fields."""

@@ -18,11 +18,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-import numpy as np
 import orjson
 
 from churn.auth import require_api_key
-from churn.checked import CheckedColumns
 from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
 from churn.fastpath import Scored, SingleCustomerPath
@@ -38,6 +36,7 @@ from churn.observability import (
 from churn.predictor import Predictor
 from churn.schema import RequestValidationError
 from churn.shadow import Shadow
+from churn.watch import BatchWatch
 
 PATH = "/predict"
 MODEL_VERSION_HEADER = "X-Model-Version"
@@ -61,10 +60,13 @@ class PredictEndpoint:
     drift: DriftMonitor | None = None  # None: the model was trained without drift bins
     shadow: Shadow | None = None
     one: SingleCustomerPath = field(init=False)  # one customer: checked, scored, binned at once
+    watch_batch: BatchWatch = field(init=False)  # a fast-path batch's drift and shadow
 
     def __post_init__(self) -> None:
         one = SingleCustomerPath(self.predictor.rules, self.predictor.scorer, self.drift)
+        watch = BatchWatch(self.drift, self.shadow, self.predictor.threshold)
         object.__setattr__(self, "one", one)  # frozen: set once, here
+        object.__setattr__(self, "watch_batch", watch)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -128,7 +130,7 @@ class PredictEndpoint:
     def _fast_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict] | None:
         """A batch's results from the precomputed checks (churn/fastbatch.py), or None."""
         if batch and not explain:
-            return self.predictor.fast_batch.answer(payload, self._watch_columns)
+            return self.predictor.fast_batch.answer(payload, self.watch_batch)
         return None
 
     def _validated_answer(self, payload: Any, batch: bool, explain: bool) -> list[dict[str, Any]]:
@@ -150,14 +152,6 @@ class PredictEndpoint:
             self.drift.count(customers)
         if self.shadow is not None:
             self.shadow.compare(customers, results)
-
-    def _watch_columns(self, checked: CheckedColumns, probabilities: np.ndarray) -> None:
-        """The same for a batch the fast path validated column by column."""
-        if self.drift is not None:
-            self.drift.count_checked(checked)
-        if self.shadow is not None:
-            churn = probabilities >= self.predictor.threshold
-            self.shadow.compare_checked(checked, probabilities, churn)
 
     def _read_json(self, environ: dict) -> Any:
         if not _is_json(environ.get("CONTENT_TYPE", "")):

@@ -111,7 +111,8 @@ class DriftMonitor:
         TALLY.add_counts(counted)
 
     def count_checked(self, checked: CheckedColumns) -> None:
-        """The same for a batch the fast path checked (churn/checked.py): codes and numbers."""
+        """The same for batches the fast path checked (churn/checked.py): codes and numbers,
+        a second's batches joined (churn/watch.py)."""
         TALLY.add_array(self._numbering.counters, self._numbering.counts(checked))
 
     def checked_counts(self, checked: CheckedColumns) -> dict[Any, int]:
@@ -142,11 +143,11 @@ class DriftMonitor:
 class BinNumbering:
     """Every feature's bins numbered one after the other, so a batch is counted in one go.
 
-    A categorical code becomes its bin's number through a small array per field (built the
-    first time a vocabulary is seen); a number or a flag through ``np.searchsorted`` over the
-    feature's edges (``_positions``) and an array from position to bin number. One
-    ``np.bincount`` over all of them counts every bin, and the counts reach the tally as one
-    array (``Tally.add_array``).
+    A categorical code's bin number comes from a small array per field (built the first time a
+    vocabulary is seen); a number's or a flag's from its position among the feature's edges
+    (``np.searchsorted``, ``_positions``) through an array from position to bin number. Each
+    feature's codes or positions are counted by ``np.bincount``, and all the counts reach the
+    tally as one array (``Tally.add_array``).
     """
 
     def __init__(self, reference: Mapping[str, FeatureReference], children: Mapping[str, list]):
@@ -165,15 +166,18 @@ class BinNumbering:
             first += len(feature.bins)
 
     def counts(self, checked: CheckedColumns) -> np.ndarray:
-        """Customers per bin, in the order of ``counters``."""
-        parts = [
-            self._code_bins(field, category)[checked.codes[field]]
-            for field, category in checked.categories.items()
-        ]
+        """Customers per bin, in the order of ``counters``: each feature's codes or positions
+        counted by ``np.bincount`` and added at its bins' numbers (a second's batches joined
+        are tens of thousands of customers: no array of all their bins is ever built)."""
+        total = np.zeros(len(self.counters), dtype=np.int64)
+        for field, category in checked.categories.items():
+            numbered = self._code_bins(field, category)
+            total[numbered] += np.bincount(checked.codes[field], minlength=len(numbered))
         for field, (edges, numbered) in self._numbers.items():
             column = checked.numbers[:, checked.column_of[field]]
-            parts.append(numbered[np.searchsorted(edges, column, side="right")])
-        return np.bincount(np.concatenate(parts), minlength=len(self.counters))
+            positions = np.searchsorted(edges, column, side="right")
+            total[numbered] += np.bincount(positions, minlength=len(numbered))
+        return total
 
     def _code_bins(self, field: str, category: CategoryCodes) -> np.ndarray:
         bins = self._by_code.get(category)

@@ -72,7 +72,7 @@ class Shadow:
 
     def compare(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
         """Score validated ``customers`` with the shadow; count how it differs from ``live``."""
-        if not self._sampled():
+        if not self.sampled():
             return
         if len(customers) >= VECTORIZE_FROM:
             columns = {f: [c[f] for c in customers] for f in customers[0]}
@@ -82,28 +82,33 @@ class Shadow:
 
     def compare_one(self, scored: Scored, live: Customer) -> None:
         """``compare`` for the customer the single-customer path scored (churn/fastpath.py)."""
-        if self._sampled():
+        if self.sampled():
             self._guarded(self._count_one, scored, live)
 
     def compare_checked(
-        self, checked: CheckedColumns, probabilities: np.ndarray, churn: np.ndarray
+        self,
+        checked: CheckedColumns,
+        probabilities: np.ndarray,
+        churn: np.ndarray,
+        requests: int,
     ) -> None:
-        """``compare`` for a batch the fast path checked (churn/checked.py), given the live
-        model's probabilities and decisions as arrays."""
-        if self._sampled():
-            self._guarded(self._count_checked, checked, probabilities, churn)
+        """Compare batches the fast path checked (churn/checked.py) and ``sampled`` chose, as
+        one (churn/watch.py joins a second's), given the live model's probabilities and
+        decisions as arrays; a failure counts one error for each of the ``requests``."""
+        self._guarded(self._count_checked, checked, probabilities, churn, requests=requests)
 
     def describe(self) -> dict[str, Any]:
         return {**self.predictor.describe(), "role": "shadow", "sample": self.sample}
 
-    def _sampled(self) -> bool:
+    def sampled(self) -> bool:
+        """Whether this request is compared: SHADOW_SAMPLE's share of them, drawn each time."""
         return self.sample >= 1.0 or random.random() < self.sample  # noqa: S311 - not a secret
 
-    def _guarded(self, count: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, count: Callable[..., None], *args: Any, requests: int = 1) -> None:
         try:
             count(*args)
         except Exception:
-            TALLY.add(ERRORS)
+            TALLY.add(ERRORS, requests)
             if not self._warned:  # once per worker: a broken shadow would flood the log
                 self._warned = True
                 self.logger.exception("the shadow model failed; answers are unaffected")

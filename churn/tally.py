@@ -17,22 +17,36 @@ Usage::
 
 Keys are the metric's labelled children (look them up once and keep them: ``labels()`` costs
 more than the tally itself).
+
+Work whose cost is mostly per call, not per customer (numpy over a batch's columns: drift bins,
+the shadow model), is gathered instead: ``TALLY.gather(consumer, item, rows)`` keeps the item,
+and the flush hands every item kept since the last one to ``consumer`` in one list, before the
+counts move on. A request then pays for an append; the numpy calls run once a flush for all the
+batches of that second together (issue 16: drift and shadow at ~8-10% of a 100-customer request
+when done per request).
 """
 
 from __future__ import annotations
 
 import atexit
 import bisect
+import logging
 import os
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 DEFAULT_INTERVAL = 1.0
+# Gathered rows (customers) that wake the flusher before its interval, so the items a busy
+# worker keeps stay a few MB; past the backlog the gathering request thread flushes itself.
+GATHER_WAKE_ROWS = 50_000
+GATHER_BACKLOG_ROWS = 500_000
+
+Consumer = Callable[[list[Any]], None]
 
 _ALL: weakref.WeakSet[Tally] = weakref.WeakSet()
 _interval = DEFAULT_INTERVAL
@@ -54,8 +68,10 @@ class Tally:
         self._observed: dict[Any, tuple[list[int], list[float]]] = {}
         # id(children tuple) -> (children, counts so far): add_array's running sums
         self._arrays: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
+        self._gathered: dict[Consumer, list[Any]] = {}  # consumer -> items, in order
+        self._gathered_rows = 0
         self._flusher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._wake = threading.Event()
         _ALL.add(self)
 
     def add(self, child: Any, amount: float = 1) -> None:
@@ -110,6 +126,21 @@ class Tally:
         if self._flusher is None:
             self._start_flusher()
 
+    def gather(self, consumer: Consumer, item: Any, rows: int) -> None:
+        """Keep ``item`` (of ``rows`` customers) until the next flush, which calls ``consumer``
+        once with every item kept for it, in order. ``consumer`` counts through this tally; if
+        it raises, the error is logged and the other consumers and counts still flush."""
+        with self._lock:
+            self._gathered.setdefault(consumer, []).append(item)
+            self._gathered_rows += rows
+            waiting = self._gathered_rows
+        if self._flusher is None:
+            self._start_flusher()
+        if waiting >= GATHER_BACKLOG_ROWS:  # the flusher does not keep up: no unbounded memory
+            self.flush()
+        elif waiting >= GATHER_WAKE_ROWS:
+            self._wake.set()
+
     def observe(self, child: Any, value: float) -> None:
         """Like ``Histogram.observe``: the value lands in the first bucket whose bound >= it."""
         self.observe_each(child, (value,))
@@ -133,7 +164,8 @@ class Tally:
             total[0] += value
 
     def flush(self) -> None:
-        """Hand everything tallied so far to the Prometheus metrics."""
+        """Hand everything tallied so far to the Prometheus metrics, gathered items first."""
+        self._consume_gathered()
         with self._lock:
             counts, self._counts = self._counts, Counter()
             observed, self._observed = self._observed, {}
@@ -151,6 +183,15 @@ class Tally:
                     child._buckets[index].inc(count)
             child._sum.inc(total[0])
 
+    def _consume_gathered(self) -> None:
+        with self._lock:
+            gathered, self._gathered, self._gathered_rows = self._gathered, {}, 0
+        for consumer, items in gathered.items():
+            try:
+                consumer(items)
+            except Exception:  # a consumer's bug must not stop every other count
+                logging.getLogger(__name__).exception("a gathered count failed: %r", consumer)
+
     def _start_flusher(self) -> None:
         with self._lock:
             if self._flusher is not None:
@@ -159,7 +200,9 @@ class Tally:
             self._flusher.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(_interval):
+        while True:
+            self._wake.wait(_interval)
+            self._wake.clear()
             self.flush()
 
     def _after_fork(self) -> None:
@@ -168,8 +211,10 @@ class Tally:
         self._counts = Counter()
         self._observed = {}
         self._arrays = {}
+        self._gathered = {}
+        self._gathered_rows = 0
         self._flusher = None
-        self._stop = threading.Event()
+        self._wake = threading.Event()
 
 
 def flush_all() -> None:

@@ -1,6 +1,7 @@
 """Drift counting and the shadow model on /predict's batch fast path (churn/monitor.py
-``BinNumbering``, churn/shadow.py ``compare_checked``), against ``FeatureReference.counts`` and
-scikit-learn's ``predict_proba`` of both pickles; single customers' bins at the same edges.
+``BinNumbering``, churn/shadow.py ``compare_checked``, the batches of a flush joined by
+churn/watch.py), against ``FeatureReference.counts`` and scikit-learn's ``predict_proba`` of
+both pickles; single customers' bins at the same edges.
 
 tests/test_rollout.py checks the same metrics for single customers and through /drift.
 """
@@ -80,6 +81,21 @@ def test_the_batch_paths_drift_bins_are_the_references_counts():
     assert sum(counted.values()) == len(batch) * len(DRIFT.reference)
 
 
+def test_batches_joined_for_the_flush_count_as_their_customers_together():
+    """What churn/watch.py does once a flush: batches of different sizes, compacted and
+    joined, count in the reference's bins as all their customers validated together."""
+    batch = generated_batch(240)
+    pieces = [batch[:97], batch[97:113], batch[113:]]
+    checked = [checked_columns(piece)[0] for piece in pieces]
+    codes, numbers = zip(*(columns.compact() for columns in checked), strict=True)
+    joined = checked[0].joined(codes, numbers)
+    counted = DRIFT.checked_counts(joined)
+    validated = PREDICTOR.validator.many(batch)
+    for name, feature in DRIFT.reference.items():
+        expected = feature.counts([customer[name] for customer in validated])
+        assert [counted.get(BINS.labels(name, b), 0) for b in feature.bins] == expected, name
+
+
 def test_single_customers_at_the_edges_count_in_the_references_bins():
     """The single-customer path's bins (churn/fastpath.py) on the same edge values."""
     single = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT)
@@ -128,7 +144,8 @@ def test_the_batch_shadows_cells_and_differences_are_sklearns(candidates, vocabu
     shadow = sklearn_probabilities(candidate, batch)
     threshold = json.loads(candidate.with_suffix(".json").read_text())["threshold"]
     before = shadow_counts(client)
-    assert client.post("/predict" + query, json=batch).status_code == 200
+    for piece in (batch[:140], batch[140:157], batch[157:]):  # joined at the flush
+        assert client.post("/predict" + query, json=piece).status_code == 200
     grown = {k: v - before.get(k, 0.0) for k, v in shadow_counts(client).items()}
     for live_word, live_says in (("churn", True), ("no_churn", False)):
         for shadow_word, shadow_says in (("churn", True), ("no_churn", False)):

@@ -217,14 +217,20 @@ def test_a_shadow_that_always_fails_leaves_every_answer_intact(candidate, custom
     assert shadow_counts(client)["churn_shadow_errors_total"] - before == len(payloads)
 
 
-def test_shadow_sample_sets_the_share_of_requests_compared(candidate, customer):
+@pytest.mark.parametrize("size", [1, 20], ids=["single customers", "batches of 20"])
+def test_shadow_sample_sets_the_share_of_requests_compared(candidate, customer, size):
+    """Requests are sampled whole: a batch's customers are all compared or none."""
+    payload = customer if size == 1 else [customer] * size
+
     def compared(sample: float, requests: int) -> float:
         client = make_app(shadow_model_file=candidate, shadow_sample=sample).test_client()
         key = "churn_shadow_probability_difference_count"
         before = shadow_counts(client)[key]
         for _ in range(requests):
-            client.post("/predict", json=customer)
-        return shadow_counts(client)[key] - before
+            client.post("/predict", json=payload)
+        customers = shadow_counts(client)[key] - before
+        assert customers % size == 0
+        return customers / size
 
     assert compared(0.0, 50) == 0
     assert 60 <= compared(0.5, 200) <= 140  # binomial(200, 0.5): outside this 1 in 10^4

@@ -11,8 +11,18 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bench.servers import gunicorn_command, poll, running, wait_for_workers
-from churn.tally import Tally, flush_all
+from churn.features import FEATURE_FIELDS
+from churn.tally import (
+    DEFAULT_INTERVAL,
+    GATHER_BACKLOG_ROWS,
+    GATHER_WAKE_ROWS,
+    Tally,
+    flush_all,
+    set_interval,
+)
 from tests.liveserver import PREDICTIONS, metric, worker_pids
+
+DRIFT_ROWS = "churn_drift_bin_rows_total"
 
 
 def fresh_metrics() -> tuple[CollectorRegistry, Counter, Histogram]:
@@ -94,6 +104,69 @@ def test_no_count_is_lost_between_threads():
     assert registry.get_sample_value("things_total", {"kind": "x"}) == 4 * 20_000 * 3
 
 
+def test_gathered_items_reach_their_consumer_once_at_the_flush_with_their_counts():
+    """``gather``: each consumer gets every item kept for it, in order, at the next flush, and
+    what it tallies reaches the metrics in that same flush."""
+    registry, counter, _ = fresh_metrics()
+    tally = Tally()
+    received: dict[str, list] = {"a": [], "b": []}
+
+    def consumer(name: str):
+        def consume(items: list) -> None:
+            received[name].append(items)
+            tally.add(counter.labels(name), sum(items))
+
+        return consume
+
+    first, second = consumer("a"), consumer("b")
+    for item in (3, 1, 4):
+        tally.gather(first, item, rows=item)
+    tally.gather(second, 10, rows=10)
+    assert received == {"a": [], "b": []}  # kept, not yet handed on
+    tally.flush()
+    assert received == {"a": [[3, 1, 4]], "b": [[10]]}
+    assert registry.get_sample_value("things_total", {"kind": "a"}) == 8
+    assert registry.get_sample_value("things_total", {"kind": "b"}) == 10
+    tally.flush()  # nothing gathered since: no call, nothing added twice
+    assert received == {"a": [[3, 1, 4]], "b": [[10]]}
+    assert registry.get_sample_value("things_total", {"kind": "a"}) == 8
+
+
+def test_a_failing_consumer_loses_no_other_count(caplog):
+    registry, counter, _ = fresh_metrics()
+    tally = Tally()
+
+    def broken(items: list) -> None:
+        raise RuntimeError("injected")
+
+    tally.gather(broken, "x", rows=1)
+    tally.gather(lambda items: tally.add(counter.labels("gathered"), len(items)), "y", rows=1)
+    tally.add(counter.labels("plain"), 2)
+    tally.flush()
+    assert registry.get_sample_value("things_total", {"kind": "gathered"}) == 1
+    assert registry.get_sample_value("things_total", {"kind": "plain"}) == 2
+    assert "a gathered count failed" in caplog.text
+
+
+def test_many_gathered_rows_flush_early_and_a_backlog_is_flushed_by_the_gatherer():
+    """A busy worker's gathered batches are bounded: past GATHER_WAKE_ROWS the flusher runs
+    before its interval; past GATHER_BACKLOG_ROWS the gathering thread flushes them itself."""
+    calls: list[list] = []
+    set_interval(3600)
+    try:
+        tally = Tally()
+        tally.gather(calls.append, "small", rows=10)
+        tally.gather(calls.append, "big", rows=GATHER_WAKE_ROWS)
+        poll(lambda: calls, bool, timeout=10, interval=0.02)
+        assert calls == [["small", "big"]]
+        stalled = Tally()
+        stalled._flusher = threading.current_thread()  # a flusher that never runs
+        stalled.gather(calls.append, "backlog", rows=GATHER_BACKLOG_ROWS)
+        assert calls[-1] == ["backlog"]  # flushed before gather returned
+    finally:
+        set_interval(DEFAULT_INTERVAL)
+
+
 def test_the_flush_thread_delivers_without_being_asked():
     registry, counter, _ = fresh_metrics()
     tally = Tally()
@@ -108,18 +181,22 @@ def test_the_flush_thread_delivers_without_being_asked():
 
 
 def test_a_worker_flushes_its_counts_when_it_exits(tmp_path, customer):
-    """Flushing once an hour: the counts reach /metrics only through the exit flush."""
+    """Flushing once an hour: the counts reach /metrics only through the exit flush, the
+    batches' gathered drift counts (churn/watch.py) too."""
     env = {"WEB_CONCURRENCY": "2", "METRICS_FLUSH_SECONDS": "3600"}
     with running(gunicorn_command(), tmp_path, env=env) as server:
         pids = wait_for_workers(server.process.pid, 2)
         sent, ids = 0, set()
-        while sent < 300 and len(worker_pids(server, ids)) < 2:
-            response = requests.post(server.url + "/predict", json=customer, timeout=10)
+        while sent < 3000 and len(worker_pids(server, ids)) < 2:
+            batch = len(ids) % 2 == 0  # every other request a batch on the fast path
+            payload = [customer] * 20 if batch else customer
+            response = requests.post(server.url + "/predict", json=payload, timeout=10)
             ids.add(response.headers["X-Request-ID"])
-            sent += 1
+            sent += 20 if batch else 1
         assert worker_pids(server, ids) == pids
         for pid in pids:  # gunicorn replaces each worker; the old one flushes as it exits
             os.kill(pid, signal.SIGTERM)
         poll(lambda: wait_for_workers(server.process.pid, 2), lambda new: not new & pids, 20, 0.2)
         text = requests.get(server.url + "/metrics", timeout=10).text
         assert metric(text, PREDICTIONS) == sent
+        assert metric(text, DRIFT_ROWS) == sent * len(FEATURE_FIELDS)
