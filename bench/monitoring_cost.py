@@ -1,14 +1,15 @@
 """What drift counting and a shadow model cost /predict: ``python -m bench.monitoring_cost``.
 
-Three servers (gunicorn.conf.py, two workers each) run side by side: the committed model with
-its drift bins removed (off), the committed model (drift counting on), and the committed model
-with a copy of itself as a shadow scoring every request (drift + shadow at 100%). wrk loads one
-at a time, in a shuffled order each round, so the machine's load drifts over all of them alike;
-the figures are medians over the rounds of requests per second and of the workers' CPU time per
-request (from /proc, steadier than req/s on a shared machine), as ratios to "off"; each budget
-is judged on the per-round paired ratios, with their interquartile range beside the median so
-a reader sees whether 2% is inside the noise. Nine rounds of two bodies take ~3 minutes. Last, the
-three apps are timed in this process (the /predict WSGI call, best of interleaved repeats): the
+Four servers (gunicorn.conf.py, two workers each) run side by side: the committed model with
+its drift bins removed (off), the same again (the control), the committed model (drift counting
+on), and the committed model with a copy of itself as a shadow scoring every request (drift +
+shadow at 100%). wrk loads one at a time, in a shuffled order each round, so the machine's load
+drifts over all of them alike; the figures are medians over the rounds of requests per second
+and of the workers' CPU time per request (from /proc), as ratios to "off"; each budget is judged
+on the per-round paired ratios, with their interquartile range beside the median, and the
+control's paired "cost" (two identical servers) shows how much of that is the machine's noise.
+Nine rounds of two bodies take ~4 minutes. Last, the apps are timed in this process (the
+/predict WSGI call and the tally's flush, process CPU, best of interleaved repeats): the
 difference to "off" is the work drift counting and the shadow add, shown as a share of the "off"
 server's CPU per request.
 """
@@ -37,7 +38,10 @@ from churn.config import PROJECT_ROOT, Settings
 from churn.features import EXAMPLE_CUSTOMER
 from churn.tally import flush_all
 
-VARIANTS = ("off", "drift", "drift + shadow")
+# "off, again" is a second server identical to "off": its paired cost against "off" is the
+# instrument's own noise in this run, the yardstick for the budgets' figures.
+CONTROL = "off, again"
+VARIANTS = ("off", CONTROL, "drift", "drift + shadow")
 # Issue 16's budgets: (variant, the variant it is compared with, share of throughput it may cost).
 GOALS = (("drift", "off", 0.02), ("drift + shadow", "drift", 0.03))
 BODIES: dict[str, Any] = {
@@ -63,6 +67,7 @@ def model_files(work: Path) -> dict[str, dict[str, str]]:
     shutil.copy(committed.with_suffix(".json"), shadow.with_suffix(".json"))
     return {
         "off": {"MODEL_FILE": str(plain)},
+        CONTROL: {"MODEL_FILE": str(plain)},
         "drift": {"MODEL_FILE": str(committed)},
         "drift + shadow": {
             "MODEL_FILE": str(committed),
@@ -192,6 +197,12 @@ def goal_lines(results: dict) -> list[str]:
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for body, served in results.items():
+        costs = [1 - r for r in _ratios(served[CONTROL]["rps"], served["off"]["rps"])]
+        cpu = [r - 1 for r in _ratios(served[CONTROL]["cpu_us"], served["off"]["cpu_us"])]
+        lines.append(
+            f"| {body} | {CONTROL} (control: the same server twice) | off | {_spread(costs)} "
+            f"| {_spread(cpu)} | — | — |"
+        )
         for variant, against, budget in GOALS:
             costs = [1 - r for r in _ratios(served[variant]["rps"], served[against]["rps"])]
             cpu = [r - 1 for r in _ratios(served[variant]["cpu_us"], served[against]["cpu_us"])]
