@@ -1,17 +1,17 @@
 """What drift counting and a shadow model cost /predict: ``python -m bench.monitoring_cost``.
 
-Four servers (gunicorn.conf.py, two workers each) run side by side: the committed model with
-its drift bins removed (off), the same again (the control), the committed model (drift counting
-on), and the committed model with a copy of itself as a shadow scoring every request (drift +
-shadow at 100%). wrk loads one at a time, in a shuffled order each round, so the machine's load
-drifts over all of them alike; the figures are medians over the rounds of requests per second
-and of the workers' CPU time per request (from /proc), as ratios to "off"; each budget is judged
-on the per-round paired ratios, with their interquartile range beside the median, and the
-control's paired "cost" (two identical servers) shows how much of that is the machine's noise.
-Nine rounds of two bodies take ~4 minutes. Last, the apps are timed in this process (the
-/predict WSGI call and the tally's flush, process CPU, best of interleaved repeats): the
-difference to "off" is the work drift counting and the shadow add, shown as a share of the "off"
-server's CPU per request.
+Four servers (gunicorn.conf.py, two workers each, started anew every round) run side by side:
+the committed model with its drift bins removed (off), the same again (the control), the
+committed model (drift counting on), and the committed model with a copy of itself as a shadow
+scoring every request (drift + shadow at 100%). wrk loads one at a time, in a shuffled order
+each round, so the machine's load drifts over all of them alike; the figures are medians over
+the rounds of requests per second and of the workers' CPU time per request (from /proc), as
+ratios to "off"; each budget is judged on the per-round paired ratios, with their interquartile
+range beside the median, and the control's paired "cost" (two identical servers) shows how much
+of that is the machine's noise. Nine rounds of two bodies take ~5 minutes. Last, the apps are
+timed in this process (the /predict WSGI call and the tally's flush, process CPU, best of
+interleaved repeats): the difference to "off" is the work drift counting and the shadow add,
+shown as a share of the "off" server's CPU per request.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
 from bench.load import require_wrk, run_wrk, worker_cpu_seconds
+from bench.measure import post
 from bench.servers import gunicorn_command, running, wait_for_workers
 from churn.app import create_app
 from churn.config import PROJECT_ROOT, Settings
@@ -51,6 +53,8 @@ BODIES: dict[str, Any] = {
 }
 # In-process calls per timed slice: with their flush, about what a worker serves in a second
 # of load is too long for a benchmark; these keep each slice near 0.1 s.
+# Requests of each body a fresh server answers before it is measured (the fast paths' memos).
+WARM_UP_REQUESTS = 20
 CALLS_PER_SLICE = {"1 customer": 2000, "100 customers": 200, "1000 customers": 20}
 
 
@@ -91,27 +95,42 @@ def one_slice(wrk: str, server, body: Path, args: argparse.Namespace) -> tuple[f
 def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     wrk = require_wrk()
     results = {body: {v: {"rps": [], "cpu_us": []} for v in VARIANTS} for body in args.bodies}
-    with (
-        tempfile.TemporaryDirectory(prefix="monitoring-cost-") as folder,
-        contextlib.ExitStack() as stack,
-    ):
+    with tempfile.TemporaryDirectory(prefix="monitoring-cost-") as folder:
         work = Path(folder)
-        for name in args.bodies:
-            (work / f"{len(name)}.json").write_text(json.dumps(BODIES[name]))
-        servers = {}
-        for variant, env in model_files(work).items():
-            env = {**env, "WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": ""}
-            servers[variant] = stack.enter_context(running(gunicorn_command(), work, env=env))
-            wait_for_workers(servers[variant].process.pid, 2)
+        bodies = {name: work / f"{len(name)}.json" for name in args.bodies}
+        for name, path in bodies.items():
+            path.write_text(json.dumps(BODIES[name]))
+        environments = model_files(work)
         for round_number in range(args.rounds):
-            for name in args.bodies:
-                order = random.sample(VARIANTS, len(VARIANTS))
-                for variant in order:
-                    rps, cpu = one_slice(wrk, servers[variant], work / f"{len(name)}.json", args)
-                    results[name][variant]["rps"].append(rps)
-                    results[name][variant]["cpu_us"].append(cpu)
+            with fresh_servers(environments, work, bodies) as servers:
+                for name, path in bodies.items():
+                    for variant in random.sample(VARIANTS, len(VARIANTS)):
+                        rps, cpu = one_slice(wrk, servers[variant], path, args)
+                        results[name][variant]["rps"].append(rps)
+                        results[name][variant]["cpu_us"].append(cpu)
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
     return results
+
+
+@contextlib.contextmanager
+def fresh_servers(
+    environments: dict[str, dict[str, str]], work: Path, bodies: dict[str, Path]
+) -> Iterator[dict[str, Any]]:
+    """Every variant's server started anew for one round, each warmed with a few requests of
+    every body. Two identical servers differed by a few percent for as long as they ran (the
+    control, 2026-11-26): with new servers each round that difference is drawn afresh and
+    averages out over the rounds instead of staying in every paired ratio."""
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for variant, env in environments.items():
+            env = {**env, "WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": ""}
+            servers[variant] = stack.enter_context(running(gunicorn_command(), work, env=env))
+        for server in servers.values():
+            wait_for_workers(server.process.pid, 2)
+            for path in bodies.values():
+                for _ in range(WARM_UP_REQUESTS):
+                    post(server.url + "/predict", path.read_bytes())
+        yield servers
 
 
 def app_microseconds(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
