@@ -21,9 +21,8 @@ more than the tally itself).
 Work whose cost is mostly per call, not per customer (numpy over a batch's columns: drift bins,
 the shadow model), is gathered instead: ``TALLY.gather(consumer, item, rows)`` keeps the item,
 and the flush hands every item kept since the last one to ``consumer`` in one list, before the
-counts move on. A request then pays for an append; the numpy calls run once a flush for all the
-batches of that second together (issue 16: drift and shadow at ~8-10% of a 100-customer request
-when done per request).
+counts move on, so the calls run once a flush for all the batches of that second together
+(churn/watch.py says what that saves).
 """
 
 from __future__ import annotations
