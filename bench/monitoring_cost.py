@@ -51,10 +51,10 @@ BODIES: dict[str, Any] = {
     "100 customers": [EXAMPLE_CUSTOMER] * 100,
     "1000 customers": [EXAMPLE_CUSTOMER] * 1000,
 }
-# In-process calls per timed slice: with their flush, about what a worker serves in a second
-# of load is too long for a benchmark; these keep each slice near 0.1 s.
 # Requests of each body a fresh server answers before it is measured (the fast paths' memos).
 WARM_UP_REQUESTS = 20
+# In-process calls per timed slice: with their flush, about what a worker serves in a second
+# of load is too long for a benchmark; these keep each slice near 0.1 s.
 CALLS_PER_SLICE = {"1 customer": 2000, "100 customers": 200, "1000 customers": 20}
 
 
@@ -120,6 +120,7 @@ def fresh_servers(
     every body. Two identical servers differed by a few percent for as long as they ran (the
     control, 2026-11-26): with new servers each round that difference is drawn afresh and
     averages out over the rounds instead of staying in every paired ratio."""
+    payloads = [path.read_bytes() for path in bodies.values()]
     with contextlib.ExitStack() as stack:
         servers = {}
         for variant, env in environments.items():
@@ -127,9 +128,9 @@ def fresh_servers(
             servers[variant] = stack.enter_context(running(gunicorn_command(), work, env=env))
         for server in servers.values():
             wait_for_workers(server.process.pid, 2)
-            for path in bodies.values():
+            for payload in payloads:
                 for _ in range(WARM_UP_REQUESTS):
-                    post(server.url + "/predict", path.read_bytes())
+                    post(server.url + "/predict", payload)
         yield servers
 
 
@@ -216,20 +217,25 @@ def goal_lines(results: dict) -> list[str]:
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for body, served in results.items():
-        costs = [1 - r for r in _ratios(served[CONTROL]["rps"], served["off"]["rps"])]
-        cpu = [r - 1 for r in _ratios(served[CONTROL]["cpu_us"], served["off"]["cpu_us"])]
+        costs, cpu = _paired_costs(served, CONTROL, "off")
         lines.append(
             f"| {body} | {CONTROL} (control: the same server twice) | off | {_spread(costs)} "
             f"| {_spread(cpu)} | — | — |"
         )
         for variant, against, budget in GOALS:
-            costs = [1 - r for r in _ratios(served[variant]["rps"], served[against]["rps"])]
-            cpu = [r - 1 for r in _ratios(served[variant]["cpu_us"], served[against]["cpu_us"])]
+            costs, cpu = _paired_costs(served, variant, against)
             lines.append(
                 f"| {body} | {variant} | {against} | {_spread(costs)} | {_spread(cpu)} "
                 f"| ≤ {budget:.0%} | {_verdict(costs, budget)} |"
             )
     return lines
+
+
+def _paired_costs(served: dict, variant: str, against: str) -> tuple[list[float], list[float]]:
+    """Per round, what ``variant`` costs against ``against``: in throughput and in worker CPU."""
+    costs = [1 - r for r in _ratios(served[variant]["rps"], served[against]["rps"])]
+    cpu = [r - 1 for r in _ratios(served[variant]["cpu_us"], served[against]["cpu_us"])]
+    return costs, cpu
 
 
 def _ratios(values: list[float], baseline: list[float]) -> list[float]:
