@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from churn.checked import CategoryCodes, CheckedColumns, number_column, value_column
+from churn.checked import (
+    Categories,
+    CategoryCodes,
+    CheckedColumns,
+    number_column,
+    value_column,
+)
 from churn.rules import INVALID, CustomerRules
 from churn.schema import ID_KEYS, key_renames, rename_keys
 from churn.scorer import VECTORIZE_FROM, CompiledScorer
@@ -39,10 +45,12 @@ class BatchFastPath:
         self._fields = rules.validator.model.model_fields
         self._known = frozenset(self._fields)
         vocabularies = rules.validator.schema["categorical"]
-        self._categories = {
-            field: CategoryCodes(rules.categorical[field], vocabularies[field], weights)
-            for field, weights in scorer.category_weights.items()
-        }
+        self._categories = Categories(
+            {
+                field: CategoryCodes(rules.categorical[field], vocabularies[field], weights)
+                for field, weights in scorer.category_weights.items()
+            }
+        )
 
     def answer(
         self, payload: Sequence[Any], watch: ColumnsWatcher | None = None
@@ -121,12 +129,9 @@ class BatchFastPath:
             if values is None:
                 return None
             numbers[:, index] = values
-        codes = {}
-        for field, category in self._categories.items():
-            found = category.codes(columns[field])
-            if found is None:
-                return None
-            codes[field] = found
+        codes = self._categories.code_matrix(columns, size)
+        if codes is None:
+            return None
         return CheckedColumns(
             numbers, self.scorer.numeric_fields, frozenset(rules.flags), codes, self._categories
         )

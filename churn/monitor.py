@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from churn.checked import CategoryCodes, CheckedColumns
+from churn.checked import Categories, CategoryCodes, CheckedColumns
 from churn.drift import (
     EMPTY_SHARE,
     MIN_ROWS,
@@ -143,11 +143,12 @@ class DriftMonitor:
 class BinNumbering:
     """Every feature's bins numbered one after the other, so a batch is counted in one go.
 
-    A categorical code's bin number comes from a small array per field (built the first time a
-    vocabulary is seen); a number's or a flag's from its position among the feature's edges
-    (``np.searchsorted``, ``_positions``) through an array from position to bin number. Each
-    feature's codes or positions are counted by ``np.bincount``, and all the counts reach the
-    tally as one array (``Tally.add_array``).
+    A categorical value's bin number comes from one array by value number over all the fields
+    (``Categories.numbered``, built the first time a fast path's fields are seen); a number's
+    or a flag's from its position among the feature's edges (``np.searchsorted``,
+    ``_positions``) through an array from position to bin number. Each feature's positions,
+    and all the fields' value numbers at once, are counted by ``np.bincount``, and all the
+    counts reach the tally as one array (``Tally.add_array``).
     """
 
     def __init__(self, reference: Mapping[str, FeatureReference], children: Mapping[str, list]):
@@ -156,7 +157,7 @@ class BinNumbering:
         self._first: dict[str, int] = {}
         # numeric and flag features: (edges, bin number by searchsorted position)
         self._numbers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._by_code: dict[CategoryCodes, np.ndarray] = {}
+        self._by_value: dict[Categories, np.ndarray] = {}
         first = 0
         for name, feature in reference.items():
             self._first[name] = first
@@ -170,22 +171,25 @@ class BinNumbering:
         counted by ``np.bincount`` and added at its bins' numbers (a second's batches joined
         are tens of thousands of customers: no array of all their bins is ever built)."""
         total = np.zeros(len(self.counters), dtype=np.int64)
-        for field, category in checked.categories.items():
-            numbered = self._code_bins(field, category)
-            total[numbered] += np.bincount(checked.codes[field], minlength=len(numbered))
+        categories = checked.categories
+        values = categories.numbered(checked.code_matrix).ravel()
+        total[self._value_bins(categories)] += np.bincount(values, minlength=categories.value_count)
         for field, (edges, numbered) in self._numbers.items():
             column = checked.numbers[:, checked.column_of[field]]
             positions = np.searchsorted(edges, column, side="right")
             total[numbered] += np.bincount(positions, minlength=len(numbered))
         return total
 
-    def _code_bins(self, field: str, category: CategoryCodes) -> np.ndarray:
-        bins = self._by_code.get(category)
+    def _value_bins(self, categories: Categories) -> np.ndarray:
+        """Each categorical value's bin number, by its number among a fast path's values."""
+        bins = self._by_value.get(categories)
         if bins is None:  # the validator's vocabulary, covered by the bins (predictor.py checks)
-            first, keys = self._first[field], self._reference[field].keys
-            numbers = [first + keys.index(value) for value in category.vocabulary]
-            bins = self._by_code[category] = np.array(numbers, dtype=np.intp)
+            bins = self._by_value[categories] = categories.table(self._code_bins)
         return bins
+
+    def _code_bins(self, field: str, category: CategoryCodes) -> list[int]:
+        first, keys = self._first[field], self._reference[field].keys
+        return [first + keys.index(value) for value in category.vocabulary]
 
 
 def _positions(feature: FeatureReference) -> tuple[tuple[float, ...], tuple[int, ...]]:

@@ -109,9 +109,9 @@ class CompiledScorer:
         ]
         return self.combine(numbers, categories).tolist()
 
-    def combine(self, numbers: np.ndarray, category_terms: Sequence[np.ndarray]) -> np.ndarray:
+    def combine(self, numbers: np.ndarray, category_terms: Iterable[np.ndarray]) -> np.ndarray:
         """Probabilities from a numeric matrix (``numeric_fields`` order) and each categorical
-        field's weight per customer (``category_weights`` order).
+        field's weight per customer (``category_weights`` order; a matrix gives a row each).
 
         Every vectorized path (/predict batches, batch files, Spark) ends here, so they agree to
         the last bit on the same customers.

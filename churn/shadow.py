@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from churn.checked import CheckedColumns
+from churn.checked import Categories, CheckedColumns
 from churn.fastpath import Scored
 from churn.observability import TALLY
 from churn.scorer import VECTORIZE_FROM
@@ -38,9 +38,9 @@ DIFFERENCE = Histogram(
 ERRORS = Counter("churn_shadow_errors", "Requests the shadow model failed to score")
 DECISION_NAMES = {True: "churn", False: "no_churn"}
 Customer = Mapping[str, Any]
-# The shadow's numeric features' columns in the checked matrix; each categorical field's weights
-# indexed by the live vocabulary's codes.
-_Gathering = tuple[list[int], list[tuple[str, np.ndarray]]]
+# The shadow's numeric features' columns in the checked matrix; its weight per live value number
+# (``Categories.numbered``); the live fields' rows in the order the shadow's scorer adds them.
+_Gathering = tuple[list[int], np.ndarray, list[int]]
 
 
 @dataclass
@@ -55,8 +55,8 @@ class Shadow:
     _warned: bool = field(default=False, init=False)
     _bounds: np.ndarray = field(init=False)  # the |Δp| histogram's bucket bounds
     _counted: tuple[Any, ...] = field(init=False)  # the 2x2's counters, then |Δp|'s buckets
-    # per live vocabulary (by identity): where the shadow's features are, its weights by code
-    _gatherings: dict[int, tuple[Any, _Gathering]] = field(default_factory=dict, init=False)
+    # per live fast path's fields: where the shadow's features are, its weights by value number
+    _gatherings: dict[Categories, _Gathering] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         scorer = self.predictor.scorer
@@ -156,30 +156,33 @@ class Shadow:
         self, checked: CheckedColumns, live_p: np.ndarray, live_churn: np.ndarray
     ) -> None:
         """Codes and numbers as the fast path checked them: the shadow's weights by code."""
-        numeric_columns, weights = self._gathering(checked)
-        terms = [by_code[checked.codes[field]] for field, by_code in weights]
-        shadow = self.predictor.scorer.combine(checked.numbers[:, numeric_columns], terms)
+        numeric_columns, weights, rows = self._gathering(checked.categories, checked.column_of)
+        terms = weights.take(checked.categories.numbered(checked.code_matrix))
+        shadow = self.predictor.scorer.combine(checked.numbers[:, numeric_columns], terms[rows])
         self._count_arrays(shadow, live_p, live_churn)
 
-    def _gathering(self, checked: CheckedColumns) -> _Gathering:
-        """Where the shadow's features are in the checked columns, and its weight per live code.
+    def _gathering(self, categories: Categories, column_of: Mapping[str, int]) -> _Gathering:
+        """Where the shadow's features are in the checked columns, and its weight per live value.
 
         The live model's validator made the codes, so they index the live vocabulary; a value
         the shadow never saw in training weighs 0 for it (what ``table.get(value, 0.0)`` and
         DictVectorizer give), so a shadow with another vocabulary is scored as the general way
-        scores it. Built once per live vocabulary (a fast path's are fixed).
+        scores it. Built once per live fast path (its fields and vocabularies are fixed).
         """
-        known = self._gatherings.get(id(checked.categories))
-        if known is not None and known[0] is checked.categories:
-            return known[1]
+        known = self._gatherings.get(categories)
+        if known is not None:
+            return known
         scorer = self.predictor.scorer
-        columns = [checked.column_of[f] for f in scorer.numeric_fields]
-        weights = [
-            (field, np.array([table.get(v, 0.0) for v in checked.categories[field].vocabulary]))
-            for field, table in scorer.category_weights.items()
-        ]
-        self._gatherings[id(checked.categories)] = (checked.categories, (columns, weights))
-        return columns, weights
+        columns = [column_of[f] for f in scorer.numeric_fields]
+        weights = categories.table(
+            lambda field, category: [
+                scorer.category_weights.get(field, {}).get(value, 0.0)
+                for value in category.vocabulary
+            ]
+        )
+        rows = [list(categories).index(field) for field in scorer.category_weights]
+        self._gatherings[categories] = (columns, weights, rows)
+        return columns, weights, rows
 
     def _count_arrays(self, shadow: np.ndarray, live_p: np.ndarray, live_churn: np.ndarray) -> None:
         """The 2x2 cells and the |Δp| histogram's buckets counted by one ``np.bincount`` (cells
