@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from churn import watch
 from churn.fastpath import SingleCustomerPath
 from churn.features import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from churn.monitor import BINS
@@ -96,6 +97,36 @@ def test_batches_joined_for_the_flush_count_as_their_customers_together():
         assert [counted.get(BINS.labels(name, b), 0) for b in feature.bins] == expected, name
 
 
+def drift_counts(client) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("churn_drift_bin_rows_total{")
+    }
+
+
+@pytest.mark.parametrize("join_rows", [100, watch.JOIN_ROWS])
+def test_a_flushs_batches_count_in_groups_as_their_customers_together(monkeypatch, join_rows):
+    """The flush joins its batches in groups of about ``JOIN_ROWS`` customers (here 97 + 16,
+    then 127, when it is 100): every group is counted, each customer once."""
+    monkeypatch.setattr(watch, "JOIN_ROWS", join_rows)
+    client = APP.test_client()
+    batch = generated_batch(240)
+    before = drift_counts(client)
+    for piece in (batch[:97], batch[97:113], batch[113:]):
+        assert client.post("/predict", json=piece).status_code == 200
+    grown = {k: v - before.get(k, 0.0) for k, v in drift_counts(client).items()}
+    validated = PREDICTOR.validator.many(batch)
+    for name, feature in DRIFT.reference.items():
+        expected = feature.counts([customer[name] for customer in validated])
+        found = [
+            grown.get(f'churn_drift_bin_rows_total{{bin="{b}",feature="{name}"}}', 0)
+            for b in feature.bins
+        ]
+        assert found == expected, name
+
+
 def test_single_customers_at_the_edges_count_in_the_references_bins():
     """The single-customer path's bins (churn/fastpath.py) on the same edge values."""
     single = SingleCustomerPath(PREDICTOR.rules, PREDICTOR.scorer, DRIFT)
@@ -128,14 +159,18 @@ def candidates(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    ("vocabulary", "query"),
+    ("vocabulary", "query", "join_rows"),
     [
-        ("same vocabulary", ""),
-        ("narrower vocabulary", ""),
-        ("narrower vocabulary", "?explain=true"),  # the validator's path: canonical columns
+        ("same vocabulary", "", watch.JOIN_ROWS),
+        ("narrower vocabulary", "", watch.JOIN_ROWS),
+        ("narrower vocabulary", "", 100),  # the flush's groups: 140, then 17 + 143
+        ("narrower vocabulary", "?explain=true", watch.JOIN_ROWS),  # the validator's path
     ],
 )
-def test_the_batch_shadows_cells_and_differences_are_sklearns(candidates, vocabulary, query):
+def test_the_batch_shadows_cells_and_differences_are_sklearns(
+    monkeypatch, candidates, vocabulary, query, join_rows
+):
+    monkeypatch.setattr(watch, "JOIN_ROWS", join_rows)
     candidate = candidates[vocabulary]
     client = make_app(shadow_model_file=candidate).test_client()
     batch = generated_batch(300)
