@@ -11,6 +11,7 @@ from pathlib import Path
 
 from churn import gunicorn_hooks
 from churn.config import ConfigError, Settings
+from churn.memory import keep_freed_memory
 
 try:
     settings = Settings.from_env()
@@ -23,6 +24,10 @@ _metrics_dir = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="churn-metri
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 for stale in _metrics_dir.glob("*.db"):  # counts from a previous run would be added in
     stale.unlink()
+
+# numpy's temporaries of a few hundred KiB reuse freed memory instead of faulting in fresh
+# pages each time (churn/memory.py); set in the master, so its workers inherit it.
+keep_freed_memory()
 
 # EB's nginx and `docker run -p 9696:9696` reach the container on this port.
 bind = f"{settings.host}:{settings.port}"
