@@ -32,7 +32,7 @@ from churn.tally import flush_all
 from churn.watch import BatchWatch
 
 # Per variant: requests answered, and thread CPU nanoseconds in BatchWatch's two parts.
-SPENT = {"requests": [], "request_ns": [], "flush_ns": []}
+SPENT: dict[str, list[int]] = {"requests": [], "request_ns": [], "flush_ns": []}
 _variant_being_built = 0
 
 
@@ -51,7 +51,7 @@ def _timed(part: str, variant_of: Callable[[Any], int]) -> Callable:
     return wrap
 
 
-def _apps() -> list[Callable]:
+def _apps() -> list[Any]:
     global _variant_being_built
     variants = json.loads(os.environ["SWITCH_VARIANTS"])
     for spent in SPENT.values():
