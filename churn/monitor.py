@@ -167,9 +167,9 @@ class BinNumbering:
             first += len(feature.bins)
 
     def counts(self, checked: CheckedColumns) -> np.ndarray:
-        """Customers per bin, in the order of ``counters``: each feature's codes or positions
-        counted by ``np.bincount`` and added at its bins' numbers (a second's batches joined
-        are tens of thousands of customers: no array of all their bins is ever built)."""
+        """Customers per bin, in the order of ``counters``: all categorical fields' value numbers
+        counted by one ``np.bincount`` and each numeric feature's positions by one each, added
+        at their bins' numbers (no array of every customer's bins is built)."""
         total = np.zeros(len(self.counters), dtype=np.int64)
         categories = checked.categories
         values = categories.numbered(checked.code_matrix).ravel()

@@ -14,7 +14,8 @@ counted alone, and reach Prometheus at that flush.
 Timed inside a loaded server (thread CPU around each step, 100-customer bodies), this costs less
 than the same steps timed in a loop, where the data stays in cache, suggest: before the codes
 came as one matrix and the joins were grouped, the request's part took ~20 µs (copying 19 code
-arrays into one: ~13 µs) and the flush's ~16 µs a request; now ~6 µs and ~12 µs.
+arrays into one: ~13 µs) and the flush's ~16 µs a request; now ~5 µs and ~12 µs
+(docs/performance.md, issue 16, session 5).
 """
 
 from __future__ import annotations
