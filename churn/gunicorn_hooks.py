@@ -10,6 +10,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,31 +106,52 @@ class PromptlyClosingThreadWorker(ThreadWorker):
             stop_new_handshakes(listener)
             if self._accepting:
                 self.poller.unregister(listener)
-                while select.select([listener], [], [], 0)[0]:  # handshakes already done
-                    self.accept(listener)
+                self._accept_the_last(listener)
             listener.close()
         self._accepting = False
 
+    def _accept_the_last(self, listener: socket.socket) -> None:
+        """Accept the handshakes done, and those ending within ``HANDSHAKE_SETTLE_SECONDS``."""
+        deadline = time.monotonic() + HANDSHAKE_SETTLE_SECONDS
+        while select.select([listener], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            self.accept(listener)
 
-# Classic BPF, one instruction: BPF_RET | BPF_K with k = 0, "keep no byte": drop the packet.
-_DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)
+
+# Classic BPF on a TCP listener, where a packet starts at its TCP header: keep the packets with
+# the ACK flag (byte 13, bit 0x10), which end a handshake already begun, and drop the rest, above
+# all the SYNs that would begin new ones. (struct sock_filter: code, jt, jf, k.)
+_KEEP_HANDSHAKE_ENDINGS = b"".join(
+    struct.pack("HBBI", *instruction)
+    for instruction in (
+        (0x30, 0, 0, 13),  # BPF_LD | BPF_B | BPF_ABS: the flags byte
+        (0x45, 0, 1, 0x10),  # BPF_JMP | BPF_JSET | BPF_K: ACK set? next : skip one
+        (0x06, 0, 0, 0xFFFFFFFF),  # BPF_RET | BPF_K: keep the whole packet
+        (0x06, 0, 0, 0),  # BPF_RET | BPF_K: keep no byte, drop it
+    )
+)
 _SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; Python's socket module does not name it
+# How long a stopping worker still accepts handshakes that end after it stopped new ones: a
+# client's ACK follows the SYN-ACK within a round trip (microseconds on loopback or EB's host).
+HANDSHAKE_SETTLE_SECONDS = 0.05
 
 
 def stop_new_handshakes(listener: socket.socket) -> None:
-    """Make the kernel drop the SYNs (and handshake-ending ACKs) that reach ``listener``.
+    """Make the kernel drop the SYNs that reach ``listener``; handshakes already begun end.
 
     Between a worker's last ``accept`` and its ``close`` the kernel can still complete a
     handshake into the backlog, and ``close`` resets it: seen once in CI as a request reset during
     ``docker stop``, as the request threads can hold the GIL for milliseconds there. With this
-    filter the backlog can only shrink. A client whose SYN was dropped sends it again about a
-    second later, by when this socket is closed: it is refused, or served by a worker still
-    listening. Linux only; elsewhere the short race stays.
+    filter no new handshake begins. One begun just before (the client already has its SYN-ACK,
+    and believes it is connected) still ends, so the worker accepts what arrives for
+    ``HANDSHAKE_SETTLE_SECONDS`` before it closes. A client whose SYN was dropped sends it again
+    about a second later, by when this socket is closed: it is refused, or served by a worker
+    still listening. Linux only; elsewhere the short race stays.
     """
     if sys.platform != "linux" or listener.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
-    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog {len, *filter}
+    program = ctypes.create_string_buffer(_KEEP_HANDSHAKE_ENDINGS)
+    length = len(_KEEP_HANDSHAKE_ENDINGS) // 8
+    fprog = struct.pack("HL", length, ctypes.addressof(program))  # struct sock_fprog
     try:
         listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError:  # a kernel without socket filters: keep the old, racy behaviour

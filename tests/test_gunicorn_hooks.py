@@ -3,13 +3,16 @@ refused after the kernel's SYN retry, and none is accepted and then reset."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import socket
+import struct
 import threading
 import time
 
 import pytest
 
-from churn.gunicorn_hooks import stop_new_handshakes
+from churn.gunicorn_hooks import _SO_ATTACH_FILTER, stop_new_handshakes
 
 
 @pytest.fixture
@@ -36,6 +39,27 @@ def test_after_the_stop_no_handshake_completes_so_nothing_can_be_reset_at_close(
     listener.setblocking(False)
     with pytest.raises(BlockingIOError):
         listener.accept()
+
+
+_SO_DETACH_FILTER = 27  # <asm-generic/socket.h>
+_DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)  # classic BPF: return 0, keep nothing
+
+
+def test_a_handshake_begun_before_the_stop_still_ends_in_the_backlog(listener):
+    """The client's SYN reached the listener before the stop, its ACK comes after: it must be
+    let through, or the client believes it is connected and is reset at the close."""
+    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
+    deaf = struct.pack("HL", 1, ctypes.addressof(program))
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, deaf)  # it misses the SYN-ACK
+        client.setblocking(False)
+        assert client.connect_ex(listener.getsockname()) == errno.EINPROGRESS  # the SYN is out
+        time.sleep(0.2)  # the listener has answered it, into the void
+        stop_new_handshakes(listener)
+        client.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+        listener.settimeout(5)  # the listener sends its SYN-ACK again after ~1 s; the ACK ends it
+        accepted, _ = listener.accept()
+        accepted.close()
 
 
 def test_a_client_arriving_during_the_stop_is_refused_once_the_socket_closes(listener):
