@@ -192,20 +192,17 @@ class CheckedColumns(Mapping[str, Sequence[Any]]):
         """Each categorical field's codes (its row of ``code_matrix``)."""
         return dict(zip(self.categories, self.code_matrix, strict=True))
 
-    def compact(self) -> tuple[np.ndarray, np.ndarray]:
-        """The codes matrix and the numbers: what a batch leaves to be joined with others later
-        (``joined``), a few KB, no Python objects."""
-        return self.code_matrix, self.numbers
-
-    def joined(self, codes: Sequence[np.ndarray], numbers: Sequence[np.ndarray]) -> CheckedColumns:
-        """Batches checked by this batch's fast path, from what ``compact`` gave for each, as
-        one batch: customers in the order given."""
+    @staticmethod
+    def joined(parts: Sequence[CheckedColumns]) -> CheckedColumns:
+        """Batches checked by one fast path (the same fields and vocabularies) as one batch:
+        customers in the order given."""
+        first = parts[0]
         return CheckedColumns(
-            np.concatenate(numbers),
-            list(self.column_of),
-            self.flags,
-            np.concatenate(codes, axis=1),
-            self.categories,
+            np.concatenate([part.numbers for part in parts]),
+            list(first.column_of),
+            first.flags,
+            np.concatenate([part.code_matrix for part in parts], axis=1),
+            first.categories,
         )
 
     def terms(self) -> np.ndarray:

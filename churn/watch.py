@@ -39,29 +39,22 @@ JOIN_ROWS = 4096
 class Gathered(NamedTuple):
     """What a request leaves for the flush."""
 
-    codes: np.ndarray  # ``CheckedColumns.compact``: a row of codes per categorical field
-    numbers: np.ndarray
+    checked: CheckedColumns  # its codes matrix and numbers, as the checks made them: no copy
     probabilities: np.ndarray  # the live model's
     compared: bool  # whether the shadow samples this request (SHADOW_SAMPLE, drawn per request)
 
 
 class BatchWatch:
-    """The fast path's watcher (``FastBatch.answer``'s ``watch``) for one live model.
-
-    Its batches all come from that model's fast path, so they share one layout (fields,
-    vocabularies): the first batch's columns lend it to the joined batches.
-    """
+    """The fast path's watcher (``FastBatch.answer``'s ``watch``) for one live model: its
+    batches all come from that model's fast path, so they can be joined."""
 
     def __init__(self, drift: DriftMonitor | None, shadow: Shadow | None, live_threshold: float):
         self.drift, self.shadow, self.live_threshold = drift, shadow, live_threshold
-        self._layout: CheckedColumns | None = None
 
     def __call__(self, checked: CheckedColumns, probabilities: np.ndarray) -> None:
         compared = self.shadow is not None and self.shadow.sampled()
         if self.drift is not None or compared:
-            if self._layout is None:
-                self._layout = checked
-            batch = Gathered(*checked.compact(), probabilities, compared)
+            batch = Gathered(checked, probabilities, compared)
             TALLY.gather(self._flush, batch, len(probabilities))
 
     def _flush(self, batches: list[Gathered]) -> None:
@@ -82,11 +75,9 @@ class BatchWatch:
         churn = probabilities >= self.live_threshold
         self.shadow.compare_checked(everything, probabilities, churn, requests=len(compared))
 
-    def _joined(self, batches: list[Gathered]) -> CheckedColumns:
-        if self._layout is None:  # set with the first batch gathered
-            raise RuntimeError("no batch was gathered")
-        codes = [batch.codes for batch in batches]
-        return self._layout.joined(codes, [batch.numbers for batch in batches])
+    @staticmethod
+    def _joined(batches: list[Gathered]) -> CheckedColumns:
+        return CheckedColumns.joined([batch.checked for batch in batches])
 
 
 def _groups(batches: list[Gathered], rows: int) -> Iterator[list[Gathered]]:

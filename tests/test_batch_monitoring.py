@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from churn import watch
+from churn.checked import CheckedColumns
 from churn.fastpath import SingleCustomerPath
 from churn.features import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from churn.monitor import BINS
@@ -83,13 +84,12 @@ def test_the_batch_paths_drift_bins_are_the_references_counts():
 
 
 def test_batches_joined_for_the_flush_count_as_their_customers_together():
-    """What churn/watch.py does once a flush: batches of different sizes, compacted and
-    joined, count in the reference's bins as all their customers validated together."""
+    """What churn/watch.py does once a flush: batches of different sizes, joined, count in
+    the reference's bins as all their customers validated together."""
     batch = generated_batch(240)
     pieces = [batch[:97], batch[97:113], batch[113:]]
     checked = [checked_columns(piece)[0] for piece in pieces]
-    codes, numbers = zip(*(columns.compact() for columns in checked), strict=True)
-    joined = checked[0].joined(codes, numbers)
+    joined = CheckedColumns.joined(checked)
     counted = DRIFT.checked_counts(joined)
     validated = PREDICTOR.validator.many(batch)
     for name, feature in DRIFT.reference.items():
