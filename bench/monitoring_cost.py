@@ -45,7 +45,7 @@ from churn.config import PROJECT_ROOT, Settings
 from churn.features import EXAMPLE_CUSTOMER
 from churn.tally import flush_all
 
-# "off, again" is a second server identical to "off": its paired cost against "off" is the
+# "off, again" is a second app identical to "off": its paired cost against "off" is the
 # instrument's own noise in this run, the yardstick for the budgets' figures.
 CONTROL = "off, again"
 VARIANTS = ("off", CONTROL, "drift", "drift + shadow")
@@ -114,7 +114,7 @@ def measure(args: argparse.Namespace) -> tuple[dict, dict]:
         for name in args.bodies:
             body = work / f"{len(name)}.json"
             body.write_text(json.dumps(BODIES[name]))
-            with switch_server(environments, work, body) as (server, select):
+            with switch_server(environments, work, body) as (server, select, spent):
                 for round_number in range(args.rounds):
                     for variant in random.sample(VARIANTS, len(VARIANTS)):
                         select(variant)
@@ -122,22 +122,23 @@ def measure(args: argparse.Namespace) -> tuple[dict, dict]:
                         results[name][variant]["rps"].append(rps)
                         results[name][variant]["cpu_us"].append(cpu)
                     print(f"{name}: round {round_number + 1}/{args.rounds} done", flush=True)
-            inside[name] = monitoring_inside(work)
+            inside[name] = monitoring_inside(spent)  # the workers wrote it as they stopped
     return results, inside
 
 
 @contextlib.contextmanager
 def switch_server(
     environments: dict[str, dict[str, str]], work: Path, body: Path
-) -> Iterator[tuple[Any, Callable[[str], None]]]:
-    """One server with every variant (bench/switch_app.py) and a way to select one; each
-    variant warmed with a few requests of ``body``."""
+) -> Iterator[tuple[Any, Callable[[str], None], Path]]:
+    """One server with every variant (bench/switch_app.py), a way to select one and the folder
+    its workers write their batch monitoring's CPU to; each variant warmed with a few requests
+    of ``body``."""
     selector = work / "selector"
     selector.write_bytes(b"\0")
-    for spent in work.glob("selector-*.json"):  # the previous body's server
-        spent.unlink()
+    spent = Path(tempfile.mkdtemp(prefix="spent-", dir=work))
     env = {
         "SWITCH_FILE": str(selector),
+        "SWITCH_SPENT": str(spent),
         "SWITCH_VARIANTS": json.dumps([environments[variant] for variant in VARIANTS]),
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": "",
@@ -154,16 +155,17 @@ def switch_server(
             select(variant)
             for _ in range(WARM_UP_REQUESTS):
                 post(server.url + "/predict", payload)
-        yield server, select
+        yield server, select, spent
 
 
-def monitoring_inside(work: Path) -> dict[str, float]:
+def monitoring_inside(spent: Path) -> dict[str, float]:
     """Per variant, CPU µs per request the workers spent in batch monitoring (churn/watch.py),
-    from what each worker wrote when it stopped."""
-    totals = {part: [0] * len(VARIANTS) for part in ("requests", "request_ns", "flush_ns")}
-    for path in work.glob("selector-*.json"):
+    from what each worker wrote to ``spent`` when it stopped."""
+    totals: dict[str, list[int]] = {}
+    for path in spent.glob("*.json"):
         for part, values in json.loads(path.read_text()).items():
-            totals[part] = [a + b for a, b in zip(totals[part], values, strict=True)]
+            summed = totals.get(part, [0] * len(values))
+            totals[part] = [a + b for a, b in zip(summed, values, strict=True)]
     return {
         variant: (totals["request_ns"][i] + totals["flush_ns"][i]) / totals["requests"][i] / 1e3
         for i, variant in enumerate(VARIANTS)

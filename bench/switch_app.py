@@ -11,8 +11,8 @@ benchmark switches all workers at once by writing that byte.
 
 Each worker also times, with its threads' CPU clocks, what batch monitoring does inside it
 (churn/watch.py: the request's part and the flush's) per variant, and writes the sums to
-``SWITCH_FILE``-<pid>.json when it exits: that work's share of the worker's CPU, measured in
-the loaded server itself, where caches are as cold as they really are.
+<pid>.json in the folder ``SWITCH_SPENT`` when it exits: that work's share of the worker's CPU,
+measured in the loaded server itself, where caches are as cold as they really are.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _selector() -> mmap.mmap:
 def _write_spent() -> None:
     if any(SPENT["requests"]):  # a worker; the master answered nothing
         flush_all()  # its last gathered batches: atexit would flush them after this
-        path = f"{os.environ['SWITCH_FILE']}-{os.getpid()}.json"
+        path = os.path.join(os.environ["SWITCH_SPENT"], f"{os.getpid()}.json")
         with open(path + ".part", "w") as part:
             json.dump(SPENT, part)
         os.replace(path + ".part", path)
