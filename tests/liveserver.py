@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 
 import requests
 
@@ -64,3 +65,12 @@ def metric(text: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith(name + "{") or line.startswith(name + " ")
     )
+
+
+def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[float]]) -> None:
+    """Wait until a client has begun (and ended) a request after ``moment``, a server's exit.
+
+    A client whose SYN a stopping worker dropped sends it again about a second later
+    (churn/gunicorn_hooks.py ``stop_new_handshakes``): until then it begins no new request.
+    """
+    poll(lambda: [s for s in starts() if s > moment], bool, timeout=5, interval=0.05)

@@ -24,6 +24,7 @@ from bench.lost_lines import logged_request_ids
 from bench.servers import gunicorn_settings, poll
 from churn.features import EXAMPLE_CUSTOMER
 from tests.containers import DOCKER_STOP_TIMEOUT, Container
+from tests.liveserver import await_a_request_begun_after
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -115,7 +116,7 @@ def test_docker_stop_finishes_in_flight_batches_refuses_newcomers_and_keeps_ever
     stop_began = time.monotonic()
     docker_engine.docker("stop", container.id, timeout=60)
     stopped = time.monotonic()
-    time.sleep(0.3)
+    await_a_request_begun_after(stopped, lambda: [entry.started for entry in log])
     stop_load.set()
     for client in clients:
         client.join(timeout=60)

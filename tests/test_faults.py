@@ -29,6 +29,7 @@ from bench.servers import (
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 from tests.crafted import code_running_pickle
+from tests.liveserver import await_a_request_begun_after
 
 pytestmark = pytest.mark.slow
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
@@ -100,7 +101,7 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones_cleanly(tmp_pa
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(timeout=30)
         exited = time.monotonic()
-        time.sleep(0.3)
+        await_a_request_begun_after(exited, lambda: [start for start, *_ in outcomes])
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
