@@ -75,7 +75,8 @@ def listening_message(addresses: Iterable[Any], workers: int) -> str:
 
 
 class PromptlyClosingThreadWorker(ThreadWorker):
-    """gunicorn's threaded worker, which closes its listening sockets as soon as SIGTERM comes.
+    """gunicorn's threaded worker, which closes its listening sockets as soon as SIGTERM comes
+    (the signal wakes the worker's loop, which closes them as it ends).
 
     gunicorn's own worker only stops polling them and closes them after its in-flight requests
     are done; meanwhile the kernel keeps completing handshakes into their backlog, and those
@@ -89,15 +90,18 @@ class PromptlyClosingThreadWorker(ThreadWorker):
     sockets: list[Any]  # set by gunicorn's Worker
     _accepting: bool  # set by gunicorn's ThreadWorker
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        stopping = self.alive
-        super().handle_exit(sig, frame)
-        if stopping:
-            self._stop_listening()
-
     def set_accept_enabled(self, enabled: bool) -> None:
-        if enabled and not self.alive:
-            return  # the listeners are closed for good
+        """Close the listeners for good once the worker is stopping.
+
+        The SIGTERM handler only marks the worker as stopping and wakes its loop; the loop then
+        calls this as it ends. Closing the listeners in the handler itself, as this class once
+        did, broke the worker when the signal landed between an accept and gunicorn's next use
+        of the listener: the handler had closed it ("'NoneType' object has no attribute
+        'getsockname'", the worker exiting with 255 and the connection just accepted lost).
+        """
+        if not self.alive:
+            self._stop_listening()
+            return
         super().set_accept_enabled(enabled)
 
     def _stop_listening(self) -> None:
