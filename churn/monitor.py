@@ -113,12 +113,11 @@ class DriftMonitor:
     def count_checked(self, checked: CheckedColumns) -> None:
         """The same for batches the fast path checked (churn/checked.py): codes and numbers,
         a second's batches joined (churn/watch.py)."""
-        TALLY.add_array(self._numbering.counters, self._numbering.counts(checked))
+        TALLY.add_array(*self.checked_counts(checked))
 
-    def checked_counts(self, checked: CheckedColumns) -> dict[Any, int]:
-        """What ``count_checked`` adds: customers per bin counter (bins with none left out)."""
-        counts = self._numbering.counts(checked).tolist()
-        return {c: n for c, n in zip(self._numbering.counters, counts, strict=True) if n}
+    def checked_counts(self, checked: CheckedColumns) -> tuple[tuple[Any, ...], np.ndarray]:
+        """What ``count_checked`` adds: every bin's counter, and its customers in ``checked``."""
+        return self._numbering.counters, self._numbering.counts(checked)
 
     def snapshot(self, multiprocess_dir: Path | None) -> dict[str, Any]:
         """Rows, share outside the training range and PSI per feature, since the service started."""
