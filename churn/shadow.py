@@ -24,6 +24,7 @@ from churn.checked import Categories, CheckedColumns
 from churn.fastpath import Scored
 from churn.observability import TALLY
 from churn.scorer import VECTORIZE_FROM
+from churn.tally import histogram_parts
 
 DECISIONS = Counter(
     "churn_shadow_decisions",
@@ -55,6 +56,7 @@ class Shadow:
     _warned: bool = field(default=False, init=False)
     _bounds: np.ndarray = field(init=False)  # the |Δp| histogram's bucket bounds
     _counted: tuple[Any, ...] = field(init=False)  # the 2x2's counters, then |Δp|'s buckets
+    _difference_sum: Any = field(init=False)  # the |Δp| histogram's sum counter
     # per live fast path's fields: where the shadow's features are, its weights by value number
     _gatherings: dict[Categories, _Gathering] = field(default_factory=dict, init=False)
 
@@ -67,8 +69,10 @@ class Shadow:
             for live in (False, True)
             for shadow in (False, True)
         ]
-        self._bounds = np.asarray(DIFFERENCE._upper_bounds)
-        self._counted = (*self._cells, *DIFFERENCE._buckets)
+        difference = histogram_parts(DIFFERENCE)
+        self._bounds = np.asarray(difference.bounds)
+        self._counted = (*self._cells, *difference.buckets)
+        self._difference_sum = difference.total
 
     def compare(self, customers: Sequence[Customer], live: Sequence[Customer]) -> None:
         """Score validated ``customers`` with the shadow; count how it differs from ``live``."""
@@ -191,4 +195,4 @@ class Shadow:
         differences = np.abs(shadow - live_p)
         buckets = np.searchsorted(self._bounds, differences, side="left")  # Histogram's bucket
         counts = np.bincount(np.concatenate((cells, buckets + 4)), minlength=len(self._counted))
-        TALLY.add_array(self._counted, counts, {DIFFERENCE._sum: float(differences.sum())})
+        TALLY.add_array(self._counted, counts, {self._difference_sum: float(differences.sum())})

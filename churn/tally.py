@@ -35,6 +35,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,29 @@ GATHER_BACKLOG_ROWS = 500_000
 Consumer = Callable[[list[Any]], None]
 
 _ALL: weakref.WeakSet[Tally] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class HistogramParts:
+    """What a labelled prometheus_client histogram adds observations to."""
+
+    bounds: list[float]  # the buckets' upper bounds, +Inf last
+    buckets: list[Any]  # a counter per bucket: observations in it, not cumulated
+    total: Any  # the counter of the observed values' sum
+
+
+def histogram_parts(child: Any) -> HistogramParts:
+    """``child``'s bounds, bucket counters and sum counter.
+
+    prometheus_client has no public way to add many observations at once, and one ``observe``
+    per value is one locked write per value in multiprocess mode; so this, the one place that
+    reads its private ``_upper_bounds``, ``_buckets`` and ``_sum``, hands them to the tally and
+    the shadow. tests/test_tally.py compares what is added through them with ``observe`` in the
+    exposition, so a release that lays a histogram out otherwise fails there.
+    """
+    return HistogramParts(child._upper_bounds, child._buckets, child._sum)
+
+
 _interval = DEFAULT_INTERVAL
 
 
@@ -63,8 +87,8 @@ class Tally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[Any] = Counter()
-        # histogram child -> ([count per bucket], sum of observed values)
-        self._observed: dict[Any, tuple[list[int], list[float]]] = {}
+        # histogram child -> (its parts, [count per bucket], [sum of observed values])
+        self._observed: dict[Any, tuple[HistogramParts, list[int], list[float]]] = {}
         # id(children tuple) -> (children, counts so far): add_array's running sums
         self._arrays: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._gathered: dict[Consumer, list[Any]] = {}  # consumer -> items, in order
@@ -112,7 +136,7 @@ class Tally:
         """``counts[i]`` increments of ``children[i]`` (counted with numpy) and ``amounts``
         added, under one lock: one array addition however many children. Pass the same tuple
         each time (it keys the running sum). A histogram's buckets and sum can be children
-        here (``child._buckets[i]``, ``child._sum``): what ``flush`` adds ``observe``'s to."""
+        here (``histogram_parts``): what ``flush`` adds ``observe``'s to."""
         with self._lock:
             entry = self._arrays.get(id(children))
             if entry is None:  # a copy: the caller's array is not ours to add to later
@@ -153,11 +177,11 @@ class Tally:
 
     def _observe(self, child: Any, values: Iterable[float]) -> None:
         """``observe_each``, with the lock held."""
-        bounds = child._upper_bounds
         entry = self._observed.get(child)
         if entry is None:
-            entry = self._observed[child] = ([0] * len(bounds), [0.0])
-        buckets, total = entry
+            parts = histogram_parts(child)
+            entry = self._observed[child] = (parts, [0] * len(parts.bounds), [0.0])
+        bounds, buckets, total = entry[0].bounds, entry[1], entry[2]
         for value in values:
             buckets[bisect.bisect_left(bounds, value)] += 1
             total[0] += value
@@ -174,13 +198,12 @@ class Tally:
         for child, amount in counts.items():
             if amount:
                 child.inc(amount)
-        for child, (buckets, total) in observed.items():
-            # prometheus_client keeps a histogram as per-bucket counters plus a sum; adding to
-            # them directly is one write per bucket instead of one per observation.
-            for index, count in enumerate(buckets):
+        for parts, buckets, total in observed.values():
+            # One write per bucket instead of one per observation.
+            for counter, count in zip(parts.buckets, buckets, strict=True):
                 if count:
-                    child._buckets[index].inc(count)
-            child._sum.inc(total[0])
+                    counter.inc(count)
+            parts.total.inc(total[0])
 
     def _consume_gathered(self) -> None:
         with self._lock:

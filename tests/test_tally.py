@@ -18,6 +18,7 @@ from churn.tally import (
     GATHER_WAKE_ROWS,
     Tally,
     flush_all,
+    histogram_parts,
     set_interval,
 )
 from tests.liveserver import PREDICTIONS, metric, worker_pids
@@ -63,10 +64,11 @@ def test_arrays_of_counts_add_up_to_their_children_and_a_histograms_buckets():
     tallied_registry, tallied_counter, tallied = fresh_metrics()
     direct_registry, direct_counter, direct = fresh_metrics()
     tally = Tally()
-    children = (tallied_counter.labels("a"), tallied_counter.labels("b"), *tallied._buckets)
+    parts = histogram_parts(tallied)
+    children = (tallied_counter.labels("a"), tallied_counter.labels("b"), *parts.buckets)
     calls = [([3, 0, 3, 0, 2, 0], [0.05, 0.05, 0.05, 0.7, 0.9]), ([1, 5, 0, 1, 0, 1], [0.3, 2.0])]
     for counts, observed in calls:
-        tally.add_array(children, np.array(counts), {tallied._sum: sum(observed)})
+        tally.add_array(children, np.array(counts), {parts.total: sum(observed)})
         direct_counter.labels("a").inc(counts[0])
         direct_counter.labels("b").inc(counts[1])
         for value in observed:
