@@ -5,7 +5,9 @@ listening the moment it is told to stop."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
+import os
 import select
 import socket
 import struct
@@ -115,10 +117,20 @@ class PromptlyClosingThreadWorker(ThreadWorker):
         self._accepting = False
 
     def _accept_the_last(self, listener: socket.socket) -> None:
-        """Accept the handshakes done, and those ending within ``HANDSHAKE_SETTLE_SECONDS``."""
+        """Accept the handshakes done, and those still under way as they end (for at most
+        ``HANDSHAKE_SETTLE_SECONDS``). Waiting only while one is under way matters: until the
+        close, a newcomer's SYN is dropped and it waits a second for its retry to be refused."""
+        tcp = listener.family in _TCP_FAMILIES  # a unix socket has no handshake
+        port = listener.getsockname()[1] if tcp else 0
         deadline = time.monotonic() + HANDSHAKE_SETTLE_SECONDS
-        while select.select([listener], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            self.accept(listener)
+        while True:
+            under_way = tcp and handshakes_under_way(port)  # before the last look at the backlog
+            while select.select([listener], [], [], 0)[0]:
+                self.accept(listener)
+            remaining = deadline - time.monotonic()
+            if not under_way or remaining <= 0:
+                return
+            select.select([listener], [], [], min(remaining, 0.001))
 
 
 # Classic BPF on a TCP listener, where a packet starts at its TCP header: keep the packets with
@@ -134,9 +146,62 @@ _KEEP_HANDSHAKE_ENDINGS = b"".join(
     )
 )
 _SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; Python's socket module does not name it
-# How long a stopping worker still accepts handshakes that end after it stopped new ones: a
-# client's ACK follows the SYN-ACK within a round trip (microseconds on loopback or EB's host).
+# How long a stopping worker waits at most for handshakes under way to end: a client's ACK
+# follows the SYN-ACK within a round trip (microseconds on loopback or EB's host).
 HANDSHAKE_SETTLE_SECONDS = 0.05
+
+
+# Asking the kernel (sock_diag over netlink, what `ss` uses) for the TCP sockets in the state
+# between the SYN-ACK and the client's ACK: TCP_SYN_RECV, and TCP_NEW_SYN_RECV for the requests
+# a listener keeps (<net/tcp_states.h>, <linux/inet_diag.h>, <linux/netlink.h>).
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY = 4, 20
+_NLM_F_REQUEST, _NLM_F_DUMP, _NLMSG_ERROR, _NLMSG_DONE = 0x1, 0x300, 2, 3
+_HANDSHAKE_STATES = (1 << 3) | (1 << 12)
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, sequence, port id
+_SOURCE_PORT_AT = _HEADER.size + 4  # in struct inet_diag_msg: family, state, timer, retrans
+_SOURCE_PORT = struct.Struct(">H")  # network byte order
+_ERRNO = struct.Struct("=i")
+
+
+def handshakes_under_way(port: int) -> bool:
+    """Whether the kernel holds a handshake to local ``port`` that has begun and not ended.
+
+    Any listener on the port counts (the other workers' too, with SO_REUSEPORT): at worst a
+    stopping worker waits for a handshake that was not its own. The kernel picks the sockets
+    by state, so the answer costs a few round trips to it however many connections the machine
+    holds (reading /proc/net/tcp took ~20 ms with 2,500 of them). When the kernel cannot be
+    asked: True, and the worker waits for the longest a handshake may take.
+    """
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as kernel:
+            return any(port in _handshaking_ports(kernel, family) for family in _TCP_FAMILIES)
+    except OSError:
+        return True
+
+
+def _handshaking_ports(kernel: socket.socket, family: int) -> set[int]:
+    """The local ports of ``family``'s TCP sockets in a handshake, as the kernel lists them."""
+    # struct inet_diag_req_v2: family, protocol, extensions, pad, states, and a zeroed
+    # struct inet_diag_sockid (48 bytes), which a dump does not filter on.
+    request = struct.pack("=BBBxI48x", family, socket.IPPROTO_TCP, 0, _HANDSHAKE_STATES)
+    flags = _NLM_F_REQUEST | _NLM_F_DUMP
+    header = _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, flags, 0, 0)
+    kernel.send(header + request)
+    ports: set[int] = set()
+    while True:
+        data, offset = kernel.recv(1 << 16), 0
+        while offset < len(data):
+            length, kind, *_ = _HEADER.unpack_from(data, offset)
+            if kind == _NLMSG_DONE:
+                return ports
+            if kind == _NLMSG_ERROR:  # struct nlmsgerr: a negative errno first (0: none)
+                error = -_ERRNO.unpack_from(data, offset + _HEADER.size)[0]
+                if error in (0, errno.ENOENT):  # ENOENT: the kernel has no such family
+                    return ports
+                raise OSError(error, os.strerror(error))
+            ports.add(_SOURCE_PORT.unpack_from(data, offset + _SOURCE_PORT_AT)[0])
+            offset += (length + 3) & ~3  # messages are 4-byte aligned
 
 
 def stop_new_handshakes(listener: socket.socket) -> None:
@@ -146,12 +211,12 @@ def stop_new_handshakes(listener: socket.socket) -> None:
     handshake into the backlog, and ``close`` resets it: seen once in CI as a request reset during
     ``docker stop``, as the request threads can hold the GIL for milliseconds there. With this
     filter no new handshake begins. One begun just before (the client already has its SYN-ACK,
-    and believes it is connected) still ends, so the worker accepts what arrives for
-    ``HANDSHAKE_SETTLE_SECONDS`` before it closes. A client whose SYN was dropped sends it again
+    and believes it is connected) still ends, so the worker accepts those as they end before
+    it closes (``handshakes_under_way``). A client whose SYN was dropped sends it again
     about a second later, by when this socket is closed: it is refused, or served by a worker
     still listening. Linux only; elsewhere the short race stays.
     """
-    if sys.platform != "linux" or listener.family not in (socket.AF_INET, socket.AF_INET6):
+    if sys.platform != "linux" or listener.family not in _TCP_FAMILIES:
         return
     program = ctypes.create_string_buffer(_KEEP_HANDSHAKE_ENDINGS)
     length = len(_KEEP_HANDSHAKE_ENDINGS) // 8

@@ -3,6 +3,7 @@ refused after the kernel's SYN retry, and none is accepted and then reset."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -13,10 +14,13 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from gunicorn.config import Config
 
+from churn import gunicorn_hooks
 from churn.gunicorn_hooks import (
     _SO_ATTACH_FILTER,
     PromptlyClosingThreadWorker,
@@ -54,16 +58,24 @@ _SO_DETACH_FILTER = 27  # <asm-generic/socket.h>
 _DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)  # classic BPF: return 0, keep nothing
 
 
+@contextlib.contextmanager
+def missing_the_syn_ack(listener: socket.socket) -> Iterator[socket.socket]:
+    """A client whose SYN reached ``listener`` and which misses the SYN-ACK: the handshake
+    stays under way until the filter is detached and the listener sends its SYN-ACK again."""
+    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
+    deaf = struct.pack("HL", 1, ctypes.addressof(program))
+    with socket.socket(listener.family) as client:
+        client.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, deaf)
+        client.setblocking(False)
+        assert client.connect_ex(listener.getsockname()[:2]) == errno.EINPROGRESS  # SYN out
+        time.sleep(0.2)  # the listener has answered it, into the void
+        yield client
+
+
 def test_a_handshake_begun_before_the_stop_still_ends_in_the_backlog(listener):
     """The client's SYN reached the listener before the stop, its ACK comes after: it must be
     let through, or the client believes it is connected and is reset at the close."""
-    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
-    deaf = struct.pack("HL", 1, ctypes.addressof(program))
-    with socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, deaf)  # it misses the SYN-ACK
-        client.setblocking(False)
-        assert client.connect_ex(listener.getsockname()) == errno.EINPROGRESS  # the SYN is out
-        time.sleep(0.2)  # the listener has answered it, into the void
+    with missing_the_syn_ack(listener) as client:
         stop_new_handshakes(listener)
         client.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
         listener.settimeout(5)  # the listener sends its SYN-ACK again after ~1 s; the ACK ends it
@@ -98,21 +110,85 @@ class SignalledDuringAccept:
         return getattr(self.sock, name)
 
 
-def test_a_sigterm_landing_inside_an_accept_leaves_that_connection_served(listener):
+@dataclass
+class Worker:
+    """A stopping worker's parts, outside gunicorn's loop: what it handed on to be served."""
+
+    worker: PromptlyClosingThreadWorker
+    served: list[object]
+
+    def listen_on(self, listener: object) -> None:
+        self.worker.sockets = [listener]
+        self.worker.set_accept_enabled(True)  # as gunicorn's loop starts
+
+    def stop(self) -> None:
+        self.worker.handle_exit(signal.SIGTERM, None)
+        self.worker.set_accept_enabled(False)  # what gunicorn's loop calls as it ends
+
+
+@pytest.fixture
+def worker() -> Worker:
     served: list[object] = []
     worker = PromptlyClosingThreadWorker(
         0, os.getppid(), [], None, 30, Config(), logging.getLogger("test")
     )
-    worker.method_queue.init()  # what the handler wakes the loop with
+    worker.method_queue.init()  # what the SIGTERM handler wakes the loop with
     worker.enqueue_req = served.append  # handed to the thread pool in a running worker
-    worker.sockets = [SignalledDuringAccept(listener, worker)]
     worker.poller = selectors.DefaultSelector()
-    worker.set_accept_enabled(True)  # as gunicorn's loop starts
+    return Worker(worker, served)
+
+
+def test_a_sigterm_landing_inside_an_accept_leaves_that_connection_served(listener, worker):
+    worker.listen_on(SignalledDuringAccept(listener, worker.worker))
     address = listener.getsockname()
     with socket.create_connection(address, timeout=5):
-        worker.accept(worker.sockets[0])
-        assert len(served) == 1 and not worker.alive
-        worker.set_accept_enabled(False)  # what gunicorn's loop calls as it ends
+        worker.worker.accept(worker.worker.sockets[0])
+        assert len(worker.served) == 1 and not worker.worker.alive
+        worker.worker.set_accept_enabled(False)  # what gunicorn's loop calls as it ends
     assert listener.fileno() == -1  # closed for good
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=5)
+
+
+def test_with_no_handshake_under_way_the_stop_closes_without_waiting(listener, worker, monkeypatch):
+    """Until the close a newcomer's SYN is dropped and it waits a second for its retry, so the
+    worker must not wait out its longest settle when nothing is under way."""
+    monkeypatch.setattr(gunicorn_hooks, "HANDSHAKE_SETTLE_SECONDS", 600)
+    worker.listen_on(listener)
+    stopping = threading.Thread(target=worker.stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=10)
+    assert not stopping.is_alive() and listener.fileno() == -1
+
+
+def test_the_stop_waits_for_a_handshake_under_way_and_serves_it(listener, worker, monkeypatch):
+    monkeypatch.setattr(gunicorn_hooks, "HANDSHAKE_SETTLE_SECONDS", 10)
+    port = listener.getsockname()[1]
+    worker.listen_on(listener)
+    with missing_the_syn_ack(listener) as client:
+        assert gunicorn_hooks.handshakes_under_way(port)
+        client.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)  # the retried SYN-ACK lands
+        worker.stop()  # ~1 s: the listener sends its SYN-ACK again, and the ACK ends the handshake
+        assert len(worker.served) == 1
+    assert not gunicorn_hooks.handshakes_under_way(port)
+
+
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_kernel_names_the_port_of_a_handshake_under_way(family, host):
+    with socket.socket(family) as listener:
+        listener.bind((host, 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        assert not gunicorn_hooks.handshakes_under_way(port)
+        with missing_the_syn_ack(listener):
+            assert gunicorn_hooks.handshakes_under_way(port)
+            assert not gunicorn_hooks.handshakes_under_way(port + 1)
+
+
+def test_a_unix_socket_listener_stops_too(worker, tmp_path):
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / "churn.sock"))
+        listener.listen(4)
+        worker.listen_on(listener)
+        worker.stop()
+        assert listener.fileno() == -1
