@@ -49,6 +49,7 @@ GATHER_BACKLOG_ROWS = 500_000
 Consumer = Callable[[list[Any]], None]
 
 _ALL: weakref.WeakSet[Tally] = weakref.WeakSet()
+_interval = DEFAULT_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,6 @@ def histogram_parts(child: Any) -> HistogramParts:
     exposition, so a release that lays a histogram out otherwise fails there.
     """
     return HistogramParts(child._upper_bounds, child._buckets, child._sum)
-
-
-_interval = DEFAULT_INTERVAL
 
 
 def set_interval(seconds: float) -> None:
