@@ -5,7 +5,6 @@ listening the moment it is told to stop."""
 from __future__ import annotations
 
 import ctypes
-import errno
 import logging
 import os
 import select
@@ -112,7 +111,9 @@ class PromptlyClosingThreadWorker(ThreadWorker):
             stop_new_handshakes(listener)
             if self._accepting:
                 self.poller.unregister(listener)
-                self._accept_the_last(listener)
+            # Even when gunicorn stopped accepting (its worker_connections reached): what
+            # waits in the backlog is served late rather than reset by the close.
+            self._accept_the_last(listener)
             listener.close()
         self._accepting = False
 
@@ -124,7 +125,8 @@ class PromptlyClosingThreadWorker(ThreadWorker):
         port = listener.getsockname()[1] if tcp else 0
         deadline = time.monotonic() + HANDSHAKE_SETTLE_SECONDS
         while True:
-            under_way = tcp and handshakes_under_way(port)  # before the last look at the backlog
+            # Asked before the last look at the backlog: a handshake that ends meanwhile is there.
+            under_way = tcp and handshakes_under_way(port, listener.family)
             while select.select([listener], [], [], 0)[0]:
                 self.accept(listener)
             remaining = deadline - time.monotonic()
@@ -164,18 +166,23 @@ _SOURCE_PORT = struct.Struct(">H")  # network byte order
 _ERRNO = struct.Struct("=i")
 
 
-def handshakes_under_way(port: int) -> bool:
-    """Whether the kernel holds a handshake to local ``port`` that has begun and not ended.
+def handshakes_under_way(port: int, family: int = socket.AF_INET) -> bool:
+    """Whether the kernel holds a handshake to local ``port`` of a ``family`` listener that has
+    begun and not ended (an IPv6 listener's may be IPv4 ones, so both are asked for it).
 
     Any listener on the port counts (the other workers' too, with SO_REUSEPORT): at worst a
     stopping worker waits for a handshake that was not its own. The kernel picks the sockets
     by state, so the answer costs a few round trips to it however many connections the machine
     holds (reading /proc/net/tcp took ~20 ms with 2,500 of them). When the kernel cannot be
-    asked: True, and the worker waits for the longest a handshake may take.
+    asked (not Linux, no sock_diag for TCP): True, and the worker waits for the longest a
+    handshake may take.
     """
+    if not hasattr(socket, "AF_NETLINK"):
+        return True
+    families = _TCP_FAMILIES if family == socket.AF_INET6 else (family,)
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as kernel:
-            return any(port in _handshaking_ports(kernel, family) for family in _TCP_FAMILIES)
+            return any(port in _handshaking_ports(kernel, asked) for asked in families)
     except OSError:
         return True
 
@@ -197,9 +204,9 @@ def _handshaking_ports(kernel: socket.socket, family: int) -> set[int]:
                 return ports
             if kind == _NLMSG_ERROR:  # struct nlmsgerr: a negative errno first (0: none)
                 error = -_ERRNO.unpack_from(data, offset + _HEADER.size)[0]
-                if error in (0, errno.ENOENT):  # ENOENT: the kernel has no such family
+                if error == 0:
                     return ports
-                raise OSError(error, os.strerror(error))
+                raise OSError(error, os.strerror(error))  # ENOENT: no sock_diag for it
             ports.add(_SOURCE_PORT.unpack_from(data, offset + _SOURCE_PORT_AT)[0])
             offset += (length + 3) & ~3  # messages are 4-byte aligned
 

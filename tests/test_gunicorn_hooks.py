@@ -173,16 +173,25 @@ def test_the_stop_waits_for_a_handshake_under_way_and_serves_it(listener, worker
     assert not gunicorn_hooks.handshakes_under_way(port)
 
 
+def listening(family: int, host: str) -> socket.socket:
+    listener = socket.socket(family)
+    try:
+        listener.bind((host, 0))
+    except OSError as error:  # a machine without IPv6 has no handshake of it to find
+        listener.close()
+        pytest.skip(f"cannot listen on {host}: {error}")
+    listener.listen(4)
+    return listener
+
+
 @pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
 def test_the_kernel_names_the_port_of_a_handshake_under_way(family, host):
-    with socket.socket(family) as listener:
-        listener.bind((host, 0))
-        listener.listen(4)
-        port = listener.getsockname()[1]
-        assert not gunicorn_hooks.handshakes_under_way(port)
+    with listening(family, host) as listener, listening(family, host) as quiet:
+        port, quiet_port = listener.getsockname()[1], quiet.getsockname()[1]
+        assert not gunicorn_hooks.handshakes_under_way(port, family)
         with missing_the_syn_ack(listener):
-            assert gunicorn_hooks.handshakes_under_way(port)
-            assert not gunicorn_hooks.handshakes_under_way(port + 1)
+            assert gunicorn_hooks.handshakes_under_way(port, family)
+            assert not gunicorn_hooks.handshakes_under_way(quiet_port, family)
 
 
 def test_a_unix_socket_listener_stops_too(worker, tmp_path):
@@ -192,3 +201,12 @@ def test_a_unix_socket_listener_stops_too(worker, tmp_path):
         worker.listen_on(listener)
         worker.stop()
         assert listener.fileno() == -1
+
+
+def test_a_worker_at_its_connection_limit_still_serves_its_backlog_at_the_stop(listener, worker):
+    """gunicorn stops polling the listener at ``worker_connections``; what the kernel queued
+    meanwhile must be served at the stop, not reset by the close."""
+    worker.worker.sockets = [listener]  # never polled: as at the limit
+    with socket.create_connection(listener.getsockname(), timeout=5):
+        worker.stop()
+        assert len(worker.served) == 1
