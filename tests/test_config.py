@@ -22,6 +22,7 @@ from churn.config import (
 from churn.schema import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 README = PROJECT_ROOT / "README.md"
+DEPLOYING = PROJECT_ROOT / "docs" / "deploying.md"
 
 
 def test_defaults_without_any_variable():
@@ -90,8 +91,8 @@ def test_each_variable_is_defined_once():
     assert len(names) == len(set(names))
 
 
-def readme_section(title: str) -> str:
-    text = README.read_text()
+def readme_section(title: str, page: Path = README) -> str:
+    text = page.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
@@ -105,7 +106,7 @@ def test_readme_configuration_table_is_the_generated_one():
 
 def test_readme_limits_table_agrees_with_the_code():
     defaults = Settings()
-    limits = readme_section("Limits and authentication")
+    limits = readme_section("Limits and authentication", DEPLOYING)
     batch = re.search(r"`MAX_BATCH_SIZE`\) \| ([\d,]+) \|", limits)
     body = re.search(r"`MAX_BODY_BYTES`\) \| (\d+) MiB \|", limits)
     assert batch and int(batch.group(1).replace(",", "")) == defaults.max_batch_size
@@ -165,6 +166,7 @@ PORT_MENTIONS = re.compile(
 )
 PORT_FILES = [
     "README.md",
+    "docs/*.md",
     "Dockerfile",
     "Makefile",
     "predict_test.py",

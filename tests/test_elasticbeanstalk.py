@@ -126,11 +126,11 @@ def test_the_stop_timeouts_nest_deregistration_graceful_engine():
     assert process["DeregistrationDelay"] >= graceful
 
 
-def test_the_readme_states_how_long_a_crashed_instance_keeps_getting_requests():
+def test_the_docs_state_how_long_a_crashed_instance_keeps_getting_requests():
     process = option_settings()["aws:elasticbeanstalk:environment:process:default"]
     seconds = process["UnhealthyThresholdCount"] * process["HealthCheckInterval"]
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    assert f"about {seconds} s" in readme
+    deploying = (PROJECT_ROOT / "docs" / "deploying.md").read_text()
+    assert f"about {seconds} s" in deploying
 
 
 @pytest.fixture(scope="module")
