@@ -1,6 +1,6 @@
 """Score a whole customer file: ``python score.py --input customers.csv --output scores.parquet``.
 
-The logic lives in churn/batch/ (README, "Batch scoring"); ``spark-submit score.py --engine
+The logic lives in churn/batch/ (docs/batch.md); ``spark-submit score.py --engine
 spark ...`` runs the same scoring on a Spark cluster.
 """
 
