@@ -1,6 +1,6 @@
 """Driving load and watching workers: wrk on loopback, and each worker's CPU and memory from /proc.
 
-Shared by the benchmark (bench/run.py), the scale-out run, the profiler and the fault tests.
+Shared by the benchmark (bench/run.py) and the tests that load a server.
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ def require_wrk() -> str:
     if wrk is None:
         sys.exit("wrk is not installed: `make system-deps` (or `apt-get install wrk`) installs it.")
     return wrk
-
-
-def wrk_version(wrk: str = "wrk") -> str:
-    output = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout
-    return output.split("\n")[0].strip()
 
 
 def run_wrk(
@@ -97,48 +92,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
-    """CPU time (user + system) each worker of ``master_pid`` has used so far."""
-    return {pid: cpu_seconds(pid) for pid in worker_status(master_pid)}
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two readings by the processes present in both."""
-    return sum(after[pid] - before[pid] for pid in after if pid in before)
-
-
-def had_idle_worker(
-    before: dict[int, float], after: dict[int, float], workers: int | None = None
-) -> bool:
-    """Whether one worker did (almost) nothing while another was busy during a slice.
-
-    ``workers``: how many of the children are workers; the busiest are taken as the workers, so
-    a helper process (uvicorn's resource tracker) does not count as an idle worker.
-    """
-    used = sorted((after[pid] - before[pid] for pid in after if pid in before), reverse=True)
-    used = used[:workers]
-    return len(used) > 1 and min(used) < 0.1 * max(used)
-
-
-IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
-
-
-class RecordingWrk:
-    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
-    (bench/ids.lua): which requests were answered, exactly, e.g. across a `docker stop`."""
-
-    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
-        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
-        tag = self.prefix.name.removeprefix("answered-")
-        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
-        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def answered(self, timeout: float = 120) -> list[str]:
-        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
-        self.process.communicate(timeout=timeout)
-        ids = []
-        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
-            ids += part.read_text().split()
-            part.unlink()
-        return ids
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its children (the workers)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in worker_status(pid))

@@ -12,22 +12,14 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import statistics
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.contenders import MODEL_FILE, Contender, Role, contenders
-from bench.load import (
-    cpu_seconds,
-    cpu_used,
-    had_idle_worker,
-    run_wrk,
-    worker_cpu_seconds,
-    worker_rss_mib,
-)
+from bench.contenders import MODEL_FILE, Contender, contenders
+from bench.load import process_tree_cpu_seconds, run_wrk
 from bench.servers import Server, running, wait_for_workers
 from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
@@ -36,9 +28,8 @@ from churn.features import EXAMPLE_CUSTOMER
 @dataclass
 class Result:
     contender: Contender
-    runs: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # one wrk slice per round, rounds in order
     cold_start_s: float = math.nan
-    rss_mib: list[float] = field(default_factory=list)
     unavailable: str | None = None  # why it was not measured
 
     def __post_init__(self) -> None:
@@ -120,7 +111,7 @@ def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Server | N
             )
         )
     except (RuntimeError, TimeoutError) as error:
-        if contender.role is not Role.PEER:
+        if not contender.peer:
             raise  # never hide a failure of ours or of a baseline
         result.unavailable = f"did not start: {error}"
         return None
@@ -142,7 +133,7 @@ def runs_declared_workers(result: Result, server: Server) -> bool:
     try:
         check_worker_count(server, result.contender)
     except AssertionError as error:
-        if result.contender.role is not Role.PEER:
+        if not result.contender.peer:
             raise
         result.unavailable = f"not run at equal workers: {error}"
         return False
@@ -154,56 +145,40 @@ def master_pid(contender: Contender, server: Server) -> int:
     return contender.master_pid() if contender.master_pid else server.process.pid
 
 
-def slice_of_load(
-    args: argparse.Namespace, wrk: str, server: Server, body_file: Path, pid: int, workers: int
-) -> dict:
-    """One wrk slice, with whether a worker sat idle and the server's CPU time per request.
-
-    CPU per request (the server's processes, user + system) shifts far less than req/s when
-    other work shares the machine, so it backs the throughput ratios on a loaded machine.
-    """
-    cpu_before = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
-    run = run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
-    cpu_after = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
-    workers_after = {p: cpu for p, cpu in cpu_after.items() if p != pid}
-    run["idle_worker"] = had_idle_worker(cpu_before, workers_after, workers)
-    run["cpu_us"] = cpu_used(cpu_before, cpu_after) * 1e6 / max(run["requests"], 1)
-    return run
+def slice_of_load(args: argparse.Namespace, wrk: str, server: Server, body: Path, pid: int) -> dict:
+    """One wrk slice, with the server's CPU time (all its processes) per request: it shifts far
+    less than req/s when other work shares the machine, so it backs the ratios."""
+    cpu_before = process_tree_cpu_seconds(pid)
+    run = run_wrk(wrk, server.url + "/predict", body, args.seconds, args.connections)
+    cpu = process_tree_cpu_seconds(pid) - cpu_before
+    return {**run, "cpu_us": cpu * 1e6 / max(run["requests"], 1)}
 
 
-def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:
-    """Rounds of short wrk slices, one per server in turn, all servers up throughout.
+def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], float]:
+    """Rounds of short wrk slices, one per server in turn, all servers up throughout; the
+    results and the server time of a 1,000-customer request to ours.
 
     The machine is shared: its speed drifts by 2x over tens of seconds. Interleaving short
-    slices puts every server through the same slow and fast phases, so the medians compare.
+    slices puts every server through the same slow and fast phases, so each round's slices
+    compare with each other.
     """
-    body_file = work / "customer.json"
-    body_file.write_text(json.dumps(EXAMPLE_CUSTOMER))
+    body = work / "customer.json"
+    body.write_text(json.dumps(EXAMPLE_CUSTOMER))
     expected = expected_answer()
-    rows = contenders(
-        args.workers,
-        build_peers=not args.no_build,
-        containers=args.containers,
-        empty_engine=not args.smoke,
-    )
+    rows = contenders(args.workers, work, not args.no_build, args.containers)
     results = [Result(c) for c in rows]
-    extra: dict = {"load_before": os.getloadavg()}
     with contextlib.ExitStack() as stack:
         servers = {id(r): start(r, work, stack) for r in results if not r.unavailable}
         live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
         live = [(r, s) for r, s in live if runs_declared_workers(r, s)]
-        pids = {id(r): master_pid(r.contender, s) for r, s in live}
         for round_number in range(1, args.repeats + 1):
             for result, server in live:
                 check_answer(server, result.contender, expected)
-                workers, pid = result.contender.workers, pids[id(result)]
-                result.runs.append(slice_of_load(args, wrk, server, body_file, pid, workers))
+                pid = master_pid(result.contender, server)
+                result.runs.append(slice_of_load(args, wrk, server, body, pid))
             rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
             print(f"  round {round_number}: {rates}", flush=True)
         for result, server in live:
             check_answer(server, result.contender, expected)
-            result.rss_mib = worker_rss_mib(pids[id(result)])[-result.contender.workers :]
-        ours = next(server for result, server in live if result.contender.role is Role.OURS)
-        extra["batch_1000_server_ms"] = batch_server_time_ms(ours)
-    extra["load_after"] = os.getloadavg()
-    return results, extra
+        ours = next(server for result, server in live if result.contender.key == "ours")
+        return results, batch_server_time_ms(ours)
