@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.peers.envs import cache_root, peer_env
@@ -40,7 +40,6 @@ class Contender:
     health_path: str = "/health"
     helper_processes: int = 0  # children that are not workers (multiprocessing's tracker)
     start_timeout_s: float = 20.0
-    versions: dict[str, str] = field(default_factory=dict)  # beyond Pipfile.lock (peers)
     unavailable: str | None = None  # why it cannot run here
     master_pid: Callable[[], int] | None = None  # the workers' parent, when not the started process
 
@@ -130,6 +129,5 @@ def peer(contender: Contender, build: bool) -> Contender:
         contender,
         command=[str(env.python), *contender.command],
         peer=True,
-        versions=env.versions,
         start_timeout_s=120.0,
     )

@@ -91,15 +91,9 @@ def verdict(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "not judged"}[met]
 
 
-def versions(results: list[Result]) -> str:
-    """The software each row ran: the project's lock for ours, each peer's own environment."""
+def versions() -> str:
     ours = ", ".join(f"{n} {importlib.metadata.version(n)}" for n in OUR_LIBRARIES)
-    lines = [f"- churn-serving, the course's way and the ceiling (Pipfile.lock): {ours}"]
-    for r in results:
-        if r.contender.versions:
-            pinned = ", ".join(f"{n} {v}" for n, v in r.contender.versions.items())
-            lines.append(f"- {r.contender.name} (own environment): {pinned}")
-    return "\n".join(lines)
+    return f"- Pipfile.lock: {ours}\n- the peers: bench/peers/*.txt and the lock's scikit-learn"
 
 
 def chart(results: list[Result], path: os.PathLike) -> None:

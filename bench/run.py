@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results, batch_ms = measure(args, wrk, Path(tmp))
     text = f"{table(results)}\n\n## Floors\n\n{floors(results, batch_ms)}\n\n"
-    text += f"## Versions\n\n{versions(results)}"
+    text += f"## Versions\n\n{versions()}"
     print(text)
     if args.json:
         rows = [

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import runpy
 import time
 from collections.abc import Callable, Iterable
 
 import requests
 
 from bench.servers import poll
+from churn.config import PROJECT_ROOT
 
 
 def log_entries(server) -> list[dict]:
@@ -74,3 +77,20 @@ def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[flo
     (churn/gunicorn_hooks.py ``stop_new_handshakes``): until then it begins no new request.
     """
     poll(lambda: [s for s in starts() if s > moment], bool, timeout=5, interval=0.05)
+
+
+def gunicorn_settings(env: dict[str, str] | None = None) -> dict:
+    """gunicorn.conf.py's settings as seen with ``env`` (default: this process's environment).
+
+    The file sets variables in os.environ (the metrics folder); they are put back afterwards so
+    nothing leaks into this process or the servers it starts later.
+    """
+    saved = dict(os.environ)
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        return runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

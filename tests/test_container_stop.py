@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from bench.load import require_wrk
-from bench.servers import gunicorn_settings, poll
+from bench.servers import poll
 from churn.features import EXAMPLE_CUSTOMER
 from tests.containers import DOCKER_STOP_TIMEOUT, Container, RecordingWrk, logged_request_ids
-from tests.liveserver import await_a_request_begun_after
+from tests.liveserver import await_a_request_begun_after, gunicorn_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
