@@ -1,6 +1,6 @@
 """Measuring the contenders: start them all, check each answers right, then interleave wrk slices.
 
-Every server must answer the course's customer with exactly the JSON this service answers (the
+Every server must answer the course's customer with the JSON this service answers (the
 probability scikit-learn gives on the same pickle, the decision at the model's threshold) before
 and after its load, and run the workers it declares, so rows compare like with like. A peer that
 cannot start is reported with the reason; any other server that fails stops the run.
@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import math
+import pickle
 import statistics
 import time
 import urllib.request
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.contenders import MODEL_FILE, Contender, contenders
-from bench.load import process_tree_cpu_seconds, run_wrk
+from bench.load import run_wrk, server_cpu_seconds
 from bench.servers import Server, running, wait_for_workers
 from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
@@ -49,8 +50,6 @@ class Result:
 
 def expected_answer() -> dict:
     """What every server must answer for the course's customer: scikit-learn on the pickle."""
-    import pickle
-
     with open(MODEL_FILE, "rb") as handle:
         dv, model = pickle.load(handle)
     probability = float(model.predict_proba(dv.transform([EXAMPLE_CUSTOMER]))[0, 1])
@@ -59,9 +58,8 @@ def expected_answer() -> dict:
 
 
 def post(url: str, body: bytes) -> tuple[int, dict | list, dict[str, str]]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read()), dict(response.headers)
 
@@ -77,41 +75,29 @@ def check_answer(server: Server, contender: Contender, expected: dict) -> None:
         raise AssertionError(f"{contender.name}: answered {body}, expected {expected}")
 
 
-def batch_server_time_ms(
-    server: Server, size: int = 1000, repeats: int = 21, warm_up: int = 6
-) -> float:
-    """Median Server-Timing of ``size``-customer requests once each worker has served some:
+def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 21) -> float:
+    """Median Server-Timing of ``size``-customer requests once each worker has served a few:
     a worker's first batches pay one-off costs (5-12 ms here, against ~4 ms warm)."""
     body = json.dumps([EXAMPLE_CUSTOMER] * size).encode()
-    for _ in range(warm_up):
-        post(server.url + "/predict", body)
     times = []
-    for _ in range(repeats):
+    for number in range(6 + repeats):
         status, answer, headers = post(server.url + "/predict", body)
         assert status == 200 and len(answer) == size
-        timing = headers.get("Server-Timing", "")
-        times.append(float(timing.split("dur=")[1]) if "dur=" in timing else math.nan)
+        timing = headers.get("Server-Timing", "dur=nan")
+        times += [float(timing.split("dur=")[1])] if number >= 6 else []
     return statistics.median(times)
 
 
 def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Server | None:
-    """Start ``result``'s server (timing its cold start); None when a peer could not start."""
-    contender = result.contender
+    """Start ``result``'s server, timing its cold start; None when a peer could not start."""
+    c = result.contender
     started = time.monotonic()
     try:
-        server = stack.enter_context(
-            running(
-                contender.command,
-                work,
-                env=contender.env,
-                cwd=contender.cwd,
-                health_path=contender.health_path,
-                port_template="{port}",
-                timeout=contender.start_timeout_s,
-            )
-        )
+        serving = running(c.command, work, c.env, c.cwd, c.health_path, timeout=c.start_timeout_s,
+                          port_template="{port}")  # fmt: skip
+        server = stack.enter_context(serving)
     except (RuntimeError, TimeoutError) as error:
-        if not contender.peer:
+        if not c.peer:
             raise  # never hide a failure of ours or of a baseline
         result.unavailable = f"did not start: {error}"
         return None
@@ -145,12 +131,12 @@ def master_pid(contender: Contender, server: Server) -> int:
     return contender.master_pid() if contender.master_pid else server.process.pid
 
 
-def slice_of_load(args: argparse.Namespace, wrk: str, server: Server, body: Path, pid: int) -> dict:
-    """One wrk slice, with the server's CPU time (all its processes) per request: it shifts far
-    less than req/s when other work shares the machine, so it backs the ratios."""
-    cpu_before = process_tree_cpu_seconds(pid)
-    run = run_wrk(wrk, server.url + "/predict", body, args.seconds, args.connections)
-    cpu = process_tree_cpu_seconds(pid) - cpu_before
+def slice_of_load(args: argparse.Namespace, wrk: str, url: str, body: Path, pid: int) -> dict:
+    """One wrk slice, with the server's CPU time per request: it shifts far less than req/s when
+    other work shares the machine."""
+    cpu_before = server_cpu_seconds(pid)
+    run = run_wrk(wrk, url + "/predict", body, args.seconds, args.connections)
+    cpu = server_cpu_seconds(pid) - cpu_before
     return {**run, "cpu_us": cpu * 1e6 / max(run["requests"], 1)}
 
 
@@ -159,14 +145,15 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
     results and the server time of a 1,000-customer request to ours.
 
     The machine is shared: its speed drifts by 2x over tens of seconds. Interleaving short
-    slices puts every server through the same slow and fast phases, so each round's slices
+    slices puts every server through the same slow and fast phases, so the slices of one round
     compare with each other.
     """
     body = work / "customer.json"
     body.write_text(json.dumps(EXAMPLE_CUSTOMER))
     expected = expected_answer()
-    rows = contenders(args.workers, work, not args.no_build, args.containers)
-    results = [Result(c) for c in rows]
+    results = [
+        Result(c) for c in contenders(args.workers, work, not args.no_build, args.containers)
+    ]
     with contextlib.ExitStack() as stack:
         servers = {id(r): start(r, work, stack) for r in results if not r.unavailable}
         live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
@@ -175,7 +162,7 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
             for result, server in live:
                 check_answer(server, result.contender, expected)
                 pid = master_pid(result.contender, server)
-                result.runs.append(slice_of_load(args, wrk, server, body, pid))
+                result.runs.append(slice_of_load(args, wrk, server.url, body, pid))
             rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
             print(f"  round {round_number}: {rates}", flush=True)
         for result, server in live:

@@ -31,7 +31,7 @@ class Floor:
 FLOORS = (
     Floor("/predict, one customer: ≥ 1.3× FastAPI async", "ours", "fastapi", 1.3),
     Floor("/predict, one customer: ≥ 2× the course's way", "ours", "course", 2.0),
-    Floor("drift counting + shadow model cost ≤ 10%", "monitored", "unmonitored", 0.9),
+    Floor("drift + shadow: ≥ 90% of the throughput without", "monitored", "unmonitored", 0.9),
     Floor("in the container: default logging ≥ 90% of logging off", "container",
           "container-no-log", 0.9),
     Floor("ours / the raw WSGI ceiling (no floor)", "ours", "ceiling", None),
@@ -81,7 +81,8 @@ def floors(results: list[Result], batch_ms: float) -> str:
     lines = ["| floor | this run | met |", "| --- | ---: | --- |"]
     for floor in judge(results):
         ratio = "not measured" if floor["ratio"] is None else f"{floor['ratio']:.2f}×"
-        lines.append(f"| {floor['name']} | {ratio} | {verdict(floor['met'])} |")
+        met = verdict(floor["met"]) if floor["least"] is not None else "—"
+        lines.append(f"| {floor['name']} | {ratio} | {met} |")
     batch_met = verdict(batch_ms <= BATCH_1000_MS_MAX)
     lines.append(f"| 1,000 customers: ≤ 10 ms server time | {batch_ms:.1f} ms | {batch_met} |")
     return "\n".join(lines)
