@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -132,3 +133,20 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def gunicorn_settings(env: dict[str, str] | None = None) -> dict:
+    """gunicorn.conf.py's settings as seen with ``env`` (default: this process's environment).
+
+    The file sets variables in os.environ (the metrics folder); they are put back afterwards so
+    nothing leaks into this process or the servers it starts later.
+    """
+    saved = dict(os.environ)
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        return runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -7,8 +7,6 @@ clean copy of the checkout; containers started by a test are removed after it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,6 @@ from bench.servers import free_port, poll
 from bench.stand_in import base_images, ensure_base_image
 
 IMAGE_TAG = "churn-serving:test"
-IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
 DOCKER_STOP_TIMEOUT = 10  # docker stop's default before SIGKILL (and EB's)
 # Said at the end of the test run (conftest.py): which base image the build really used.
 ENGINE_NOTES: list[str] = []
@@ -125,40 +122,6 @@ def start_container(docker_engine: Engine, image: BuiltImage) -> Iterator:
     yield start
     if started:
         docker_engine.docker("rm", "--force", *started, check=False)
-
-
-class RecordingWrk:
-    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
-    (tests/ids.lua): which requests were answered, exactly, e.g. across a `docker stop`."""
-
-    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
-        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
-        tag = self.prefix.name.removeprefix("answered-")
-        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
-        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def answered(self, timeout: float = 120) -> list[str]:
-        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
-        self.process.communicate(timeout=timeout)
-        ids = []
-        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
-            ids += part.read_text().split()
-            part.unlink()
-        return ids
-
-
-def logged_request_ids(logs: str) -> tuple[list[str], list[str]]:
-    """The request id of every access line in a container's output, and the lines that are not
-    JSON (two lines written into each other)."""
-    ids, broken = [], []
-    for line in logs.splitlines():
-        if '"logger":"access"' in line:
-            try:
-                ids.append(json.loads(line)["request_id"])
-            except ValueError:
-                broken.append(line)
-    return ids, broken
 
 
 def layers(engine: Engine, tag: str) -> list[tuple[str, int]]:

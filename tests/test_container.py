@@ -17,8 +17,8 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 from pathspec import PathSpec
 
+from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
-from tests.liveserver import gunicorn_settings
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from ebcli.core import fileoperations
 
+from bench.servers import gunicorn_settings
 from churn.config import PROJECT_ROOT
 from tests.containers import DOCKER_STOP_TIMEOUT
 from tests.ebconfig import (
@@ -21,7 +22,6 @@ from tests.ebconfig import (
     option_settings,
     scaling_problems,
 )
-from tests.liveserver import gunicorn_settings
 
 MUST_BE_IN_BUNDLE = {
     "Dockerfile",
