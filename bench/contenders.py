@@ -1,10 +1,10 @@
 """The servers `make bench` measures: one row of ``contenders()`` per row of the report.
 
 A row is a ``Contender``: a command that serves /predict on ``{port}``, its environment, and a
-``key`` the floors (bench/report.py) name it by. A row that needs more than a command (a proxy in
-front, a database) gets a small module whose ``python -m`` entry point starts it all, as the
-container rows do (bench/container.py); a row that cannot run here is returned with
-``unavailable`` saying why, and the report shows the reason instead of numbers.
+``key`` the floors (bench/report.py) name it by. What a row needs besides is a setting of its
+own: ``before`` starts something first (a database whose URL goes in the environment),
+``front`` puts something in front (nginx: ``front=nginx_in_front``). A row that cannot run here
+is returned with ``unavailable`` saying why, and the report shows the reason instead of numbers.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bench.peers.envs import cache_root, peer_env
 from bench.servers import free_port, gunicorn_command
@@ -42,6 +44,11 @@ class Contender:
     start_timeout_s: float = 20.0
     unavailable: str | None = None  # why it cannot run here
     master_pid: Callable[[], int] | None = None  # the workers' parent, when not the started process
+    # Entered before the command starts (a database, say); yields more environment for it.
+    before: Callable[[Path], AbstractContextManager[dict[str, str]]] | None = None
+    # Put in front of the server once it answers (nginx, say): called with the server's port and
+    # the work folder, yields an object whose ``url`` takes the load instead.
+    front: Callable[[int, Path], AbstractContextManager[Any]] | None = None
 
 
 def contenders(workers: int, work: Path, build_peers: bool, containers: bool) -> list[Contender]:

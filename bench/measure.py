@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.contenders import MODEL_FILE, Contender, contenders
 from bench.load import run_wrk, server_cpu_seconds
-from bench.servers import Server, running, wait_for_workers
+from bench.servers import running, wait_for_workers
 from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
 
@@ -64,8 +64,8 @@ def post(url: str, body: bytes) -> tuple[int, dict | list, dict[str, str]]:
         return response.status, json.loads(response.read()), dict(response.headers)
 
 
-def check_answer(server: Server, contender: Contender, expected: dict) -> None:
-    status, body, _ = post(server.url + "/predict", json.dumps(EXAMPLE_CUSTOMER).encode())
+def check_answer(url: str, contender: Contender, expected: dict) -> None:
+    status, body, _ = post(url + "/predict", json.dumps(EXAMPLE_CUSTOMER).encode())
     if status != 200 or not isinstance(body, dict) or set(body) != set(expected):
         raise AssertionError(f"{contender.name}: bad answer {status} {body}")
     if not contender.checks_probability:  # a ceiling answers a constant of the same shape
@@ -75,49 +75,64 @@ def check_answer(server: Server, contender: Contender, expected: dict) -> None:
         raise AssertionError(f"{contender.name}: answered {body}, expected {expected}")
 
 
-def batch_server_time_ms(server: Server, size: int = 1000, repeats: int = 21) -> float:
+def batch_server_time_ms(url: str, size: int = 1000, repeats: int = 21) -> float:
     """Median Server-Timing of ``size``-customer requests once each worker has served a few:
     a worker's first batches pay one-off costs (5-12 ms here, against ~4 ms warm)."""
     body = json.dumps([EXAMPLE_CUSTOMER] * size).encode()
     times = []
     for number in range(6 + repeats):
-        status, answer, headers = post(server.url + "/predict", body)
+        status, answer, headers = post(url + "/predict", body)
         assert status == 200 and len(answer) == size
         timing = headers.get("Server-Timing", "dur=nan")
         times += [float(timing.split("dur=")[1])] if number >= 6 else []
     return statistics.median(times)
 
 
-def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Server | None:
+@dataclass(frozen=True)
+class Serving:
+    url: str  # where the load goes: the server, or what stands in front of it
+    master_pid: int  # the workers' parent
+
+
+def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Serving | None:
     """Start ``result``'s server, timing its cold start; None when a peer could not start."""
     c = result.contender
     started = time.monotonic()
     try:
-        serving = running(c.command, work, c.env, c.cwd, c.health_path, timeout=c.start_timeout_s,
-                          port_template="{port}")  # fmt: skip
-        server = stack.enter_context(serving)
+        env = {**c.env, **(stack.enter_context(c.before(work)) if c.before else {})}
+        server = stack.enter_context(
+            running(
+                c.command,
+                work,
+                env,
+                c.cwd,
+                c.health_path,
+                timeout=c.start_timeout_s,
+                port_template="{port}",
+            )
+        )
+        url = stack.enter_context(c.front(server.port, work)).url if c.front else server.url
     except (RuntimeError, TimeoutError) as error:
         if not c.peer:
             raise  # never hide a failure of ours or of a baseline
         result.unavailable = f"did not start: {error}"
         return None
     result.cold_start_s = time.monotonic() - started
-    return server
+    return Serving(url, c.master_pid() if c.master_pid else server.process.pid)
 
 
-def check_worker_count(server: Server, contender: Contender, timeout: float = 20) -> None:
+def check_worker_count(pid: int, contender: Contender, timeout: float = 20) -> None:
     """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
     try:
-        children = contender.workers + contender.helper_processes
-        wait_for_workers(master_pid(contender, server), children, timeout)
+        wait_for_workers(pid, contender.workers + contender.helper_processes, timeout)
     except TimeoutError as error:
         raise AssertionError(f"{contender.name}: {error}") from None
 
 
-def runs_declared_workers(result: Result, server: Server) -> bool:
+def runs_declared_workers(result: Result, serving: Serving) -> bool:
     """Check the worker count; a peer that differs is reported, any other server stops the run."""
     try:
-        check_worker_count(server, result.contender)
+        check_worker_count(serving.master_pid, result.contender)
     except AssertionError as error:
         if not result.contender.peer:
             raise
@@ -126,17 +141,12 @@ def runs_declared_workers(result: Result, server: Server) -> bool:
     return True
 
 
-def master_pid(contender: Contender, server: Server) -> int:
-    """The pid whose children are the workers: the started process, or a container's master."""
-    return contender.master_pid() if contender.master_pid else server.process.pid
-
-
-def slice_of_load(args: argparse.Namespace, wrk: str, url: str, body: Path, pid: int) -> dict:
+def slice_of_load(args: argparse.Namespace, wrk: str, serving: Serving, body: Path) -> dict:
     """One wrk slice, with the server's CPU time per request: it shifts far less than req/s when
     other work shares the machine."""
-    cpu_before = server_cpu_seconds(pid)
-    run = run_wrk(wrk, url + "/predict", body, args.seconds, args.connections)
-    cpu = server_cpu_seconds(pid) - cpu_before
+    cpu_before = server_cpu_seconds(serving.master_pid)
+    run = run_wrk(wrk, serving.url + "/predict", body, args.seconds, args.connections)
+    cpu = server_cpu_seconds(serving.master_pid) - cpu_before
     return {**run, "cpu_us": cpu * 1e6 / max(run["requests"], 1)}
 
 
@@ -159,13 +169,12 @@ def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result
         live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
         live = [(r, s) for r, s in live if runs_declared_workers(r, s)]
         for round_number in range(1, args.repeats + 1):
-            for result, server in live:
-                check_answer(server, result.contender, expected)
-                pid = master_pid(result.contender, server)
-                result.runs.append(slice_of_load(args, wrk, server.url, body, pid))
+            for result, serving in live:
+                check_answer(serving.url, result.contender, expected)
+                result.runs.append(slice_of_load(args, wrk, serving, body))
             rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
             print(f"  round {round_number}: {rates}", flush=True)
-        for result, server in live:
-            check_answer(server, result.contender, expected)
-        ours = next(server for result, server in live if result.contender.key == "ours")
-        return results, batch_server_time_ms(ours)
+        for result, serving in live:
+            check_answer(serving.url, result.contender, expected)
+        ours = next(serving for result, serving in live if result.contender.key == "ours")
+        return results, batch_server_time_ms(ours.url)

@@ -11,6 +11,7 @@ import re
 import statistics
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -110,19 +111,42 @@ def test_a_server_that_answers_other_json_is_refused_before_load(tmp_path):
     expected = expected_answer()
     with running(command, tmp_path, env={"WEB_CONCURRENCY": "1"}) as server:
         ceiling = Contender("ceiling", "ceiling", command, {}, 1, checks_probability=False)
-        check_answer(server, ceiling, expected)
+        check_answer(server.url, ceiling, expected)
         with pytest.raises(AssertionError, match="as a model: answered"):
-            check_answer(server, Contender("model", "as a model", command, {}, 1), expected)
+            check_answer(server.url, Contender("model", "as a model", command, {}, 1), expected)
 
 
 def test_a_server_with_other_than_its_declared_workers_is_not_measured(tmp_path):
     # Ratios are only fair at equal workers, so the harness checks each server's real count.
     command = gunicorn_command()
     with running(command, tmp_path, env={"WEB_CONCURRENCY": "1"}) as server:
-        check_worker_count(server, Contender("one", "one worker", command, {}, workers=1))
+        pid = server.process.pid
+        check_worker_count(pid, Contender("one", "one worker", command, {}, workers=1))
         claims_two = Contender("two", "claims two", command, {}, workers=2)
         with pytest.raises(AssertionError, match="claims two"):
-            check_worker_count(server, claims_two, timeout=1)
+            check_worker_count(pid, claims_two, timeout=1)
+
+
+def test_a_row_can_start_something_first_and_be_loaded_through_something_in_front(tmp_path):
+    # How the rows "capture on" (a database first) and "through nginx" (a proxy in front) plug in.
+    fronted: list[int] = []
+
+    @contextlib.contextmanager
+    def before(work):
+        yield {"WEB_CONCURRENCY": "3"}
+
+    @contextlib.contextmanager
+    def front(port, work):
+        fronted.append(port)
+        yield SimpleNamespace(url="http://proxy.invalid")
+
+    row = Contender("row", "a row", gunicorn_command(), {}, 3, before=before, front=front)
+    with contextlib.ExitStack() as stack:
+        serving = start(Result(row), tmp_path, stack)
+        assert serving is not None and serving.url == "http://proxy.invalid"
+        check_worker_count(serving.master_pid, row)  # the three workers ``before`` asked for
+        health = requests.get(f"http://127.0.0.1:{fronted[0]}/health", timeout=10)
+        assert health.status_code == 200  # the front was given the server's own port
 
 
 def test_a_peer_environment_not_built_says_how_to_build_it(tmp_path, monkeypatch):
