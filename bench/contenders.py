@@ -113,6 +113,7 @@ def peers(workers: int, build: bool) -> list[Contender]:
         "MLSERVER_GRPC_PORT": str(free_port()),  # it serves gRPC and metrics on ports of their own
         "MLSERVER_METRICS_PORT": str(free_port()),
         "MLSERVER_PARALLEL_WORKERS": str(workers),
+        "MLSERVER_METRICS_DIR": str(cache_root() / "mlserver-metrics"),  # not in the checkout
     }
     return [
         peer(Contender("fastapi", "FastAPI, async def, uvicorn[standard]", uvicorn, model,

@@ -52,10 +52,8 @@ def peer_env(peer: str, build: bool) -> PeerEnv:
     key = "\n".join([platform.python_version(), *wanted])
     folder = cache_root() / f"{peer}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if not (folder / COMPLETE).exists():
-        if not build:
-            reason = f"its environment is not built ({folder}); `make bench` builds it"
-            return PeerEnv(None, wanted, reason)
-        reason = build_env(folder, wanted)
+        not_built = f"its environment is not built ({folder}); `make bench` builds it"
+        reason = build_env(folder, wanted) if build else not_built
         if reason:
             return PeerEnv(None, wanted, reason)
     return PeerEnv(folder / "bin" / "python", wanted)
