@@ -18,7 +18,7 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-batch bench-micro bench-monitoring profile audit bench-spark emr-requirements scale-test docker-build docker-run \
+.PHONY: run test lint train data env system-deps bench bench-batch bench-micro audit bench-spark emr-requirements docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
@@ -29,7 +29,7 @@ help:
 	@echo "make bench  benchmark against the course's way (writes docs/benchmarks.md)"
 	@echo "make bench-batch  batch scoring (score.py) against the course's way (docs/batch-benchmarks.md)"
 	@echo "make bench-spark  Spark batch scoring against the tutorials' pandas UDF"
-	@echo "make profile  show where a loaded worker's time goes (py-spy)"
+	@echo "make bench-micro  in-process microbenchmarks (pytest-benchmark)"
 
 # The locked environment, rebuilt whenever Pipfile.lock changes: the service's packages, the
 # developer tools, batch scoring (pyarrow) and Spark (pyspark, for the Spark engine's tests and
@@ -88,14 +88,7 @@ audit: env
 	$(PIPENV) requirements --dev > .venv/audit-requirements.txt
 	$(RUN) pip-audit --strict --disable-pip --no-deps -r .venv/audit-requirements.txt
 
-scale-test: env system-deps
-	$(RUN) python -m bench.scale --instances 2 --seconds 20
-
-# Where a loaded worker's time goes (py-spy on one worker under wrk; docs/performance.md).
-profile: env system-deps
-	$(RUN) python -m bench.profile
-
-# score.py against the course's chunked pandas way on generated 1M and 10M-customer files.
+# score.py, Parquet to Parquet, against the course's chunked pandas way on 1M generated customers.
 bench-batch: env
 	$(RUN) python -m bench.batch
 
@@ -108,10 +101,6 @@ bench-spark: env system-deps
 EMR_PACKAGES := numpy|pyarrow|pydantic|pydantic-core|annotated-types|typing-extensions|typing-inspection|pandas|python-dateutil|six|tzdata
 emr-requirements: env
 	$(PIPENV) requirements --categories "packages batch" | grep -E '^($(EMR_PACKAGES))==' > emr/requirements.txt
-
-# What drift counting and a shadow model cost /predict (on/off in the same run; README, Monitoring).
-bench-monitoring: env system-deps
-	$(RUN) python -m bench.monitoring_cost
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only

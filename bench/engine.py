@@ -186,17 +186,3 @@ def build_image(engine: Engine, context: Path, tag: str) -> tuple[str, float]:
     started = time.monotonic()
     log = engine.docker("build", "--network=host", "--tag", tag, str(context), timeout=1200)
     return log, time.monotonic() - started
-
-
-def layers(engine: Engine, tag: str) -> list[tuple[str, int]]:
-    """(instruction, bytes) of each of ``tag``'s layers, oldest first."""
-    listed = engine.docker(
-        "history", "--no-trunc", "--human=false", "--format", "{{.CreatedBy}}\t{{.Size}}", tag
-    )
-    rows = [line.rsplit("\t", 1) for line in listed.splitlines()]
-    return [(created_by, int(size)) for created_by, size in reversed(rows)]
-
-
-def dependency_layer(engine: Engine, tag: str) -> tuple[str, int]:
-    """The layer the Dockerfile's ``pip install --require-hashes`` made."""
-    return next(layer for layer in layers(engine, tag) if "--require-hashes" in layer[0])

@@ -1,16 +1,17 @@
-"""Driving load and watching workers: wrk on loopback, and each worker's CPU and memory from /proc.
-
-Shared by the benchmark (bench/run.py), the scale-out run, the profiler and the fault tests.
-"""
+"""Driving load and watching workers: wrk on loopback, each worker's CPU and memory from /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from bench.servers import workers_of
 
 LUA = Path(__file__).resolve().parent / "post.lua"
 
@@ -22,11 +23,6 @@ def require_wrk() -> str:
     return wrk
 
 
-def wrk_version(wrk: str = "wrk") -> str:
-    output = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout
-    return output.split("\n")[0].strip()
-
-
 def run_wrk(
     wrk: str, url: str, body_file: Path, seconds: float, connections: int, close: bool = False
 ) -> dict:
@@ -34,56 +30,28 @@ def run_wrk(
 
     ``close``: a new connection per request, instead of keep-alive.
     """
-    command = [
-        wrk,
-        "-t2",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-        "-s",
-        str(LUA),
-        url,
-        "--",
-        str(body_file),
-        *(["close"] if close else []),
-    ]
+    command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command += ["-s", str(LUA), url, "--", str(body_file), *(["close"] if close else [])]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
     summary = json.loads(output.stdout.strip().splitlines()[-1])
-    error_kinds = {
-        k: v for k, v in summary.items() if (k.endswith("_errors") or k == "timeouts") and v
-    }
+    kinds = {k: v for k, v in summary.items() if (k.endswith("_errors") or k == "timeouts") and v}
     return {
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),
         "p50_ms": summary["p50_us"] / 1000,
         "p99_ms": summary["p99_us"] / 1000,
-        "errors": sum(error_kinds.values()),
-        "error_kinds": error_kinds,
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
         "requests": summary["requests"],
     }
 
 
-def worker_status(master_pid: int) -> dict[int, dict[str, str]]:
-    """The /proc status fields of each child process of ``master_pid``, by pid."""
-    workers = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
-        except OSError:
-            continue  # the process ended while being read
-        if int(fields.get("PPid", "0")) == master_pid:
-            workers[int(status.parent.name)] = fields
-    return workers
-
-
 def worker_rss_mib(master_pid: int) -> list[float]:
-    """Resident memory of each child process of ``master_pid``."""
-    sizes = [
-        int(fields["VmRSS"].split()[0]) / 1024
-        for fields in worker_status(master_pid).values()
-        if "VmRSS" in fields
-    ]
+    """Resident memory of each child process of ``master_pid``, smallest first."""
+    sizes = []
+    for pid in workers_of(master_pid):
+        with contextlib.suppress(OSError):  # the process ended while being read
+            found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+            sizes += [int(found[1]) / 1024] if found else []
     return sorted(sizes)
 
 
@@ -97,48 +65,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
-    """CPU time (user + system) each worker of ``master_pid`` has used so far."""
-    return {pid: cpu_seconds(pid) for pid in worker_status(master_pid)}
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two readings by the processes present in both."""
-    return sum(after[pid] - before[pid] for pid in after if pid in before)
-
-
-def had_idle_worker(
-    before: dict[int, float], after: dict[int, float], workers: int | None = None
-) -> bool:
-    """Whether one worker did (almost) nothing while another was busy during a slice.
-
-    ``workers``: how many of the children are workers; the busiest are taken as the workers, so
-    a helper process (uvicorn's resource tracker) does not count as an idle worker.
-    """
-    used = sorted((after[pid] - before[pid] for pid in after if pid in before), reverse=True)
-    used = used[:workers]
-    return len(used) > 1 and min(used) < 0.1 * max(used)
-
-
-IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
-
-
-class RecordingWrk:
-    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
-    (bench/ids.lua): which requests were answered, exactly, e.g. across a `docker stop`."""
-
-    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
-        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
-        tag = self.prefix.name.removeprefix("answered-")
-        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
-        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def answered(self, timeout: float = 120) -> list[str]:
-        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
-        self.process.communicate(timeout=timeout)
-        ids = []
-        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
-            ids += part.read_text().split()
-            part.unlink()
-        return ids
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` and its children (the workers)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in workers_of(pid))

@@ -1,6 +1,6 @@
 """Measuring the contenders: start them all, check each answers right, then interleave wrk slices.
 
-Every server must answer the course's customer with exactly the JSON this service answers (the
+Every server must answer the course's customer with the JSON this service answers (the
 probability scikit-learn gives on the same pickle, the decision at the model's threshold) before
 and after its load, and run the workers it declares, so rows compare like with like. A peer that
 cannot start is reported with the reason; any other server that fails stops the run.
@@ -12,23 +12,16 @@ import argparse
 import contextlib
 import json
 import math
-import os
+import pickle
 import statistics
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.contenders import MODEL_FILE, Contender, Role, contenders
-from bench.load import (
-    cpu_seconds,
-    cpu_used,
-    had_idle_worker,
-    run_wrk,
-    worker_cpu_seconds,
-    worker_rss_mib,
-)
-from bench.servers import Server, running, wait_for_workers
+from bench.contenders import MODEL_FILE, Contender, contenders
+from bench.load import run_wrk, server_cpu_seconds
+from bench.servers import running, wait_for_workers
 from churn.config import metadata_path
 from churn.features import EXAMPLE_CUSTOMER
 
@@ -36,9 +29,8 @@ from churn.features import EXAMPLE_CUSTOMER
 @dataclass
 class Result:
     contender: Contender
-    runs: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # one wrk slice per round, rounds in order
     cold_start_s: float = math.nan
-    rss_mib: list[float] = field(default_factory=list)
     unavailable: str | None = None  # why it was not measured
 
     def __post_init__(self) -> None:
@@ -58,8 +50,6 @@ class Result:
 
 def expected_answer() -> dict:
     """What every server must answer for the course's customer: scikit-learn on the pickle."""
-    import pickle
-
     with open(MODEL_FILE, "rb") as handle:
         dv, model = pickle.load(handle)
     probability = float(model.predict_proba(dv.transform([EXAMPLE_CUSTOMER]))[0, 1])
@@ -68,15 +58,14 @@ def expected_answer() -> dict:
 
 
 def post(url: str, body: bytes) -> tuple[int, dict | list, dict[str, str]]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read()), dict(response.headers)
 
 
-def check_answer(server: Server, contender: Contender, expected: dict) -> None:
-    status, body, _ = post(server.url + "/predict", json.dumps(EXAMPLE_CUSTOMER).encode())
+def check_answer(url: str, contender: Contender, expected: dict) -> None:
+    status, body, _ = post(url + "/predict", json.dumps(EXAMPLE_CUSTOMER).encode())
     if status != 200 or not isinstance(body, dict) or set(body) != set(expected):
         raise AssertionError(f"{contender.name}: bad answer {status} {body}")
     if not contender.checks_probability:  # a ceiling answers a constant of the same shape
@@ -86,124 +75,106 @@ def check_answer(server: Server, contender: Contender, expected: dict) -> None:
         raise AssertionError(f"{contender.name}: answered {body}, expected {expected}")
 
 
-def batch_server_time_ms(
-    server: Server, size: int = 1000, repeats: int = 21, warm_up: int = 6
-) -> float:
-    """Median Server-Timing of ``size``-customer requests once each worker has served some:
+def batch_server_time_ms(url: str, size: int = 1000, repeats: int = 21) -> float:
+    """Median Server-Timing of ``size``-customer requests once each worker has served a few:
     a worker's first batches pay one-off costs (5-12 ms here, against ~4 ms warm)."""
     body = json.dumps([EXAMPLE_CUSTOMER] * size).encode()
-    for _ in range(warm_up):
-        post(server.url + "/predict", body)
     times = []
-    for _ in range(repeats):
-        status, answer, headers = post(server.url + "/predict", body)
+    for number in range(6 + repeats):
+        status, answer, headers = post(url + "/predict", body)
         assert status == 200 and len(answer) == size
-        timing = headers.get("Server-Timing", "")
-        times.append(float(timing.split("dur=")[1]) if "dur=" in timing else math.nan)
+        timing = headers.get("Server-Timing", "dur=nan")
+        times += [float(timing.split("dur=")[1])] if number >= 6 else []
     return statistics.median(times)
 
 
-def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Server | None:
-    """Start ``result``'s server (timing its cold start); None when a peer could not start."""
-    contender = result.contender
+@dataclass(frozen=True)
+class Serving:
+    url: str  # where the load goes: the server, or what stands in front of it
+    master_pid: int  # the workers' parent
+
+
+def start(result: Result, work: Path, stack: contextlib.ExitStack) -> Serving | None:
+    """Start ``result``'s server, timing its cold start; None when a peer could not start."""
+    c = result.contender
     started = time.monotonic()
     try:
+        env = {**c.env, **(stack.enter_context(c.before(work)) if c.before else {})}
         server = stack.enter_context(
             running(
-                contender.command,
+                c.command,
                 work,
-                env=contender.env,
-                cwd=contender.cwd,
-                health_path=contender.health_path,
+                env,
+                c.cwd,
+                c.health_path,
+                timeout=c.start_timeout_s,
                 port_template="{port}",
-                timeout=contender.start_timeout_s,
             )
         )
+        url = stack.enter_context(c.front(server.port, work)).url if c.front else server.url
     except (RuntimeError, TimeoutError) as error:
-        if contender.role is not Role.PEER:
+        if not c.peer:
             raise  # never hide a failure of ours or of a baseline
         result.unavailable = f"did not start: {error}"
         return None
     result.cold_start_s = time.monotonic() - started
-    return server
+    return Serving(url, c.master_pid() if c.master_pid else server.process.pid)
 
 
-def check_worker_count(server: Server, contender: Contender, timeout: float = 20) -> None:
+def check_worker_count(pid: int, contender: Contender, timeout: float = 20) -> None:
     """Fail unless ``contender`` runs the workers it claims, so comparisons are at equal workers."""
     try:
-        children = contender.workers + contender.helper_processes
-        wait_for_workers(master_pid(contender, server), children, timeout)
+        wait_for_workers(pid, contender.workers + contender.helper_processes, timeout)
     except TimeoutError as error:
         raise AssertionError(f"{contender.name}: {error}") from None
 
 
-def runs_declared_workers(result: Result, server: Server) -> bool:
+def runs_declared_workers(result: Result, serving: Serving) -> bool:
     """Check the worker count; a peer that differs is reported, any other server stops the run."""
     try:
-        check_worker_count(server, result.contender)
+        check_worker_count(serving.master_pid, result.contender)
     except AssertionError as error:
-        if result.contender.role is not Role.PEER:
+        if not result.contender.peer:
             raise
         result.unavailable = f"not run at equal workers: {error}"
         return False
     return True
 
 
-def master_pid(contender: Contender, server: Server) -> int:
-    """The pid whose children are the workers: the started process, or a container's master."""
-    return contender.master_pid() if contender.master_pid else server.process.pid
+def slice_of_load(args: argparse.Namespace, wrk: str, serving: Serving, body: Path) -> dict:
+    """One wrk slice, with the server's CPU time per request: it shifts far less than req/s when
+    other work shares the machine."""
+    cpu_before = server_cpu_seconds(serving.master_pid)
+    run = run_wrk(wrk, serving.url + "/predict", body, args.seconds, args.connections)
+    cpu = server_cpu_seconds(serving.master_pid) - cpu_before
+    return {**run, "cpu_us": cpu * 1e6 / max(run["requests"], 1)}
 
 
-def slice_of_load(
-    args: argparse.Namespace, wrk: str, server: Server, body_file: Path, pid: int, workers: int
-) -> dict:
-    """One wrk slice, with whether a worker sat idle and the server's CPU time per request.
-
-    CPU per request (the server's processes, user + system) shifts far less than req/s when
-    other work shares the machine, so it backs the throughput ratios on a loaded machine.
-    """
-    cpu_before = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
-    run = run_wrk(wrk, server.url + "/predict", body_file, args.seconds, args.connections)
-    cpu_after = {pid: cpu_seconds(pid), **worker_cpu_seconds(pid)}
-    workers_after = {p: cpu for p, cpu in cpu_after.items() if p != pid}
-    run["idle_worker"] = had_idle_worker(cpu_before, workers_after, workers)
-    run["cpu_us"] = cpu_used(cpu_before, cpu_after) * 1e6 / max(run["requests"], 1)
-    return run
-
-
-def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], dict]:
-    """Rounds of short wrk slices, one per server in turn, all servers up throughout.
+def measure(args: argparse.Namespace, wrk: str, work: Path) -> tuple[list[Result], float]:
+    """Rounds of short wrk slices, one per server in turn, all servers up throughout; the
+    results and the server time of a 1,000-customer request to ours.
 
     The machine is shared: its speed drifts by 2x over tens of seconds. Interleaving short
-    slices puts every server through the same slow and fast phases, so the medians compare.
+    slices puts every server through the same slow and fast phases, so the slices of one round
+    compare with each other.
     """
-    body_file = work / "customer.json"
-    body_file.write_text(json.dumps(EXAMPLE_CUSTOMER))
+    body = work / "customer.json"
+    body.write_text(json.dumps(EXAMPLE_CUSTOMER))
     expected = expected_answer()
-    rows = contenders(
-        args.workers,
-        build_peers=not args.no_build,
-        containers=args.containers,
-        empty_engine=not args.smoke,
-    )
-    results = [Result(c) for c in rows]
-    extra: dict = {"load_before": os.getloadavg()}
+    results = [
+        Result(c) for c in contenders(args.workers, work, not args.no_build, args.containers)
+    ]
     with contextlib.ExitStack() as stack:
         servers = {id(r): start(r, work, stack) for r in results if not r.unavailable}
         live = [(r, s) for r in results if (s := servers.get(id(r))) is not None]
         live = [(r, s) for r, s in live if runs_declared_workers(r, s)]
-        pids = {id(r): master_pid(r.contender, s) for r, s in live}
         for round_number in range(1, args.repeats + 1):
-            for result, server in live:
-                check_answer(server, result.contender, expected)
-                workers, pid = result.contender.workers, pids[id(result)]
-                result.runs.append(slice_of_load(args, wrk, server, body_file, pid, workers))
+            for result, serving in live:
+                check_answer(serving.url, result.contender, expected)
+                result.runs.append(slice_of_load(args, wrk, serving, body))
             rates = ", ".join(f"{r.runs[-1]['rps']:,.0f}" for r, _ in live)
             print(f"  round {round_number}: {rates}", flush=True)
-        for result, server in live:
-            check_answer(server, result.contender, expected)
-            result.rss_mib = worker_rss_mib(pids[id(result)])[-result.contender.workers :]
-        ours = next(server for result, server in live if result.contender.role is Role.OURS)
-        extra["batch_1000_server_ms"] = batch_server_time_ms(ours)
-    extra["load_after"] = os.getloadavg()
-    return results, extra
+        for result, serving in live:
+            check_answer(serving.url, result.contender, expected)
+        ours = next(serving for result, serving in live if result.contender.key == "ours")
+        return results, batch_server_time_ms(ours.url)

@@ -122,3 +122,17 @@ def start_container(docker_engine: Engine, image: BuiltImage) -> Iterator:
     yield start
     if started:
         docker_engine.docker("rm", "--force", *started, check=False)
+
+
+def layers(engine: Engine, tag: str) -> list[tuple[str, int]]:
+    """(instruction, bytes) of each of ``tag``'s layers, oldest first."""
+    listed = engine.docker(
+        "history", "--no-trunc", "--human=false", "--format", "{{.CreatedBy}}\t{{.Size}}", tag
+    )
+    rows = [line.rsplit("\t", 1) for line in listed.splitlines()]
+    return [(created_by, int(size)) for created_by, size in reversed(rows)]
+
+
+def dependency_layer(engine: Engine, tag: str) -> tuple[str, int]:
+    """The layer the Dockerfile's ``pip install --require-hashes`` made."""
+    return next(layer for layer in layers(engine, tag) if "--require-hashes" in layer[0])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import requests
 
@@ -74,3 +77,27 @@ def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[flo
     (churn/gunicorn_hooks.py ``stop_new_handshakes``): until then it begins no new request.
     """
     poll(lambda: [s for s in starts() if s > moment], bool, timeout=5, interval=0.05)
+
+
+IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
+
+
+class RecordingWrk:
+    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
+    (tests/ids.lua): which requests were answered, exactly, e.g. across a kill or a stop."""
+
+    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
+        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
+        tag = self.prefix.name.removeprefix("answered-")
+        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
+        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def answered(self, timeout: float = 120) -> list[str]:
+        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
+        self.process.communicate(timeout=timeout)
+        ids = []
+        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
+            ids += part.read_text().split()
+            part.unlink()
+        return ids

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import RecordingWrk, require_wrk
-from bench.lost_lines import logged_request_ids
+from bench.load import require_wrk
 from bench.servers import gunicorn_settings, poll
 from churn.features import EXAMPLE_CUSTOMER
 from tests.containers import DOCKER_STOP_TIMEOUT, Container
-from tests.liveserver import await_a_request_begun_after
+from tests.liveserver import RecordingWrk, await_a_request_begun_after
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -75,6 +74,19 @@ def load(port: int, stop: threading.Event, log: list[Exchange], name: str, batch
         else:
             log.append(exchange(port, "GET", "/health", b"", f"{name}-{number}"))
         time.sleep(0.002 if not batch or log[-1].outcome == "refused" else 0)
+
+
+def logged_request_ids(logs: str) -> tuple[list[str], list[str]]:
+    """The request id of every access line in a container's output, and the lines that are not
+    JSON (two lines written into each other)."""
+    ids, broken = [], []
+    for line in logs.splitlines():
+        if '"logger":"access"' in line:
+            try:
+                ids.append(json.loads(line)["request_id"])
+            except ValueError:
+                broken.append(line)
+    return ids, broken
 
 
 def engine_falls_behind(container: Container, seconds: float) -> None:

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
-from bench.engine import EngineError, build_image, dependency_layer
+from bench.engine import EngineError, build_image
 from churn.config import PROJECT_ROOT
-from tests.containers import BuiltImage, installed_distributions, run_python
+from tests.containers import BuiltImage, dependency_layer, installed_distributions, run_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -2,7 +2,7 @@
 -- X-Request-ID, and write the id of every 200 answer received to <prefix>-<thread number>.
 -- wrk runs each thread in its own Lua state, so each thread numbers its own requests and writes
 -- its own file; the ids come from the answers' X-Request-ID header (the service echoes it).
---   wrk -t2 -c16 -d6s -s bench/ids.lua URL -- body.json /tmp/answered
+--   wrk -t2 -c16 -d6s -s tests/ids.lua URL -- body.json /tmp/answered
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
