@@ -112,7 +112,9 @@ HEALTHD_CONF = "access_log {logs}/healthd/application.log healthd;\n"
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if found is None:
         raise RuntimeError("nginx is not installed: `make system-deps` installs it")
     return found
