@@ -62,9 +62,11 @@ def eb_environment() -> dict[str, str]:
 
 @contextlib.contextmanager
 def instance(work: Path) -> Iterator[tuple[Server, Proxy]]:
-    with running(gunicorn_command(), work, env=eb_environment()) as service:
-        with nginx_in_front(service.port, work) as proxy:
-            yield service, proxy
+    with (
+        running(gunicorn_command(), work, env=eb_environment()) as service,
+        nginx_in_front(service.port, work) as proxy,
+    ):
+        yield service, proxy
 
 
 @pytest.fixture(scope="module")
