@@ -144,8 +144,14 @@ class Proxy:
         return (self.logs / "error.log").read_text(errors="replace")
 
 
-def write_instance(prefix: Path, port: int, upstream_port: int) -> Path:
-    """The instance's nginx configuration under ``prefix``; the main file's path."""
+def write_instance(
+    prefix: Path, port: int, upstream_port: int, changes: dict[str, str] | None = None
+) -> Path:
+    """The instance's nginx configuration under ``prefix``; the main file's path.
+
+    ``changes``: text to replace in the project's files (a test that cannot wait for a shipped
+    timeout); each must be found in them.
+    """
     logs = prefix / "log"
     for folder in [logs / "healthd", prefix / "conf.d" / "elasticbeanstalk"] + [
         prefix / "tmp" / name for name in TEMP_FOLDERS
@@ -160,10 +166,18 @@ def write_instance(prefix: Path, port: int, upstream_port: int) -> Path:
         HEALTHD_CONF.format(logs=logs)
     )
     # The project's files, where EB copies them (/etc/nginx/conf.d/...), logs moved to the rig's.
+    unused = dict(changes or {})
     for source in PLATFORM_NGINX.glob("conf.d/**/*.conf"):
+        text = source.read_text().replace(EB_LOG_DIR, str(logs))
+        for old, new in (changes or {}).items():
+            if old in text:
+                text = text.replace(old, new)
+                unused.pop(old, None)
         target = prefix / source.relative_to(PLATFORM_NGINX)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(source.read_text().replace(EB_LOG_DIR, str(logs)))
+        target.write_text(text)
+    if unused:
+        raise ValueError(f"not in the project's nginx files: {list(unused)}")
     return main
 
 
@@ -192,11 +206,19 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 
 
 @contextlib.contextmanager
-def nginx_in_front(upstream_port: int, work: Path, port: int | None = None) -> Iterator[Proxy]:
-    """nginx configured as on an EB instance, proxying to ``upstream_port``; stopped after."""
+def nginx_in_front(
+    upstream_port: int,
+    work: Path,
+    port: int | None = None,
+    changes: dict[str, str] | None = None,
+) -> Iterator[Proxy]:
+    """nginx configured as on an EB instance, proxying to ``upstream_port``; stopped after.
+
+    ``changes``: see ``write_instance``.
+    """
     port = port or free_port()
     prefix = work / f"nginx-{port}"
-    main = write_instance(prefix, port, upstream_port)
+    main = write_instance(prefix, port, upstream_port, changes)
     check_config(main)
     with open(prefix / "log" / "stderr.log", "wb") as output:
         process = subprocess.Popen(

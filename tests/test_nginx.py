@@ -296,6 +296,18 @@ def test_with_the_service_stopped_nginx_answers_json_502_and_the_client_fails_in
         assert len(attempts) > 1 and {line["status"] for line in attempts} == {502}
 
 
+def test_a_service_that_does_not_answer_in_time_gets_a_json_504(tmp_path):
+    # A container that accepts connections and never answers; nginx's wait shortened from the
+    # shipped 30 s (which test_nginx_waits_for_an_answer_as_long_as_gunicorn_lets_a_worker_run
+    # checks) to 1 s.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        shorter = {"proxy_read_timeout 30s;": "proxy_read_timeout 1s;"}
+        with nginx_in_front(silent.getsockname()[1], tmp_path, changes=shorter) as proxy:
+            status, headers, body = request(proxy, "GET", "/health")
+    assert status == 504 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"] == "gateway_timeout"
+
+
 # --- Keep-alive to the container ---
 
 
