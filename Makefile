@@ -62,8 +62,8 @@ lint: env
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 
-# Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test),
-# prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
+# Debian packages the tests and benchmarks drive: wrk (load), nginx (scale-out test, and the EB
+# instance's proxy), prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
 # chromium (browser tests), docker.io (the tests start their own private dockerd; nothing is
 # started by installing it), mmdebstrap (a stand-in for the base image where Docker Hub
 # cannot be reached) and Java 17 (Spark in local mode). Installed with apt when missing (sudo

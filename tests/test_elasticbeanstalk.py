@@ -34,6 +34,10 @@ MUST_BE_IN_BUNDLE = {
     "model_C=1.0.json",
     "churn/app.py",
     "churn/predictor.py",
+    # The instance's nginx settings (docs/proxy.md): without them EB's nginx refuses bodies
+    # over 1 MB and answers its errors in HTML.
+    ".platform/nginx/conf.d/churn.conf",
+    ".platform/nginx/conf.d/elasticbeanstalk/churn.conf",
 }
 MUST_NOT_BE_IN_BUNDLE = ("data/", ".venv/", ".git/", "tests/", "bench/", ".elasticbeanstalk/")
 
