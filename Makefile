@@ -103,11 +103,10 @@ bench-batch: env
 bench-spark: env system-deps
 	$(RUN) python -m bench.spark
 
-# What score.py --engine spark imports on EMR Serverless (which brings Spark and pyspark), at the
-# lock's versions: the input of emr/Dockerfile (README, "Batch scoring on EMR Serverless").
-EMR_PACKAGES := numpy|pyarrow|pydantic|pydantic-core|annotated-types|typing-extensions|typing-inspection|pandas|python-dateutil|six|tzdata
+# What score.py --engine spark imports on EMR Serverless beside Spark, computed from its imports
+# by emr/packages.py, at the lock's versions and hashes: the input of emr/Dockerfile (docs/emr.md).
 emr-requirements: env
-	$(PIPENV) requirements --categories "packages batch" | grep -E '^($(EMR_PACKAGES))==' > emr/requirements.txt
+	$(RUN) python emr/packages.py --output emr/requirements.txt
 
 # What drift counting and a shadow model cost /predict (on/off in the same run; README, Monitoring).
 bench-monitoring: env system-deps
