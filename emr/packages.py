@@ -45,8 +45,9 @@ class PackageListError(Exception):
     """The list cannot be computed: an import nothing installed provides, or a missing lock pin."""
 
 
-def imported_names(tree: ast.Module) -> Iterator[tuple[str, tuple[str, ...]]]:
-    """(module, names imported from it) for every import a run can reach.
+def imported_names(tree: ast.Module, package: str = "") -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(module, names imported from it) for every import a run can reach; relative imports are
+    resolved against ``package``, the dotted package the module belongs to.
 
     Imports inside functions count (a lazy import is still an import); those under
     ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:`` never run when imported.
@@ -59,8 +60,14 @@ def imported_names(tree: ast.Module) -> Iterator[tuple[str, tuple[str, ...]]]:
             continue
         if isinstance(node, ast.Import):
             yield from ((alias.name, ()) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.module, tuple(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(alias.name for alias in node.names)
+            if not node.level:
+                yield node.module or "", names
+            else:  # `from .columns import x`, `from .. import artifact`
+                parts = package.split(".")
+                parent = parts[: len(parts) - node.level + 1]
+                yield ".".join([*parent, *([node.module] if node.module else [])]), names
         stack.extend(ast.iter_child_nodes(node))
 
 
@@ -88,7 +95,9 @@ def third_party_imports(entry: Path, root: Path = ROOT, package: str = PACKAGE) 
         if path in seen:
             continue
         seen.add(path)
-        for module, names in imported_names(ast.parse(path.read_text(), str(path))):
+        inside = ".".join(path.relative_to(root).parent.parts)  # a/b/c.py, a/b/__init__.py: a.b
+        tree = ast.parse(path.read_text(), str(path))
+        for module, names in imported_names(tree, inside):
             top = module.partition(".")[0]
             if top == "__future__" or top in sys.stdlib_module_names:
                 continue

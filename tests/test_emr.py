@@ -76,7 +76,7 @@ def test_every_module_the_spark_path_imports_is_listed_or_brought_by_spark():
     assert imported - listed() == {"pyspark"}  # EMR brings Spark
 
 
-def test_the_import_walk_follows_lazy_imports_and_skips_main_blocks(tmp_path):
+def test_the_import_walk_follows_lazy_and_relative_imports_and_skips_main_blocks(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "engine.py").write_text(
@@ -84,9 +84,14 @@ def test_the_import_walk_follows_lazy_imports_and_skips_main_blocks(tmp_path):
         'if __name__ == "__main__":\n    import matplotlib\n'
     )
     (tmp_path / "pkg" / "cli.py").write_text("def main():\n    from pkg import engine\n")
+    (tmp_path / "pkg" / "sub").mkdir()
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("from . import files\n")
+    (tmp_path / "pkg" / "sub" / "files.py").write_text("from ..cli import main\nimport orjson\n")
     entry = tmp_path / "job.py"
     entry.write_text("from pkg.cli import main\n")
     assert packages.third_party_imports(entry, tmp_path, "pkg") == {"yaml"}
+    entry.write_text("import pkg.sub\n")  # relative imports, up and down the package
+    assert packages.third_party_imports(entry, tmp_path, "pkg") == {"orjson", "yaml"}
 
 
 def test_each_package_is_pinned_to_the_lock_with_its_hashes():
