@@ -19,7 +19,7 @@ endif
 endif
 
 .PHONY: run test lint train data env system-deps bench bench-batch bench-micro audit bench-spark emr-requirements docker-build docker-run \
-	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-predict eb-terminate
+	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-api-key eb-api-key-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
 help:
@@ -96,11 +96,10 @@ bench-batch: env
 bench-spark: env system-deps
 	$(RUN) python -m bench.spark
 
-# What score.py --engine spark imports on EMR Serverless (which brings Spark and pyspark), at the
-# lock's versions: the input of emr/Dockerfile (README, "Batch scoring on EMR Serverless").
-EMR_PACKAGES := numpy|pyarrow|pydantic|pydantic-core|annotated-types|typing-extensions|typing-inspection|pandas|python-dateutil|six|tzdata
+# What score.py --engine spark imports on EMR Serverless beside Spark, computed from its imports
+# by emr/packages.py, at the lock's versions and hashes: the input of emr/Dockerfile (docs/emr.md).
 emr-requirements: env
-	$(PIPENV) requirements --categories "packages batch" | grep -E '^($(EMR_PACKAGES))==' > emr/requirements.txt
+	$(RUN) python emr/packages.py --output emr/requirements.txt
 
 bench-micro: env
 	$(RUN) pytest bench/test_micro.py --benchmark-only
@@ -146,7 +145,10 @@ eb-setenv: env
 # come too late: the key has already been sent). make eb-https CERT_ARN=arn:aws:acm:...
 # The settings go to a file under .elasticbeanstalk/ (git-ignored: the ARN names your account)
 # and are applied with `eb config --update`, which sets them on the running environment.
+# The listener's TLS policy is set, not left to the load balancer's default: TLS 1.3 and 1.2 only
+# (ELB's predefined policies; docs/elastic-beanstalk.md).
 CERT_ARN ?=
+TLS_POLICY ?= ELBSecurityPolicy-TLS13-1-2-2021-06
 EB_HTTPS_SETTINGS ?= .elasticbeanstalk/https-settings.yml
 define HTTPS_SETTINGS
 # Written by `make eb-https`; applied with `eb config ENV --update file://THIS_FILE`.
@@ -155,6 +157,7 @@ OptionSettings:
     ListenerEnabled: "true"
     Protocol: HTTPS
     SSLCertificateArns: $(CERT_ARN)
+    SSLPolicy: $(TLS_POLICY)
   aws:elbv2:listener:default:
     ListenerEnabled: "false"
 endef
@@ -166,6 +169,26 @@ eb-https-settings:
 
 eb-https: env eb-https-settings
 	$(EB) config $(ENV) --update "file://$(abspath $(EB_HTTPS_SETTINGS))"
+
+# The API key from Secrets Manager or SSM Parameter Store (docs/elastic-beanstalk.md): EB reads it
+# into API_KEY when an instance starts, and the environment's settings hold only its ARN.
+# make eb-api-key SECRET_ARN=arn:aws:secretsmanager:... (or arn:aws:ssm:...:parameter/...)
+SECRET_ARN ?=
+EB_API_KEY_SETTINGS ?= .elasticbeanstalk/api-key-settings.yml
+define API_KEY_SETTINGS
+# Written by `make eb-api-key`; applied with `eb config ENV --update file://THIS_FILE`.
+OptionSettings:
+  aws:elasticbeanstalk:application:environmentsecrets:
+    API_KEY: $(SECRET_ARN)
+endef
+
+eb-api-key-settings:
+	$(if $(filter arn:aws:secretsmanager:% arn:aws:ssm:%,$(SECRET_ARN)),,$(error usage: make eb-api-key SECRET_ARN=arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME (or an SSM parameter's ARN)))
+	$(shell mkdir -p $(dir $(EB_API_KEY_SETTINGS)))$(file > $(EB_API_KEY_SETTINGS),$(API_KEY_SETTINGS))
+	@echo "API key settings written to $(EB_API_KEY_SETTINGS)"
+
+eb-api-key: env eb-api-key-settings
+	$(EB) config $(ENV) --update "file://$(abspath $(EB_API_KEY_SETTINGS))"
 
 # The certificate names your domain, not the environment's *.elasticbeanstalk.com CNAME: with
 # HTTPS on, point your domain at the CNAME and give it here (make eb-predict DOMAIN=...).

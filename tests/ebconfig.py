@@ -177,6 +177,8 @@ DOCUMENTED_OPTIONS: dict[str, set[str]] = {
     },
 }
 ANY_NAME = "aws:elasticbeanstalk:application:environment"  # environment properties: any name
+# Environment properties filled from Secrets Manager or SSM Parameter Store: any name, an ARN.
+SECRETS = "aws:elasticbeanstalk:application:environmentsecrets"
 
 
 def documented(namespace: str) -> set[str]:
@@ -190,6 +192,6 @@ def documented(namespace: str) -> set[str]:
 
 def assert_documented(settings: dict[str, dict[str, object]]) -> None:
     for namespace, options in settings.items():
-        if namespace != ANY_NAME:
+        if namespace not in (ANY_NAME, SECRETS):
             unknown = set(options) - documented(namespace)
             assert not unknown, f"{namespace}: {unknown}"

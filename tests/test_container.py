@@ -83,6 +83,12 @@ def test_build_context_leaves_out_data_venvs_tests_and_history():
     assert not any("__pycache__" in f for f in context)
 
 
+def test_build_context_leaves_out_the_emr_build_outputs():
+    # Built beside the Dockerfile for EMR Serverless (docs/emr.md): hundreds of MB, never needed.
+    for output in ("churn.zip", "churn_spark_venv.tar.gz"):
+        assert dockerignore().match_file(output), output
+
+
 def port_of_bind(env: dict[str, str]) -> int:
     """The port gunicorn.conf.py binds with only the image's environment."""
     return int(gunicorn_settings(env)["bind"].rsplit(":", 1)[1])
