@@ -24,8 +24,10 @@ import atexit
 import logging
 import os
 import re
+import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -71,10 +73,7 @@ _ALL: weakref.WeakSet[Capture] = weakref.WeakSet()
 
 
 class Capture:
-    """Queue answered customers and write them to ``churn_predictions`` off the request path.
-
-    ``background=False`` (score.py): no writer thread; the caller writes with ``flush``.
-    """
+    """Queue answered customers and write them to ``churn_predictions`` off the request path."""
 
     def __init__(
         self,
@@ -82,14 +81,13 @@ class Capture:
         source: str,
         features: bool = False,
         logger: logging.Logger | None = None,
-        background: bool = True,
         max_rows: int = MAX_QUEUED_ROWS,
     ) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         self.url, self.source, self.features = url, source, features
         self.logger = logger or logging.getLogger(__name__)
-        self.background, self.max_rows = background, max_rows
+        self.max_rows = max_rows
         self._fresh_state()
         _ALL.add(self)
 
@@ -103,7 +101,6 @@ class Capture:
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failing = False  # the last write failed: say so once, and once when it recovers
-        self.written = self.dropped = 0  # this process's totals (score.py's summary)
 
     @classmethod
     def start_up(
@@ -130,7 +127,7 @@ class Capture:
         ``customers``: what the request sent (one customer or a list), stored only when
         features are captured. Never blocks on the database; a full queue drops and counts.
         """
-        if self._writer is None and self.background:
+        if self._writer is None:
             self._start_writer()
         rows = len(results)
         with self._lock:
@@ -151,7 +148,7 @@ class Capture:
                 self._count("dropped", refused)
             if not items:
                 return
-            rows = list(self._rows(items))
+            rows = list(rows_of(items, self.source))
             try:
                 self._copy(rows)
             except psycopg.Error as error:
@@ -209,25 +206,6 @@ class Capture:
             connection.close()
             raise
 
-    def _rows(self, items: list[Item]) -> Iterator[tuple[Any, ...]]:
-        source = self.source
-        for at, request_id, version, threshold, results, customers in items:
-            when = datetime.fromtimestamp(at, UTC)
-            sent = [customers] if isinstance(customers, dict) else customers
-            for position, result in enumerate(results):
-                features = Jsonb(sent[position]) if sent else None
-                yield (
-                    when,
-                    request_id,
-                    result.get("customer_id"),
-                    version,
-                    result["churn_probability"],
-                    result["churn"],
-                    threshold,
-                    source,
-                    features,
-                )
-
     def _lost(self, rows: int, error: psycopg.Error) -> None:
         self._count("dropped", rows)
         if not self._failing:  # once per outage, not once a second
@@ -239,18 +217,91 @@ class Capture:
             )
 
     def _count(self, outcome: str, rows: int) -> None:
-        if outcome == "written":
-            self.written += rows
-        else:
-            self.dropped += rows
         ROWS.labels(outcome).inc(rows)
+
+
+def rows_of(items: list[Item], source: str) -> Iterator[tuple[Any, ...]]:
+    """The table's rows (``COLUMNS``) for queued items: one per answered customer."""
+    for at, request_id, version, threshold, results, customers in items:
+        when = datetime.fromtimestamp(at, UTC)
+        sent = [customers] if isinstance(customers, dict) else customers
+        for position, result in enumerate(results):
+            features = Jsonb(sent[position]) if sent else None
+            yield (
+                when,
+                request_id,
+                result.get("customer_id"),
+                version,
+                result["churn_probability"],
+                result["churn"],
+                threshold,
+                source,
+                features,
+            )
+
+
+class RunCapture:
+    """score.py's scored rows (``--capture-database``), written batch by batch in one
+    transaction that commits when the scores do (``commit``) and leaves nothing when they are
+    discarded (``discard``), like score.py's output files.
+
+    The database failing mid-run does not fail the run: the scores are written, the capture
+    is abandoned with a warning, and ``rows`` says 0 were captured.
+    """
+
+    def __init__(self, url: str, version: str, threshold: float, id_column: str | None) -> None:
+        check_database(url, "--capture-database")
+        self.url, self.version, self.threshold, self.id_column = url, version, threshold, id_column
+        self.run_id = "score.py-" + uuid.uuid4().hex  # the rows' request id: one per run
+        self.rows = 0
+        self._connection: psycopg.Connection | None = connect(url)
+
+    def write(self, scored: Any) -> None:
+        """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
+        if self._connection is None:
+            return
+        results = results_of_batch(scored, self.id_column)
+        item = (time.time(), self.run_id, self.version, self.threshold, results, None)
+        try:
+            with self._connection.cursor() as cursor, cursor.copy(COPY) as copy:
+                for row in rows_of([item], "score.py"):
+                    copy.write_row(row)
+        except psycopg.Error as error:
+            self._abandon(error)
+            return
+        self.rows += len(results)
+
+    def commit(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.commit()
+        except psycopg.Error as error:
+            self._abandon(error)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self._connection is not None:
+            self._connection.close()  # uncommitted: rolled back
+            self._connection = None
+
+    def _abandon(self, error: psycopg.Error) -> None:
+        print(
+            f"score.py: warning: capture to --capture-database abandoned, the scores are still "
+            f"written: {one_line(error, self.url)}",
+            file=sys.stderr,
+        )
+        self.rows = 0
+        self.discard()
 
 
 def connect(url: str) -> psycopg.Connection:
     return psycopg.connect(
         url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        # UTC: the outcomes report cuts weeks and windows by UTC dates.
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
         application_name="churn-serving capture",
     )
 
