@@ -49,8 +49,12 @@ WRITE_INTERVAL_SECONDS = 1.0
 MAX_QUEUED_ROWS = 10_000  # per process: a few MB, ten seconds of a busy worker
 CONNECT_TIMEOUT_SECONDS = 5
 # A write that takes longer is abandoned (its rows dropped): a slow database cannot hold the
-# queue, and the graceful stop waits at most this long for it.
+# queue. A database that vanished from the network is noticed as fast (TCP_USER_TIMEOUT and
+# keepalives) instead of after the kernel's ~15 minutes of retries.
 STATEMENT_TIMEOUT_MS = 5_000
+# How long a graceful stop waits for the last write: a full queue takes well under a second to a
+# healthy database, and gunicorn's graceful timeout (8 s) covers the requests in flight too.
+STOP_WAIT_SECONDS = 3.0
 SOURCES = ("predict", "score.py")
 TABLE = "churn_predictions"
 COLUMNS = (
@@ -167,7 +171,7 @@ class Capture:
         writer = self._writer
         if writer is not None and writer.is_alive():
             self._stopping.set()
-            writer.join(CONNECT_TIMEOUT_SECONDS + STATEMENT_TIMEOUT_MS / 1000)
+            writer.join(STOP_WAIT_SECONDS)
         else:
             self.flush()
         if self._connection is not None:
@@ -303,6 +307,11 @@ def connect(url: str) -> psycopg.Connection:
         # UTC: the outcomes report cuts weeks and windows by UTC dates.
         options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
         application_name="churn-serving capture",
+        tcp_user_timeout=STATEMENT_TIMEOUT_MS,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=2,
     )
 
 
