@@ -21,6 +21,7 @@ from churn.capture import MAX_QUEUED_ROWS
 from churn.config import PROJECT_ROOT
 from churn.outcomes.__main__ import main as outcomes
 from tests.capturing import Load, captured, capturing_server, customers, wait_for_rows
+from tests.liveserver import log_entries
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -164,9 +165,13 @@ def test_postgres_stopped_under_load_drops_rows_and_capture_resumes(postgres, da
             60,
             0.5,
         )
+        messages = [entry.get("message", "") for entry in log_entries(server)]
     assert not load.unanswered
     assert {status for _, status in load.answered.values()} == {200}
     assert rows & answered_after  # capture resumed on its own
+    failed = [m for m in messages if m.startswith("prediction capture: PostgreSQL write failed")]
+    assert 1 <= len(failed) <= 2  # once per worker per outage, not once a second
+    assert "prediction capture: writing to PostgreSQL again" in messages
 
 
 def test_sigkill_loses_at_most_what_was_queued_since_the_last_write(database, tmp_path):
