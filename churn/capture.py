@@ -11,8 +11,8 @@ background thread in each process takes what is queued about once a second and w
   new rows are dropped and counted the same way;
 - a graceful stop writes what is pending (``close``, run at exit);
 - a SIGKILL loses what was queued and not yet written: at most the rows a worker answered
-  since its last write began (about one second's worth), and never more than
-  ``MAX_QUEUED_ROWS``.
+  since its last write began (about one second's worth, plus the time a write under way takes),
+  and never more than ``MAX_QUEUED_ROWS``.
 
 Threads do not survive ``fork``: gunicorn loads the app in its master and forks the workers, so
 each worker starts its own writer the first time it submits (``os.register_at_fork``).
