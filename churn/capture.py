@@ -152,19 +152,19 @@ class Capture:
                 self._count("dropped", refused)
             if not items:
                 return
-            rows = list(rows_of(items, self.source))
+            rows = sum(len(item[4]) for item in items)
             try:
-                self._copy(rows)
-            except psycopg.Error as error:
-                self._lost(len(rows), error)
+                self._copy(list(rows_of(items, self.source)))
+            except Exception as error:  # whatever failed, the rows are counted, never kept
+                self._lost(rows, error)
             else:
-                self._count("written", len(rows))
+                self._count("written", rows)
                 if self._failing:
                     self._failing = False
                     self.logger.warning("prediction capture: writing to PostgreSQL again")
             finally:
                 with self._lock:
-                    self._queued -= len(rows)
+                    self._queued -= rows
 
     def close(self) -> None:
         """Stop the writer and write what is pending (a graceful stop)."""
@@ -210,7 +210,7 @@ class Capture:
             connection.close()
             raise
 
-    def _lost(self, rows: int, error: psycopg.Error) -> None:
+    def _lost(self, rows: int, error: Exception) -> None:
         self._count("dropped", rows)
         if not self._failing:  # once per outage, not once a second
             self._failing = True
@@ -258,7 +258,8 @@ class RunCapture:
         self.url, self.version, self.threshold, self.id_column = url, version, threshold, id_column
         self.run_id = "score.py-" + uuid.uuid4().hex  # the rows' request id: one per run
         self.rows = 0
-        self._connection: psycopg.Connection | None = connect(url)
+        # No statement timeout: a batch's COPY takes as long as its rows do.
+        self._connection: psycopg.Connection | None = connect(url, statement_timeout_ms=0)
 
     def write(self, scored: Any) -> None:
         """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
@@ -300,12 +301,14 @@ class RunCapture:
         self.discard()
 
 
-def connect(url: str) -> psycopg.Connection:
+def connect(url: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> psycopg.Connection:
+    """A connection that gives up on an unreachable or vanished database within seconds;
+    ``statement_timeout_ms`` 0: statements may take as long as they need."""
     return psycopg.connect(
         url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         # UTC: the outcomes report cuts weeks and windows by UTC dates.
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+        options=f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC",
         application_name="churn-serving capture",
         tcp_user_timeout=STATEMENT_TIMEOUT_MS,
         keepalives=1,

@@ -212,3 +212,25 @@ def test_a_wrong_database_url_stops_start_up_in_one_line(postgres, fault):
     assert len(lines) == 1 and "CAPTURE_DATABASE_URL" in lines[0], result.stderr
     assert "Booting worker" not in result.stderr
     assert postgres.password not in result.stderr and "secret" not in result.stderr
+
+
+def test_a_full_queue_drops_and_counts_instead_of_growing(database):
+    from prometheus_client import REGISTRY
+
+    from churn.capture import Capture
+
+    def dropped_so_far() -> float:
+        labels = {"outcome": "dropped"}
+        return REGISTRY.get_sample_value(CAPTURE_ROWS, labels) or 0.0
+
+    before = dropped_so_far()
+    capture = Capture(database, "predict", max_rows=4)
+    pair = [
+        {"customer_id": "q1", "churn_probability": 0.2, "churn": False},
+        {"customer_id": "q2", "churn_probability": 0.7, "churn": True},
+    ]
+    for request in ("r1", "r2", "r3"):  # well within the first second: nothing written yet
+        capture.submit(request, "v", 0.5, pair)
+    capture.close()
+    assert sorted(row["request_id"] for row in captured(database)) == ["r1", "r1", "r2", "r2"]
+    assert dropped_so_far() - before == 2
