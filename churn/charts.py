@@ -211,7 +211,18 @@ def weekly_auc(
             axes.axhline(promised[label], linestyle="--", color=colour, label=f"{label} promised")
     axes.axhline(0.5, linestyle=":", color="grey", label="chance")
     axes.set(xlabel="week (Monday, UTC)", ylabel="realized AUC", title="Realized AUC per week")
-    axes.set_ylim(0.4, 1.0)
+    lowest = min(
+        [
+            *(
+                week["auc_low"]
+                for w in weeks_by_label.values()
+                for week in w
+                if week["auc_low"] is not None
+            ),
+            0.45,
+        ]
+    )
+    axes.set_ylim(max(0.0, lowest - 0.05), 1.0)  # 0.4 and up, or whatever an interval needs
     axes.legend(loc="lower left", fontsize="small")
     figure.autofmt_xdate()
     return png(figure)
