@@ -211,18 +211,9 @@ def weekly_auc(
             axes.axhline(promised[label], linestyle="--", color=colour, label=f"{label} promised")
     axes.axhline(0.5, linestyle=":", color="grey", label="chance")
     axes.set(xlabel="week (Monday, UTC)", ylabel="realized AUC", title="Realized AUC per week")
-    lowest = min(
-        [
-            *(
-                week["auc_low"]
-                for w in weeks_by_label.values()
-                for week in w
-                if week["auc_low"] is not None
-            ),
-            0.45,
-        ]
-    )
-    axes.set_ylim(max(0.0, lowest - 0.05), 1.0)  # 0.4 and up, or whatever an interval needs
+    # From 0.4 up, lower when an interval reaches below it.
+    lows = [w["auc_low"] for ws in weeks_by_label.values() for w in ws if w["auc_low"] is not None]
+    axes.set_ylim(max(0.0, min([0.45, *lows]) - 0.05), 1.0)
     axes.legend(loc="lower left", fontsize="small")
     figure.autofmt_xdate()
     return png(figure)
