@@ -66,15 +66,21 @@ lint: env
 # instance's proxy), prometheus (with promtool: the monitoring/ rules and the end-to-end scrape test),
 # chromium (browser tests), docker.io (the tests start their own private dockerd; nothing is
 # started by installing it), mmdebstrap (a stand-in for the base image where Docker Hub
-# cannot be reached) and Java 17 (Spark in local mode). Installed with apt when missing (sudo
-# unless root); apt waits for a lock another install holds instead of failing.
-SYSTEM_DEPS := wrk nginx-light chromium prometheus docker.io mmdebstrap openjdk-17-jre-headless
+# cannot be reached), Java 17 (Spark in local mode) and postgresql (prediction capture: the
+# tests start their own server in a temporary folder on a free port; the package's "main"
+# cluster on 5432 is not created, see below). Installed with apt when missing (sudo unless
+# root); apt waits for a lock another install holds instead of failing.
+SYSTEM_DEPS := wrk nginx-light chromium prometheus docker.io mmdebstrap openjdk-17-jre-headless \
+	postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 system-deps:
 	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
+	  $(SUDO) mkdir -p /etc/postgresql-common/createcluster.d; \
+	  echo "create_main_cluster = false" | \
+	    $(SUDO) tee /etc/postgresql-common/createcluster.d/no-main-cluster.conf >/dev/null; \
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing; \
 	fi
 

@@ -11,6 +11,7 @@ from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from churn.auth import require_api_key
+from churn.capture import Capture
 from churn.config import Settings
 from churn.endpoint import PATH, PredictEndpoint
 from churn.errors import INTERNAL_ERROR, ApiError, error_payload
@@ -119,7 +120,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     # One hook each way: Flask pays a few microseconds per registered hook per request.
     app.before_request(_before_request)
     app.after_request(_after_request)
-    endpoint = PredictEndpoint(live, service_settings, app.logger, drift, shadow)
+    capture = Capture.start_up(  # None when CAPTURE_DATABASE_URL is unset
+        service_settings.capture_database_url,
+        "predict",
+        service_settings.capture_features,
+        app.logger,
+        "CAPTURE_DATABASE_URL",
+    )
+    endpoint = PredictEndpoint(live, service_settings, app.logger, drift, shadow, capture)
     app.wsgi_app = with_response_headers(  # type: ignore[method-assign]  # Flask's way
         serve_predict_with(endpoint, app.wsgi_app)
     )

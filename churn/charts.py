@@ -87,7 +87,9 @@ def precision_recall(models: Sequence[Series]) -> bytes:
     return png(figure)
 
 
-def calibration(models: Sequence[Series]) -> bytes:
+def calibration(
+    models: Sequence[Series], title: str = "Calibration, held out (10 equal-width bins)"
+) -> bytes:
     figure, axes = plt.subplots(figsize=SIZE)
     for series in models:
         bins = series.held_out["calibration"]
@@ -100,7 +102,7 @@ def calibration(models: Sequence[Series]) -> bytes:
         )
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     axes.set(xlabel="mean predicted probability", ylabel="observed churn rate")
-    axes.set_title("Calibration, held out (10 equal-width bins)")
+    axes.set_title(title)
     axes.legend(loc="upper left")
     return png(figure)
 
@@ -183,4 +185,35 @@ def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: fl
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     axes.set(xlabel="threshold", ylabel="expected profit (out-of-fold)")
     axes.set_title("Expected profit of offering at or above each threshold")
+    return png(figure)
+
+
+def weekly_auc(
+    weeks_by_label: dict[str, list[dict[str, Any]]], promised: dict[str, float]
+) -> bytes:
+    """Each model's AUC week by week with its 95% interval; its promised AUC dashed."""
+    figure, axes = plt.subplots(figsize=(SIZE[0] * 1.3, SIZE[1]))
+    for number, (label, weeks) in enumerate(weeks_by_label.items()):
+        shown = [week for week in weeks if week["auc"] is not None]
+        colour = f"C{number}"
+        if shown:
+            days = [np.datetime64(week["week"]) for week in shown]
+            aucs = np.array([week["auc"] for week in shown])
+            low = [
+                week["auc_low"] if week["auc_low"] is not None else week["auc"] for week in shown
+            ]
+            high = [
+                week["auc_high"] if week["auc_high"] is not None else week["auc"] for week in shown
+            ]
+            errors = np.array([aucs - np.array(low), np.array(high) - aucs])
+            axes.errorbar(days, aucs, yerr=errors, fmt="o-", capsize=4, color=colour, label=label)
+        if label in promised:
+            axes.axhline(promised[label], linestyle="--", color=colour, label=f"{label} promised")
+    axes.axhline(0.5, linestyle=":", color="grey", label="chance")
+    axes.set(xlabel="week (Monday, UTC)", ylabel="realized AUC", title="Realized AUC per week")
+    # From 0.4 up, lower when an interval reaches below it.
+    lows = [w["auc_low"] for ws in weeks_by_label.values() for w in ws if w["auc_low"] is not None]
+    axes.set_ylim(max(0.0, min([0.45, *lows]) - 0.05), 1.0)
+    axes.legend(loc="lower left", fontsize="small")
+    figure.autofmt_xdate()
     return png(figure)

@@ -210,6 +210,20 @@ class Settings(FromEnvironment):
         number(0.0, 1.0),
         "share of `/predict` requests the shadow model also scores",
     )
+    capture_database_url: str | None = setting(
+        "CAPTURE_DATABASE_URL",
+        None,
+        text,
+        "PostgreSQL URL (`postgresql://user:password@host/db`) that every answered customer is "
+        "written to, for the outcomes report (docs/outcomes.md); unset: no capture. Checked at "
+        "start-up",
+    )
+    capture_features: bool = setting(
+        "CAPTURE_FEATURES",
+        False,
+        boolean,
+        "`1` also stores each captured customer's features as sent (personal data: off by default)",
+    )
     flask_debug: bool = setting(
         "FLASK_DEBUG",
         False,

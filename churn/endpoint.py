@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from churn.auth import require_api_key
+from churn.capture import Capture
 from churn.config import Settings
 from churn.errors import INTERNAL_ERROR, ApiError
 from churn.fastpath import Scored, SingleCustomerPath
@@ -59,6 +60,7 @@ class PredictEndpoint:
     logger: logging.Logger
     drift: DriftMonitor | None = None  # None: the model was trained without drift bins
     shadow: Shadow | None = None
+    capture: Capture | None = None  # churn/capture.py: answered customers to PostgreSQL
     one: SingleCustomerPath = field(init=False)  # one customer: checked, scored, binned at once
     watch_batch: BatchWatch = field(init=False)  # a fast-path batch's drift and shadow
 
@@ -107,17 +109,29 @@ class PredictEndpoint:
         require_api_key(environ, self.settings.api_key)
         payload = self._read_json(environ)
         explain = _explain_flag(environ.get("QUERY_STRING", ""))
-        if type(payload) is dict and (scored := self.one.score(payload)) is not None:
-            result = self._answer_one(scored, explain)
-            return 200, orjson.dumps(result), Prediction(result, scored.bins)
         batch = isinstance(payload, list)
+        prediction = None
+        if type(payload) is dict and (scored := self.one.score(payload)) is not None:
+            results = [self._answer_one(scored, explain)]
+            prediction = Prediction(results[0], scored.bins)
+        else:
+            results = self._answer_many(payload, batch, explain)
+        if self.capture is not None:  # queued only: written off the request path
+            live = self.predictor
+            self.capture.submit(
+                environ[REQUEST_ID_KEY], live.version, live.threshold, results, payload
+            )
+        return 200, orjson.dumps(results if batch else results[0]), prediction
+
+    def _answer_many(self, payload: Any, batch: bool, explain: bool) -> list[dict[str, Any]]:
+        """The results of a batch, or of one customer the single-customer path left over."""
         if batch:
             self._check_batch_size(payload)
         results = self._fast_answer(payload, batch, explain)
         if results is None:  # explanations of a batch, or customers the fast checks refused
             results = self._validated_answer(payload, batch, explain)
         record_predictions(results)
-        return 200, orjson.dumps(results if batch else results[0]), None
+        return results
 
     def _answer_one(self, scored: Scored, explain: bool) -> dict[str, Any]:
         """The result for one customer the single-customer path checked and scored."""

@@ -37,15 +37,39 @@ def evaluate(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -
 
 
 def confusion(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
-    flagged = probabilities >= threshold
+    return {"threshold": threshold, **decision_counts(churned, probabilities >= threshold)}
+
+
+def decision_counts(churned: np.ndarray, flagged: np.ndarray) -> dict[str, int]:
+    """The confusion matrix of decisions already taken (``flagged``) against what happened."""
     actual = churned.astype(bool)
     return {
-        "threshold": threshold,
         "true_negative": int((~flagged & ~actual).sum()),
         "false_positive": int((flagged & ~actual).sum()),
         "false_negative": int((~flagged & actual).sum()),
         "true_positive": int((flagged & actual).sum()),
     }
+
+
+def bootstrap_auc(
+    churned: np.ndarray, probabilities: np.ndarray, resamples: int = 200, seed: int = 0
+) -> tuple[float, float] | None:
+    """A 95% confidence interval of the AUC: percentiles of it over resampled customers.
+
+    None when fewer than two resamples hold both classes (too few outcomes to say). Seeded, so
+    a report says the same thing each time it is drawn from the same rows.
+    """
+    random = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(resamples):
+        picked = random.integers(0, len(churned), len(churned))
+        sample = churned[picked]
+        if 0 < sample.sum() < len(sample):
+            aucs.append(roc_auc_score(sample, probabilities[picked]))
+    if len(aucs) < 2:
+        return None
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:

@@ -54,13 +54,25 @@ class Costs:
         }
 
 
+def offer_values(costs: Costs, churned: np.ndarray) -> np.ndarray:
+    """What an offer to each customer is expected to earn: the one formula of this module."""
+    return churned * costs.offer_acceptance * costs.customer_value - costs.offer_cost
+
+
 def profits(
     costs: Costs, churned: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray
 ) -> np.ndarray:
     """Expected profit of offering to everyone at or above each threshold."""
-    per_customer = churned * costs.offer_acceptance * costs.customer_value - costs.offer_cost
     offered = probabilities[np.newaxis, :] >= thresholds[:, np.newaxis]
-    return offered.astype(np.float64) @ per_customer
+    return offered.astype(np.float64) @ offer_values(costs, churned)
+
+
+def realized(costs: Costs, churned: np.ndarray, offered: np.ndarray) -> dict[str, float]:
+    """The expected profit of offers already made (``offered``), on the observed outcomes."""
+    return {
+        "profit": float(offer_values(costs, churned)[offered].sum()),
+        "offers": int(offered.sum()),
+    }
 
 
 def outcome(

@@ -88,15 +88,11 @@ def build(
         images["profit.png"] = charts.profit(
             THRESHOLD_GRID, profit_curve, metadata["threshold"], DEFAULT_THRESHOLD
         )
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-    )
-    html = environment.get_template("report.html").render(
+    html = render(
+        "report.html",
         meta=metadata,
         fact=fact_renderer(metadata),
-        images={name: _data_uri(data) for name, data in images.items()},
+        images={name: data_uri(data) for name, data in images.items()},
         weights=weights,
         baseline_weights=baseline_weights,
         default_threshold=DEFAULT_THRESHOLD,
@@ -127,5 +123,15 @@ def for_training(
     return build(metadata, models, weights, old_weights, choice.curve if choice else None)
 
 
-def _data_uri(data: bytes) -> str:
+def render(template: str, **context: Any) -> str:
+    """One of churn/templates' pages, escaped, failing on a name the context lacks."""
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+    )
+    return environment.get_template(template).render(**context)
+
+
+def data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -34,8 +34,9 @@ COMMITTED_MODEL = PROJECT_ROOT / "model_C=1.0.bin"
 # The README's example economics (see "A threshold chosen from costs").
 EXAMPLE_COSTS = {"offer_cost": 50.0, "customer_value": 800.0, "offer_acceptance": 0.3}
 
-# The private Docker engine and the built image (tests/containers.py).
-pytest_plugins = ["tests.containers"]
+# The private Docker engine and the built image (tests/containers.py); a real PostgreSQL
+# (tests/postgres.py).
+pytest_plugins = ["tests.containers", "tests.postgres"]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -23,7 +23,8 @@ from churn.batch.columns import InputFileError, Layout, score_record_batch
 from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
 from churn.batch.model import BatchModel
 from churn.batch.progress import Progress
-from churn.config import DEFAULT_MODEL_FILE
+from churn.capture import RunCapture
+from churn.config import DEFAULT_MODEL_FILE, ConfigError
 
 # A normal export has a few bad rows at most; more than 1% means it changed (new columns,
 # new spellings, a broken join), and scores from it should not reach a campaign unseen.
@@ -74,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"rows per batch (default {BATCH_ROWS:,}); memory grows with it",
     )
+    parser.add_argument(
+        "--capture-database",
+        metavar="URL",
+        help="also record the scored rows in PostgreSQL, for the outcomes report (--engine local)",
+    )
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         summary = run_spark(args) if args.engine == "spark" else run_local(args)
-    except (InputFileError, ModelFileError) as error:
+    except (InputFileError, ModelFileError, ConfigError) as error:
         print(f"score.py: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(orjson.dumps(summary).decode(), flush=True)
@@ -137,6 +143,8 @@ def use_lean_memory_pool() -> None:
 def run_spark(args: argparse.Namespace) -> dict[str, Any]:
     """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
     started = time.perf_counter()
+    if args.capture_database:
+        raise InputFileError("--capture-database works with --engine local only")
     try:
         from churn.batch import spark as spark_engine  # type: ignore[attr-defined,unused-ignore]
     except ImportError as error:
@@ -168,8 +176,13 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     layout = Layout.of(source.schema)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
     progress = Progress(source.rows)
-    writers: list[AtomicWriter] = []
+    writers: list[AtomicWriter | RunCapture] = []
+    capture = None
     try:
+        if args.capture_database:  # rows committed with the scores (churn/capture.py)
+            url, id_column = args.capture_database, layout.id_column
+            capture = RunCapture(url, model.version, model.threshold, id_column)
+            writers.append(capture)
         output = AtomicWriter(output_path, layout.output_schema())
         writers.append(output)
         rejects = AtomicWriter(rejects_path, layout.rejects_schema())
@@ -178,6 +191,8 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
             scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1)
             output.write(scored)
             rejects.write(problems)
+            if capture:
+                capture.write(scored)
             counts["rows_in"] += batch.num_rows
             counts["scored"] += scored.num_rows
             counts["rejected"] += batch.num_rows - scored.num_rows
@@ -186,6 +201,9 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
         flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)
         rejects.commit()
         output.discard() if flood else output.commit()
+        if capture:
+            capture.discard() if flood else capture.commit()
+            counts["captured"] = 0 if flood else capture.rows
     except BaseException:  # errors, Ctrl-C, SIGTERM: nothing half-written stays behind
         for writer in writers:
             writer.discard()
