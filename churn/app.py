@@ -187,7 +187,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.shadow_model_file is not None:  # checked as the live one: stops start-up alike
         candidate = Predictor.load(settings.shadow_model_file)
         shadow = Shadow.of(candidate, live, settings.shadow_sample)
-    publish_models({"live": live, **({"shadow": shadow.predictor} if shadow else {})})
+    roles = {"live": live, **({"shadow": shadow.predictor} if shadow else {})}
+    publish_models(roles, settings.metrics_dir)
     watch = Watch(live.drift_bins, shadow, app.logger)
     app.extensions.update({"churn.settings": settings, "churn.predictor": live,
                            "churn.shadow": shadow, "churn.watch": watch})  # fmt: skip

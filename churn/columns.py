@@ -192,7 +192,7 @@ class Validator:
                 value = self.rules[key](value)
             except RefusedValueError as refusal:
                 found.append((row, len(FEATURE_FIELDS) + ID_KEYS.index(key), key, refusal))
-                value = None
+                # The row is refused: its id as given names it in the rejects.
             texts.append(None if value is None else str(value))
         return texts
 

@@ -161,6 +161,14 @@ class DriftBins:
         ]
         self._numeric = [(first[field], self.reference[field].numeric) for field in NUMERIC_FIELDS]
 
+    def by_feature(self, counts: np.ndarray) -> dict[str, list[int]]:
+        """``counts`` (in the order of ``names``) split into each feature's list."""
+        split, first = {}, 0
+        for name, feature in self.reference.items():
+            split[name] = counts[first : first + len(feature.bins)].tolist()
+            first += len(feature.bins)
+        return split
+
     def _bins(self) -> list[tuple[str, ...]]:
         return [feature.bins for feature in self.reference.values()]
 

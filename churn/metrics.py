@@ -112,10 +112,10 @@ def count_rejections(problems: Sequence[Problem]) -> None:
         REJECTIONS.labels(field, REASONS.get(problem.kind, "invalid")).inc()
 
 
-def publish_models(models: dict[str, Any]) -> None:
+def publish_models(models: dict[str, Any], multiprocess_dir: Path | None) -> None:
     """``churn_model_info`` for each role (``live``, ``shadow``) and the live drift reference."""
     for metric in (MODEL_INFO, REFERENCE):
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # a process's second app (tests)
+        if multiprocess_dir is None:  # one process (tests): its second app's models replace
             metric.clear()
     for role, model in models.items():
         MODEL_INFO.labels(role, model.version, f"{model.threshold:g}").set(1)

@@ -126,17 +126,20 @@ def field_types(schema: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     types: dict[str, tuple[Any, Any]] = {}
     for field, values in schema["categorical"].items():
         allowed = Literal[tuple(values)]  # type: ignore[valid-type]
-        types[field] = (Annotated[allowed, BeforeValidator(_category)], ...)
+        types[field] = (Annotated[allowed, BeforeValidator(_category)], Field())
     for field in schema["flags"]:
-        types[field] = (Annotated[int, BeforeValidator(_flag), Field(ge=0, le=1)], ...)
+        types[field] = (Annotated[int, BeforeValidator(_flag)], Field(ge=0, le=1))
     for field, limits in schema["numeric"].items():
         blank = 0.0 if field in BLANK_MEANS_ZERO else None
         parse: Callable[[Any], Any] = _whole if limits["integer"] else partial(_number, blank=blank)
         kind = int if limits["integer"] else float
-        bounds = Field(ge=limits["min"], le=limits["max"])
-        types[field] = (Annotated[kind, BeforeValidator(parse), bounds], ...)
+        bounds = Field(ge=limits["min"], le=limits["max"])  # on the field: in the JSON schema too
+        types[field] = (Annotated[kind, BeforeValidator(parse)], bounds)
     for key in ID_KEYS:
-        types[key] = (Annotated[str | int | None, BeforeValidator(_customer_id), ID_SCHEMA], None)
+        types[key] = (
+            Annotated[str | int | None, BeforeValidator(_customer_id), ID_SCHEMA],
+            Field(None),
+        )
     return types
 
 
@@ -153,7 +156,8 @@ class FieldRules:
     def __init__(self, schema: Mapping[str, Any]):
         self.schema = schema
         self._checks = {
-            field: _check(TypeAdapter(kind)) for field, (kind, _) in field_types(schema).items()
+            field: _check(TypeAdapter(Annotated[kind, info]))
+            for field, (kind, info) in field_types(schema).items()
         }
         limits = schema["numeric"]
         self.bounds = {f: (float(s["min"]), float(s["max"])) for f, s in limits.items()}

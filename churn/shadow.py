@@ -20,7 +20,7 @@ from churn.predictor import Predictor
 from churn.scorer import Scorer
 
 
-@dataclass(frozen=True)
+@dataclass
 class Shadow:
     predictor: Predictor  # the candidate
     scorer: Scorer  # its weights over the live model's vocabularies (unknown values weigh 0)

@@ -83,14 +83,19 @@ def rejects_schema(id_column: str | None) -> pa.Schema:
 
 
 def score_record_batch(
-    batch: pa.RecordBatch | list[Any], model: BatchModel, first_row: int, layout: Layout
+    batch: pa.RecordBatch | list[Any],
+    model: BatchModel,
+    first_row: int,
+    layout: Layout | None = None,
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
     """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based).
 
     ``batch`` is an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines). Scored
     rows keep the input's order; rejected rows give one line per problem. Both outputs have
     the declared schemas (``Layout.output_schema``, ``rejects_schema``) whatever the input.
+    ``layout``: where the fields are (default: from an Arrow batch's own columns).
     """
+    layout = layout or Layout.of(batch.schema)  # type: ignore[union-attr]
     validator = model.predictor.validator
     if isinstance(batch, list):
         checked = validator.check_json(batch)
