@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from churn.tally import flush_all
 from werkzeug.test import EnvironBuilder
 
 from bench.load import require_wrk, run_wrk, worker_cpu_seconds
@@ -43,7 +44,6 @@ from bench.servers import gunicorn_command, running, wait_for_workers
 from churn.app import create_app
 from churn.config import PROJECT_ROOT, Settings
 from churn.features import EXAMPLE_CUSTOMER
-from churn.tally import flush_all
 
 # "off, again" is a second app identical to "off": its paired cost against "off" is the
 # instrument's own noise in this run, the yardstick for the budgets' figures.

@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from churn.app import create_app
-from churn.config import Settings
 from churn.tally import flush_all
 from churn.watch import BatchWatch
+
+from churn.app import create_app
+from churn.config import Settings
 
 # Per variant: requests answered, and thread CPU nanoseconds in BatchWatch's two parts.
 SPENT: dict[str, list[int]] = {"requests": [], "request_ns": [], "flush_ns": []}

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from churn.features import FEATURE_FIELDS
 from churn.app import request_id_for
+from churn.features import FEATURE_FIELDS
 from tests.conftest import COMMITTED_MODEL, assert_json_error, make_app
 
 # --- HTTP errors ---------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from churn.data import clean
 from churn.columns import Validator
+from churn.data import clean
 from churn.drift import EMPTY_SHARE, MIN_ROWS, DriftBins, FeatureReference, psi, reference_from
 from churn.drift_report import main as report_main
 from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS, learn_schema

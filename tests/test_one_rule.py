@@ -47,7 +47,8 @@ def valid_customers(draw: st.DrawFn) -> dict[str, Any]:
     for field, values in SCHEMA["categorical"].items():
         customer[draw(spellings(field))] = draw(st.sampled_from(values).flatmap(spellings))
     customer["seniorcitizen"] = draw(st.sampled_from([0, 1, 1.0, "1", "0.0", "Yes", "no", True]))
-    customer["tenure"] = draw(st.integers(0, 72).flatmap(lambda v: st.sampled_from([v, float(v), str(v), f"{v}.0"])))  # fmt: skip
+    tenure = draw(st.integers(0, 72))
+    customer["tenure"] = draw(st.sampled_from([tenure, float(tenure), str(tenure), f"{tenure}.0"]))
     for field in ("monthlycharges", "totalcharges"):
         customer[field] = draw(st.floats(0, 9000, allow_nan=False).flatmap(number_text))
     return customer
@@ -137,7 +138,9 @@ def every_path(customer: dict, others: list[dict], tmp: Path) -> dict[str, Any]:
         table = pa.table({key: [text_of(value)] for key, value in customer.items()})
         found["score.py CSV"] = score_file(tmp, "c.csv", lambda path: pa_csv.write_csv(table, path))
     typed = pa.table({key: arrow_column(value) for key, value in customer.items()})
-    found["score.py Parquet"] = score_file(tmp, "c.parquet", lambda path: pq.write_table(typed, path))
+    found["score.py Parquet"] = score_file(
+        tmp, "c.parquet", lambda path: pq.write_table(typed, path)
+    )
     return found
 
 
@@ -185,6 +188,7 @@ def test_a_blank_total_charge_is_zero_and_a_number_may_be_written_as_text(custom
     assert blank == zero
     as_text = {**customer, "tenure": "24.0", "seniorcitizen": "1.0", "monthlycharges": "29.85"}
     as_numbers = {**customer, "tenure": 24, "seniorcitizen": 1, "monthlycharges": 29.85}
-    assert CLIENT.post("/predict", json=as_text).get_json() == CLIENT.post(
-        "/predict", json=as_numbers
-    ).get_json()
+    assert (
+        CLIENT.post("/predict", json=as_text).get_json()
+        == CLIENT.post("/predict", json=as_numbers).get_json()
+    )

@@ -6,9 +6,9 @@ tests/test_monitoring.py runs the same under gunicorn with two workers and real 
 from __future__ import annotations
 
 import json
-from collections import Counter
 import pickle
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
