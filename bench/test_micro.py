@@ -17,7 +17,6 @@ from churn.predictor import Predictor
 
 MODEL = PROJECT_ROOT / "model_C=1.0.bin"
 PREDICTOR = Predictor.load(MODEL)
-CUSTOMER = PREDICTOR.validator.one(EXAMPLE_CUSTOMER)
 BODY = orjson.dumps(EXAMPLE_CUSTOMER)
 
 with open(MODEL, "rb") as handle:
@@ -29,24 +28,20 @@ def test_sklearn_per_customer(benchmark):
     assert 0 < probability[0, 1] < 1
 
 
-def test_compiled_scorer_per_customer(benchmark):
-    probability = benchmark(PREDICTOR.scorer.probabilities, [CUSTOMER])
-    assert 0 < probability[0] < 1
+@pytest.mark.parametrize("size", [1, 1_000, 100_000])
+def test_scorer(benchmark, size):
+    checked = PREDICTOR.validator.check_json([EXAMPLE_CUSTOMER] * size)
+    probabilities = benchmark(PREDICTOR.probabilities, checked)
+    assert len(probabilities) == size and 0 < probabilities[0] < 1
 
 
-@pytest.mark.parametrize("size", [1_000, 100_000])
-def test_compiled_scorer_batch(benchmark, size):
-    batch = [CUSTOMER] * size
-    probabilities = benchmark(PREDICTOR.scorer.probabilities, batch)
-    assert len(probabilities) == size
+@pytest.mark.parametrize("size", [1, 1_000])
+def test_parse_validate_and_score(benchmark, size):
+    body = orjson.dumps([EXAMPLE_CUSTOMER] * size)
 
+    def answer() -> list:
+        checked = PREDICTOR.validator.check_json(orjson.loads(body))
+        return PREDICTOR.results(checked, PREDICTOR.probabilities(checked))
 
-def test_parse_and_validate_one_request(benchmark):
-    customer = benchmark(lambda: PREDICTOR.validator.one(orjson.loads(BODY)))
-    assert customer["tenure"] == 24
-
-
-def test_parse_validate_and_score_a_1000_batch(benchmark):
-    body = orjson.dumps([EXAMPLE_CUSTOMER] * 1000)
-    results = benchmark(lambda: PREDICTOR.predict(PREDICTOR.validator.many(orjson.loads(body))))
-    assert len(results) == 1000
+    results = benchmark(answer)
+    assert len(results) == size

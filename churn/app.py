@@ -1,161 +1,224 @@
-"""The Flask web service: ``create_app`` builds it, ``predict.py`` exposes it to gunicorn."""
+"""The web service: ``create_app`` builds it, ``predict.py`` exposes it to gunicorn.
+
+Every request passes through ``Service`` first, a small WSGI app that gives it its request id
+and security headers, checks the API key and the body's size, and turns any ``ApiError`` into
+the one JSON error format. It answers POST /predict itself: Flask's per-request machinery cost
+more than checking and scoring a customer (docs/performance.md). Flask serves the other routes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, request
-from flask.json.provider import JSONProvider
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from churn.auth import require_api_key
 from churn.capture import Capture
 from churn.config import Settings
-from churn.endpoint import PATH, PredictEndpoint
 from churn.errors import INTERNAL_ERROR, ApiError, error_payload
-from churn.logs import use_gunicorn_logging
-from churn.monitor import DriftMonitor
-from churn.observability import (
-    REQUEST_ID_HEADER,
-    REQUEST_ID_KEY,
-    SERVER_TIMING_KEY,
-    finish_request,
-    publish_model_info,
-    render_metrics,
-    request_id_for,
-    start_request,
+from churn.logs import MODEL_VERSION_KEY, REQUEST_ID_KEY, use_gunicorn_logging
+from churn.metrics import (
+    Watch,
+    count_predictions,
+    count_rejections,
+    count_request,
+    exposition,
+    live_drift,
+    publish_models,
 )
 from churn.openapi import build_spec
 from churn.predictor import Predictor
 from churn.shadow import Shadow
-from churn.tally import set_interval
 from churn.web import pages
 
-api = Blueprint("api", __name__)
-PROTECTED_ENDPOINTS = {"api.model_info", "api.metrics", "api.drift"}  # and /predict (endpoint.py)
+PREDICT = "/predict"
+PROTECTED = frozenset({PREDICT, "/model", "/drift", "/metrics"})
+REQUEST_ID_HEADER = "X-Request-ID"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
     ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
 ]
+ALLOWED_METHODS = "OPTIONS, POST"
+TRUE_WORDS, FALSE_WORDS = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no", ""})
+
+api = Blueprint("api", __name__)
 
 
-def with_response_headers(wsgi_app: Callable) -> Callable:
-    """WSGI middleware: security headers, X-Request-ID and Server-Timing on every response.
+def request_id_for(environ: dict) -> str:
+    """The caller's X-Request-ID if it is sane (so logs join up across hops), else a new one."""
+    given = environ.get("HTTP_X_REQUEST_ID")
+    return given if given and SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
-    Appending to the WSGI header list is cheap; setting the same headers through Flask's
-    Headers object parses and checks each one again, which cost a quarter of /predict's time.
-    """
 
-    def app(environ: dict, start_response: Callable) -> Any:
+@dataclass(frozen=True)
+class Service:
+    """The WSGI app gunicorn runs: the checks every route shares, /predict, then Flask."""
+
+    flask_app: Callable
+    predictor: Predictor
+    settings: Settings
+    watch: Watch
+    logger: logging.Logger
+    capture: Capture | None  # answered customers to PostgreSQL (churn/capture.py)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
         environ[REQUEST_ID_KEY] = request_id_for(environ)
+        environ[MODEL_VERSION_KEY] = self.predictor.version
+        path = environ.get("PATH_INFO", "")
+        try:
+            if path in PROTECTED:
+                require_api_key(environ, self.settings.api_key)
+            self._check_length(environ)
+            if path != PREDICT:
+                return self.flask_app(environ, self._with_headers(environ, start_response))
+            status, body, headers = self.predict(environ)
+        except ApiError as error:
+            status, body, headers = error.status, orjson.dumps(error.payload()), error.headers
+        except Exception:  # never a stack trace in a response; the traceback goes to the log
+            request_id = environ[REQUEST_ID_KEY]
+            self.logger.exception("unhandled error", extra={"request_id": request_id})
+            status, body, headers = 500, orjson.dumps(INTERNAL_ERROR), []
+        if status == 200:
+            elapsed = (time.perf_counter() - started) * 1000
+            headers = [*headers, ("Server-Timing", f"app;dur={elapsed:.3f}")]
+        route = path if path in PROTECTED else "unmatched"  # refused before Flask's routing
+        count_request(route, environ["REQUEST_METHOD"], status, time.perf_counter() - started)
+        headers = [*_body_headers(status, body), *headers]
+        if path == PREDICT:
+            headers.append(("X-Model-Version", self.predictor.version_header))
+        self._with_headers(environ, start_response)(_status_line(status), headers)
+        return [body]
 
-        def start_with_headers(status: str, headers: list, exc_info: Any = None) -> Any:
-            headers.extend(SECURITY_HEADERS)
-            headers.append((REQUEST_ID_HEADER, environ[REQUEST_ID_KEY]))
-            timing = environ.get(SERVER_TIMING_KEY)
-            if timing is not None:
-                headers.append(("Server-Timing", f"app;dur={timing:.3f}"))
+    def predict(self, environ: dict) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """POST customers, get churn decisions (README, API)."""
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            return 204, b"", [("Allow", ALLOWED_METHODS)]
+        if method != "POST":
+            raise ApiError(405, "method_not_allowed", f"{PREDICT} accepts POST (and OPTIONS), "
+                           f"not {method}", headers=[("Allow", ALLOWED_METHODS)])  # fmt: skip
+        payload = self._read_json(environ)
+        explain = _explain_flag(environ.get("QUERY_STRING", ""))
+        batch = type(payload) is list
+        if batch and not 1 <= len(payload) <= self.settings.max_batch_size:
+            message = (f"a batch must hold between 1 and {self.settings.max_batch_size} "
+                       f"customers, got {len(payload)}")  # fmt: skip
+            raise ApiError(
+                422, "validation_error", message, [{"field": "(batch)", "message": message}]
+            )
+        checked = self.predictor.validator.check_json(payload if batch else [payload])
+        if checked.problems:
+            count_rejections(checked.problems)
+            problems = [
+                {**({"index": p.row} if batch else {}), "field": p.field, "message": p.message}
+                for p in checked.problems
+            ]
+            raise ApiError(422, "validation_error", "the request has invalid customers", problems)
+        probabilities = self.predictor.probabilities(checked)
+        results = self.predictor.results(checked, probabilities, explain)
+        count_predictions(probabilities, probabilities >= self.predictor.threshold)
+        self.watch.add(checked, probabilities)
+        if self.capture is not None:  # queued only: written off the request path
+            self.capture.submit(environ[REQUEST_ID_KEY], self.predictor.version,
+                                self.predictor.threshold, results, payload)  # fmt: skip
+        return 200, orjson.dumps(results if batch else results[0]), []
+
+    def _read_json(self, environ: dict) -> Any:
+        content_type = environ.get("CONTENT_TYPE", "")
+        mimetype = content_type.split(";", 1)[0].strip().lower()
+        if not (mimetype == "application/json" or mimetype.endswith("+json")):
+            raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+        length = environ.get("CONTENT_LENGTH")
+        limit = self.settings.max_body_bytes
+        body = _read(environ["wsgi.input"], int(length) if length else limit + 1)
+        if len(body) > limit:
+            raise _too_large(limit)  # chunked: one byte past the limit was read
+        if length and len(body) < int(length):
+            raise ApiError(400, "bad_request", "request body is shorter than Content-Length")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise ApiError(
+                400, "invalid_json", f"request body is not valid JSON: {error}"
+            ) from None
+
+    def _check_length(self, environ: dict) -> None:
+        """A declared body over the limit is refused before it is read, on every route."""
+        declared = environ.get("CONTENT_LENGTH")
+        if declared:
+            if not (declared.isascii() and declared.isdigit()):
+                raise ApiError(400, "bad_request", "Content-Length is not a number")
+            if int(declared) > self.settings.max_body_bytes:
+                raise _too_large(self.settings.max_body_bytes)
+        elif not environ.get("wsgi.input_terminated"):
+            environ["CONTENT_LENGTH"] = "0"  # no length and no chunked framing: no body
+
+    @staticmethod
+    def _with_headers(environ: dict, start_response: Callable) -> Callable:
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers += [*SECURITY_HEADERS, (REQUEST_ID_HEADER, environ[REQUEST_ID_KEY])]
             return start_response(status, headers, exc_info)
 
-        return wsgi_app(environ, start_with_headers)
-
-    return app
-
-
-class OrjsonProvider(JSONProvider):
-    """orjson for Flask's JSON (the pages' ``tojson``): keys keep their order, as in responses.
-
-    Responses themselves are built with ``json_response``, never through Flask's provider.
-    """
-
-    def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return current_app.response_class(
-        orjson.dumps(body), status=status, mimetype="application/json"
-    )
-
-
-def predictor() -> Predictor:
-    return current_app.extensions["churn.predictor"]
-
-
-def current_settings() -> Settings:
-    return current_app.extensions["churn.settings"]
+        return start
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the service with ``settings`` (default: read from the environment, config.py).
+    """Build the service with ``settings`` (default: read from the environment).
 
-    Loading the model here, at import time under gunicorn's ``preload_app``, means a missing or
+    The model is loaded here, at import time under gunicorn's ``preload_app``, so a missing or
     unsafe model stops the master before any worker serves errors.
     """
-    service_settings = Settings.from_env() if settings is None else settings
+    settings = Settings.from_env() if settings is None else settings
     app = Flask(__name__)
-    app.json = OrjsonProvider(app)
-    app.extensions["churn.settings"] = service_settings
-    set_interval(service_settings.metrics_flush_seconds)
-    live = Predictor.load(service_settings.model_file, threshold=service_settings.threshold)
-    app.extensions["churn.predictor"] = live
-    shadow = _load_shadow(service_settings, app)
-    app.extensions["churn.shadow"] = shadow
-    drift = DriftMonitor(live.drift_reference) if live.drift_reference else None
-    app.extensions["churn.drift"] = drift
-    publish_model_info({"live": live, **({"shadow": shadow.predictor} if shadow else {})})
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the pages' JSON in field order
+    live = Predictor.load(settings.model_file, threshold=settings.threshold)
+    shadow = None
+    if settings.shadow_model_file is not None:  # checked as the live one: stops start-up alike
+        candidate = Predictor.load(settings.shadow_model_file)
+        shadow = Shadow.of(candidate, live, settings.shadow_sample)
+    roles = {"live": live, **({"shadow": shadow.predictor} if shadow else {})}
+    publish_models(roles, settings.metrics_dir)
+    watch = Watch(live.drift_bins, shadow, app.logger)
+    app.extensions.update({"churn.settings": settings, "churn.predictor": live,
+                           "churn.shadow": shadow, "churn.watch": watch})  # fmt: skip
     app.register_blueprint(api)
     app.register_blueprint(pages)
     use_gunicorn_logging(app)
-    app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    # One hook each way: Flask pays a few microseconds per registered hook per request.
-    app.before_request(_before_request)
-    app.after_request(_after_request)
+    app.before_request(lambda: setattr(g, "started", time.perf_counter()))
+    app.after_request(_count)
     capture = Capture.start_up(  # None when CAPTURE_DATABASE_URL is unset
-        service_settings.capture_database_url,
-        "predict",
-        service_settings.capture_features,
-        app.logger,
+        settings.capture_database_url, "predict", settings.capture_features, app.logger,
         "CAPTURE_DATABASE_URL",
-    )
-    endpoint = PredictEndpoint(live, service_settings, app.logger, drift, shadow, capture)
-    app.wsgi_app = with_response_headers(  # type: ignore[method-assign]  # Flask's way
-        serve_predict_with(endpoint, app.wsgi_app)
-    )
+    )  # fmt: skip
+    app.wsgi_app = Service(app.wsgi_app, live, settings, watch, app.logger, capture)  # type: ignore[method-assign]
     return app
 
 
-def _load_shadow(service_settings: Settings, app: Flask) -> Shadow | None:
-    """The candidate model, checked exactly as the live one (it stops start-up the same way)."""
-    if service_settings.shadow_model_file is None:
-        return None
-    candidate = Predictor.load(service_settings.shadow_model_file)
-    return Shadow(candidate, service_settings.shadow_sample, app.logger)
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def serve_predict_with(endpoint: PredictEndpoint, flask_app: Callable) -> Callable:
-    """WSGI dispatch: /predict to ``endpoint`` (no Flask in the hot path), the rest to Flask."""
-
-    def app(environ: dict, start_response: Callable) -> Any:
-        if environ.get("PATH_INFO") == PATH:
-            return endpoint(environ, start_response)
-        return flask_app(environ, start_response)
-
-    return app
-
-
-def _api_error(error: ApiError) -> Response:
-    response = json_response(error.payload(), error.status)
-    response.headers.extend(error.headers)
+def _count(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    count_request(route, request.method, response.status_code, time.perf_counter() - g.started)
     return response
 
 
@@ -168,54 +231,85 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _unexpected_error(error: Exception) -> Response:
-    # Never a stack trace in a response; the traceback goes to the error log.
     current_app.logger.exception("unhandled error")
     return json_response(INTERNAL_ERROR, 500)
 
 
-def _before_request() -> None:
-    start_request()
-    if request.endpoint in PROTECTED_ENDPOINTS:
-        require_api_key(request.environ, current_settings().api_key)
+def _settings() -> Settings:
+    return current_app.extensions["churn.settings"]
 
 
-def _after_request(response: Response) -> Response:
-    finish_request(response)
-    return response
+def _predictor() -> Predictor:
+    return current_app.extensions["churn.predictor"]
 
 
 @api.get("/health")
 def health() -> Response:
-    return json_response({"status": "ok", "model_version": predictor().version})
+    return json_response({"status": "ok", "model_version": _predictor().version})
 
 
 @api.get("/model")
 def model_info() -> Response:
-    """The live model (as before, at the top level) and the shadow, if one is loaded."""
+    """The live model (at the top level) and the shadow, if one is loaded."""
     shadow = current_app.extensions["churn.shadow"]
-    live = {**predictor().describe(), "role": "live"}
+    live = {**_predictor().describe(), "role": "live"}
     return json_response({**live, "shadow": shadow.describe() if shadow else None})
 
 
 @api.get("/drift")
 def drift() -> Response:
-    monitor = current_app.extensions["churn.drift"]
-    if monitor is None:
+    model = _predictor()
+    if model.drift_bins is None:
         message = "the live model was trained without drift bins; retrain with `python train.py`"
         return json_response(error_payload("no_drift_reference", message), 404)
+    current_app.extensions["churn.watch"].flush()  # this worker's last second; others lag ≤ 1 s
     return json_response(
-        {"model_version": predictor().version, **monitor.snapshot(current_settings().metrics_dir)}
+        {"model_version": model.version, **live_drift(model.drift_bins, _settings().metrics_dir)}
     )
 
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    model = predictor()
+    model = _predictor()
     return json_response(
-        build_spec(model.validator.model, model.version, current_settings().max_batch_size)
+        build_spec(model.validator.rules.schema, model.version, _settings().max_batch_size)
     )
 
 
 @api.get("/metrics")
 def metrics() -> Response:
-    return render_metrics(current_settings().metrics_dir)
+    current_app.extensions["churn.watch"].flush()
+    return Response(exposition(_settings().metrics_dir), content_type=CONTENT_TYPE_LATEST)
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+def _body_headers(status: int, body: bytes) -> list[tuple[str, str]]:
+    if status == 204:  # no body, so neither a type nor a length (RFC 9110)
+        return []
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_entity_too_large", f"request body is larger than {limit} bytes")
+
+
+def _read(stream: Any, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except Exception as error:  # a malformed chunk, a connection dropped or stalled mid-body
+        message = f"the request body could not be read ({type(error).__name__})"
+        raise ApiError(400, "bad_request", message) from None
+
+
+def _explain_flag(query: str) -> bool:
+    if not query:
+        return False
+    pairs = parse_qsl(query, keep_blank_values=True)
+    raw = next((value for name, value in pairs if name == "explain"), "false").strip().lower()
+    if raw not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "invalid_parameter", "explain must be true or false")
+    return raw in TRUE_WORDS

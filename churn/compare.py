@@ -31,7 +31,7 @@ class Baseline:
 def load_baseline(path: Path, held_out: pd.DataFrame) -> Baseline:
     """The model at ``path`` and its scores on ``held_out``; raises ``ModelFileError``."""
     predictor = Predictor.load(path)
-    probabilities = np.asarray(predictor.scorer.probabilities(feature_dicts(held_out)))
+    probabilities = predictor.probabilities(predictor.validator.check_json(feature_dicts(held_out)))
     return Baseline(path, predictor, probabilities, artifact.load_weights(path).weights)
 
 

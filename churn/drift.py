@@ -12,11 +12,9 @@ promtool's answer equals this one on the same counts).
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 import sys
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,14 +31,6 @@ EMPTY_SHARE = 1e-4
 MIN_ROWS = 500
 QUANTILE_BINS = 10
 BELOW, ABOVE = "below", "above"
-# pydantic's error types folded into the few reasons rejections are counted by.
-UNSEEN_VALUE = "unseen_value"
-_REASONS = {"literal_error": UNSEEN_VALUE, "missing": "missing"}
-
-
-def rejection_reason(kind: str) -> str:
-    """``unseen_value`` (a category never seen in training), ``missing`` or ``invalid``."""
-    return _REASONS.get(kind, "invalid")
 
 
 def psi(counts: Sequence[float], reference: Sequence[float]) -> float | None:
@@ -114,22 +104,6 @@ class FeatureReference:
             numeric = NumericBins(float(entry["low"]), float(entry["high"]), tuple(entry["cuts"]))
         return cls(name, tuple(entry["bins"]), tuple(entry["shares"]), numeric)
 
-    @functools.cached_property
-    def keys(self) -> tuple[Any, ...]:
-        """The value each categorical bin holds, as validation gives it (a flag's is an int)."""
-        return tuple(int(b) for b in self.bins) if self.name in FLAG_FIELDS else self.bins
-
-    def counts(self, values: Sequence[Any]) -> list[int]:
-        """How many of ``values`` fall in each bin (a categorical value not in the bins: none)."""
-        if self.numeric is not None:
-            indices = self.numeric.indices(np.asarray(values, dtype=np.float64))
-            return np.bincount(indices, minlength=len(self.bins)).tolist()
-        return self.counts_of(Counter(values))  # counted in C; a numpy int hashes as its int
-
-    def counts_of(self, counted: Mapping[Any, int]) -> list[int]:
-        """A categorical feature's count per bin, from the number of customers per value."""
-        return [counted.get(key, 0) for key in self.keys]
-
 
 def feature_drift(feature: FeatureReference, counts: Sequence[float], unseen: float) -> dict:
     """One feature's drift view: PSI, rows, share outside the training data, counts per bin.
@@ -160,10 +134,59 @@ def reference_from(frame: Any) -> dict[str, Any]:
     for field in NUMERIC_FIELDS:
         column = frame[field].to_numpy(dtype=np.float64)
         numeric = NumericBins.from_column(column)
-        shell = FeatureReference(field, tuple(numeric.names), (), numeric)
-        shares = tuple(count / len(column) for count in shell.counts(column))
-        features[field] = FeatureReference(field, shell.bins, shares, numeric).to_json()
+        counts = np.bincount(numeric.indices(column), minlength=len(numeric.names))
+        shares = tuple(float(count) / len(column) for count in counts)
+        features[field] = FeatureReference(field, tuple(numeric.names), shares, numeric).to_json()
     return {"rows": len(frame), "features": features}
+
+
+class DriftBins:
+    """Every feature's frozen bins numbered one after the other (``names``), and ``counts``:
+    how many checked customers fall in each. The service, GET /drift and the drift report
+    all count with it."""
+
+    def __init__(self, reference: Mapping[str, FeatureReference], vocabularies: Mapping[str, Any]):
+        self.reference = dict(reference)
+        self.names = [(name, b) for name, feature in self.reference.items() for b in feature.bins]
+        first = dict(zip(self.reference, np.cumsum([0, *map(len, self._bins())]), strict=False))
+        # A category's bin number by its vocabulary code; a flag's by its value (0 or 1).
+        self._by_code = [
+            first[field]
+            + np.array([self.reference[field].bins.index(v) for v in vocabularies[field]])
+            for field in CATEGORICAL_FIELDS
+        ]
+        self._by_flag = [
+            first[field] + np.array([self.reference[field].bins.index(str(v)) for v in (0, 1)])
+            for field in FLAG_FIELDS
+        ]
+        self._numeric = [(first[field], self.reference[field].numeric) for field in NUMERIC_FIELDS]
+
+    def by_feature(self, counts: np.ndarray) -> dict[str, list[int]]:
+        """``counts`` (in the order of ``names``) split into each feature's list."""
+        split, first = {}, 0
+        for name, feature in self.reference.items():
+            split[name] = counts[first : first + len(feature.bins)].tolist()
+            first += len(feature.bins)
+        return split
+
+    def _bins(self) -> list[tuple[str, ...]]:
+        return [feature.bins for feature in self.reference.values()]
+
+    def counts(self, checked: Any) -> np.ndarray:
+        """Customers per bin, in the order of ``names``, for a ``churn.columns.Checked``."""
+        numbers = dict(zip(FLAG_FIELDS + NUMERIC_FIELDS, checked.numbers.T, strict=True))
+        numbered = [
+            table[codes] for table, codes in zip(self._by_code, checked.codes.T, strict=True)
+        ]
+        numbered += [
+            table[numbers[field].astype(np.intp)]
+            for table, field in zip(self._by_flag, FLAG_FIELDS, strict=True)
+        ]
+        numbered += [
+            first + bins.indices(numbers[field])  # type: ignore[union-attr]
+            for (first, bins), field in zip(self._numeric, NUMERIC_FIELDS, strict=True)
+        ]
+        return np.bincount(np.concatenate(numbered), minlength=len(self.names))
 
 
 def load_reference(metadata: Mapping[str, Any]) -> dict[str, FeatureReference] | None:

@@ -22,40 +22,38 @@ import orjson
 from churn.artifact import ModelFileError, write_atomically
 from churn.config import DEFAULT_MODEL_FILE
 from churn.data import DataFileError, load_raw
-from churn.drift import EMPTY_SHARE, MIN_ROWS, UNSEEN_VALUE, feature_drift, rejection_reason
+from churn.drift import EMPTY_SHARE, MIN_ROWS, feature_drift
+from churn.metrics import REASONS, UNSEEN_VALUE
 from churn.predictor import Predictor
-from churn.schema import RequestValidationError
 
 PSI_ALERT = 0.2  # the alert rule's threshold (monitoring/rules/alerts.yml)
 
 
 def drift_of_file(input_path: Path, model: Predictor) -> dict[str, Any]:
     """The drift report for the customers in ``input_path`` against ``model``'s reference."""
-    if model.drift_reference is None:
+    if model.drift_bins is None:
         raise ModelFileError(f"{model.metadata.get('artifact_file')} has no drift bins; retrain.")
-    rows = load_raw(input_path).to_dict(orient="records")
-    customers: list[dict[str, Any]] = []
-    rejections: Counter[tuple[str, str]] = Counter()  # (field, reason)
-    for row in rows:
-        try:
-            customers.append(model.validator.one(row))
-        except RequestValidationError as error:
-            for problem, kind in zip(error.problems, error.kinds, strict=True):
-                rejections[problem["field"], rejection_reason(kind)] += 1
-    features = {}
-    for name, feature in model.drift_reference.items():
-        counts = feature.counts([customer[name] for customer in customers])
-        features[name] = feature_drift(feature, counts, rejections[name, UNSEEN_VALUE])
-        features[name]["reference"] = dict(zip(feature.bins, feature.shares, strict=True))
+    records = load_raw(input_path).to_dict(orient="records")
+    checked = model.validator.check_json(records)
+    scored = checked.rows(checked.valid)
+    rejections = Counter((p.field, REASONS.get(p.kind, "invalid")) for p in checked.problems)
+    counts = model.drift_bins.counts(scored).tolist()
+    features, first = {}, 0
+    for name, feature in model.drift_bins.reference.items():
+        view = feature_drift(feature, counts[first : first + len(feature.bins)],
+                             rejections[name, UNSEEN_VALUE])  # fmt: skip
+        view["reference"] = dict(zip(feature.bins, feature.shares, strict=True))
+        features[name] = view
+        first += len(feature.bins)
     rejected: dict[str, dict[str, int]] = {}
     for (field, reason), count in sorted(rejections.items()):
         rejected.setdefault(field, {})[reason] = count
     return {
         "input": str(input_path),
         "model_version": model.version,
-        "rows": len(rows),
-        "scored_rows": len(customers),
-        "rejected_rows": len(rows) - len(customers),
+        "rows": len(records),
+        "scored_rows": len(scored.ids),
+        "rejected_rows": len(records) - len(scored.ids),
         "rejections": rejected,
         "min_rows": MIN_ROWS,
         "empty_share": EMPTY_SHARE,

@@ -61,6 +61,9 @@ FLAG_FIELDS = tuple(field.name for field in FIELDS if field.kind == FLAG)
 NUMERIC_FIELDS = tuple(field.name for field in FIELDS if field.kind == NUMERIC)
 FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS
 LABELS = {field.name: field.label for field in FIELDS}
+# The one field whose blank text means 0: the raw CSV's TotalCharges of a customer with no bill
+# yet, which training reads as 0 too (churn/data.py). Any other blank number is missing.
+BLANK_MEANS_ZERO = ("totalcharges",)
 
 # The course's standard customer: the client's default, the try-it page's defaults, the OpenAPI
 # and docs page example and the benchmark request.

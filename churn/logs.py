@@ -19,7 +19,10 @@ from flask import Flask, has_request_context, request
 from gunicorn.glogging import Logger as GunicornLogger
 
 from churn.logpipe import widen_pipe, write_all
-from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
+
+# Keys in the WSGI environ through which the app hands the access log its request's facts.
+REQUEST_ID_KEY = "churn.request_id"
+MODEL_VERSION_KEY = "churn.model_version"
 
 ACCESS_FLUSH_SECONDS = 1.0
 # Gathered lines wake the writing thread early at this size, so a burst is written in pieces.

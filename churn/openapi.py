@@ -7,11 +7,11 @@ standard customer (churn/features.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID
+from churn.schema import customer_model
 
 REF = "#/components/schemas/{model}"
 
@@ -78,11 +78,12 @@ ERROR_RESPONSES = {
 }
 
 
-def build_spec(customer_model: type[BaseModel], version: str, max_batch: int) -> dict[str, Any]:
-    customer_schema = customer_model.model_json_schema(ref_template=REF)
+def build_spec(schema: Mapping[str, Any], version: str, max_batch: int) -> dict[str, Any]:
+    """The spec for a model whose metadata has this ``schema`` section."""
+    customer_schema = customer_model(schema).model_json_schema(ref_template=REF)
     customer_schema["description"] = (
         "One customer. Keys and text values may also be written as in the Telco CSV "
-        '("SeniorCitizen", "Fiber optic"); numbers may be numeric strings.'
+        '("SeniorCitizen", "Fiber optic"); numbers may be text holding a number ("24.0").'
     )
     customer_schema["example"] = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
     request_body = {

@@ -7,28 +7,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from churn import artifact
 from churn.artifact import ModelFileError
+from churn.columns import Checked, Validator
 from churn.config import THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_ENVIRONMENT
-from churn.drift import FeatureReference, load_reference
-from churn.fastbatch import BatchFastPath
+from churn.drift import DriftBins, FeatureReference, load_reference
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
-from churn.rules import CustomerRules
-from churn.schema import CustomerValidator
-from churn.scorer import CompiledScorer
+from churn.scorer import Scorer
 
 
 @dataclass(frozen=True)
 class Predictor:
-    scorer: CompiledScorer
-    validator: CustomerValidator
+    weights: artifact.ModelWeights
+    scorer: Scorer
+    validator: Validator
     metadata: dict[str, Any]
     version: str
     threshold: float
     threshold_source: str  # "default", "costs" (chosen at training) or "CHURN_THRESHOLD"
-    rules: CustomerRules
-    fast_batch: BatchFastPath  # /predict batches: column checks instead of a model each
-    drift_reference: dict[str, FeatureReference] | None  # None: trained before drift watch
+    drift_bins: DriftBins | None  # None: trained before drift watch
 
     @classmethod
     def load(cls, model_file: Path, threshold: float | None = None) -> Predictor:
@@ -48,27 +47,25 @@ class Predictor:
         """Check loaded weights against their metadata and compile them; ``ModelFileError``."""
         version = artifact.sha256_hex(weights.raw)
         _check_metadata(metadata, version, model_file)
-        numeric_fields = FLAG_FIELDS + NUMERIC_FIELDS
-        scorer = CompiledScorer.compile(weights, numeric_fields, CATEGORICAL_FIELDS)
-        _check_vocabulary(scorer, metadata["schema"], model_file)
+        _check_fields(weights, metadata["schema"], model_file)
+        validator = Validator(metadata["schema"])
+        scorer = Scorer.of(weights, validator.vocabularies)
+        _check_vocabulary(weights, metadata["schema"], model_file)
         reference = load_reference(metadata)
         _check_reference(reference, metadata["schema"], model_file)
-        validator = CustomerValidator(metadata["schema"])
-        rules = CustomerRules.build(validator)
         source = metadata.get("threshold_source", THRESHOLD_FROM_DEFAULT)
         if threshold is not None:
             source = THRESHOLD_FROM_ENVIRONMENT
         threshold = float(metadata["threshold"] if threshold is None else threshold)
         return cls(
+            weights=weights,
             scorer=scorer,
             validator=validator,
             metadata=metadata,
             version=version,
             threshold=threshold,
             threshold_source=source,
-            rules=rules,
-            fast_batch=BatchFastPath(rules, scorer, threshold),
-            drift_reference=reference,
+            drift_bins=DriftBins(reference, validator.vocabularies) if reference else None,
         )
 
     @functools.cached_property
@@ -76,32 +73,29 @@ class Predictor:
         """What every /predict answer says about the model: its version and the threshold."""
         return f"{self.version}; threshold={self.threshold:g}"
 
-    def predict(
-        self, customers: list[dict[str, Any]], explain: bool = False
-    ) -> list[dict[str, Any]]:
-        """Results for validated customers, in order (see the README's API section)."""
-        probabilities = self.scorer.probabilities(customers)
-        return [
-            self.result(probability, customer.get("customer_id"), customer if explain else None)
-            for customer, probability in zip(customers, probabilities, strict=True)
-        ]
+    def probabilities(self, checked: Checked) -> np.ndarray:
+        return self.scorer.probabilities(checked)
 
-    def result(
-        self, probability: float, customer_id: str | None, explained: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """One customer's answer, from its churn probability; ``explained``: with the why."""
-        result: dict[str, Any] = {
-            "churn_probability": probability,
-            "churn": probability >= self.threshold,
-        }
-        if customer_id is not None:
-            result["customer_id"] = customer_id
-        if explained is not None:
-            result["explanation"] = {
-                "intercept": self.scorer.intercept,
-                "contributions": self.scorer.explain(explained),
-            }
-        return result
+    def results(
+        self, checked: Checked, probabilities: np.ndarray, explain: bool = False
+    ) -> list[dict[str, Any]]:
+        """The answer for each checked (valid) customer, in order (README, API)."""
+        churn = (probabilities >= self.threshold).tolist()
+        results = []
+        for row, (probability, decision, customer_id) in enumerate(
+            zip(probabilities.tolist(), churn, checked.ids, strict=True)
+        ):
+            result: dict[str, Any] = {"churn_probability": probability, "churn": decision}
+            if customer_id is not None:
+                result["customer_id"] = customer_id
+            if explain:
+                contributions = self.scorer.explain(checked, row, self.validator.vocabularies)
+                result["explanation"] = {
+                    "intercept": self.scorer.intercept,
+                    "contributions": contributions,
+                }
+            results.append(result)
+        return results
 
     def describe(self) -> dict[str, Any]:
         """What the model endpoint shows: version, training facts, threshold and schema."""
@@ -135,9 +129,31 @@ def _check_metadata(metadata: dict[str, Any], version: str, model_file: Path) ->
         )
 
 
-def _check_vocabulary(scorer: CompiledScorer, schema: dict[str, Any], model_file: Path) -> None:
+def _check_fields(weights: artifact.ModelWeights, schema: dict[str, Any], model_file: Path) -> None:
+    """The model's fields must be the ones this code declares (churn/features.py)."""
+    trained = {f.partition(weights.separator)[0] for f in weights.weights}
+    for section in ("categorical", "flags", "numeric"):
+        trained |= set(schema.get(section, ()))
+    expected = set(CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS)
+    if trained != expected:
+        differences = [f"{f} (only in the model)" for f in sorted(trained - expected)]
+        differences += [f"{f} (missing from the model)" for f in sorted(expected - trained)]
+        raise ModelFileError(
+            f"{model_file} was trained with other fields than this code declares: "
+            f"{', '.join(differences)}. Retrain with `python train.py`."
+        )
+
+
+def _check_vocabulary(
+    weights: artifact.ModelWeights, schema: dict[str, Any], model_file: Path
+) -> None:
     for field, values in schema["categorical"].items():
-        unknown = set(values) - scorer.known_values(field)
+        known = {
+            name.partition(weights.separator)[2]
+            for name in weights.weights
+            if name.partition(weights.separator)[0] == field
+        }
+        unknown = set(values) - known
         if unknown:
             raise ModelFileError(
                 f"metadata of {model_file} allows {field} values the model never saw: "

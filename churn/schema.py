@@ -1,14 +1,30 @@
-"""Request validation: a pydantic model built from the feature schema saved with the model.
+"""The rules for a customer's fields, written once, as pydantic types built from the model's schema.
 
-The vocabulary comes from the model's metadata, so a retrained model with new categories is
-validated against what it actually knows. Customers may be written in the course's spelling
-("fiber_optic") or the raw CSV's ("Fiber optic"): keys and text values are normalized first.
+How values may be spelled (README, "The request"):
+- a number is a JSON number or text holding a decimal number (``24``, ``"24"``, ``" 29.85 "``,
+  ``"24.0"``, ``"1e3"``); never true/false, NaN or infinity. Whole-number fields (``tenure``)
+  take ``24.0`` and ``"24.0"`` but not ``24.5``. Blank text is a missing value, except for
+  ``totalcharges``, where it means 0: the raw Telco CSV leaves it blank for customers with no
+  bill yet, and training reads it as 0;
+- a flag (``seniorcitizen``) is anything a number may be whose value is 0 or 1, the words
+  yes/no and true/false in any case, or JSON true/false;
+- a category is text, compared without case or surrounding spaces and with spaces as
+  underscores (``"Fiber optic"`` is ``fiber_optic``), and must be a value the model was
+  trained on;
+- the customer id is text of at most 64 characters or a whole number, echoed back as text;
+  ``customerID`` (the CSV's) wins over ``customer_id`` when both are given. Field names are
+  matched the same way as categories (``MonthlyCharges`` is ``monthlycharges``).
+
+``FieldRules`` gives each field's check for one value; churn/columns.py applies them to columns
+and is the only caller. The ``Customer`` model built from the same types is the OpenAPI schema.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,14 +36,16 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     create_model,
-    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from churn.features import ID_FIELD, normalize_token
+from churn.features import BLANK_MEANS_ZERO, ID_FIELD, normalize_token
 
 MAX_TEXT_LENGTH = 100
 MAX_ID_LENGTH = 64
-ID_KEYS = (ID_FIELD, "customer_id")
+ID_KEYS = (ID_FIELD, "customer_id")  # in order of precedence
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+FLAG_WORDS = {"no": 0, "yes": 1, "false": 0, "true": 1}
 ID_SCHEMA = WithJsonSchema(
     {
         "anyOf": [
@@ -38,53 +56,40 @@ ID_SCHEMA = WithJsonSchema(
         "description": "echoed back as customer_id",
     }
 )
-_FLAG_WORDS = {"0": 0, "1": 1, "no": 0, "yes": 1, "false": 0, "true": 1}
 
 
-class RequestValidationError(Exception):
-    """A request's customers break the schema; ``problems`` lists every problem found."""
+class RefusedValueError(ValueError):
+    """One value breaks its field's rule: ``kind`` is pydantic's error type, for the metrics."""
 
-    def __init__(self, problems: list[dict[str, Any]], kinds: list[str] | None = None):
-        super().__init__(f"{len(problems)} problem(s) in the request")
-        self.problems = problems
-        # pydantic's error type for each problem ("literal_error": a value never seen in
-        # training), for the rejection metrics; not part of the response.
-        self.kinds = kinds or ["invalid"] * len(problems)
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.message, self.kind = message, kind
 
 
-def _bounded_text(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
+def _text(value: str) -> str:
+    if len(value) > MAX_TEXT_LENGTH:
         raise ValueError(f"must be at most {MAX_TEXT_LENGTH} characters")
-    return value
+    return value.strip()
 
 
-def _category_normalizer(allowed: frozenset[str]):
-    """Values already in the course's spelling pass straight through; others are normalized."""
-
-    def normalize(value: Any) -> Any:
-        if isinstance(value, str) and value in allowed:  # lists and dicts are unhashable
-            return value
-        value = _bounded_text(value)
-        return normalize_token(value) if isinstance(value, str) else value
-
-    return normalize
-
-
-def _number(value: Any) -> Any:
-    """Accept JSON numbers and numeric strings; refuse booleans and non-finite values."""
+def _number(value: Any, blank: Any = None) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be a number, not true/false")
     if isinstance(value, str):
-        try:
-            value = float(_bounded_text(value).strip())
-        except ValueError:
-            raise ValueError("must be a number") from None
+        text = _text(value)
+        if not text and blank is not None:
+            return blank
+        if not text:
+            raise PydanticCustomError("missing", "is blank; a number is required")
+        if not DECIMAL.fullmatch(text):
+            raise ValueError("must be a number")
+        value = float(text)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value
 
 
-def _whole_number(value: Any) -> Any:
+def _whole(value: Any) -> Any:
     value = _number(value)
     if isinstance(value, float):
         if not value.is_integer():
@@ -93,20 +98,16 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-def _charges(value: Any) -> Any:
-    # The data has blank TotalCharges for brand-new customers; training reads them as 0.
-    if isinstance(value, str) and not value.strip():
-        return 0.0
-    return _number(value)
-
-
 def _flag(value: Any) -> Any:
-    if isinstance(value, str):
-        word = normalize_token(_bounded_text(value))
-        if word not in _FLAG_WORDS:
-            raise ValueError("must be 0 or 1 (or yes/no)")
-        return _FLAG_WORDS[word]
-    return int(value) if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _text(value).lower() in FLAG_WORDS:
+        return FLAG_WORDS[_text(value).lower()]
+    return _whole(value)
+
+
+def _category(value: Any) -> Any:
+    return normalize_token(_text(value)) if isinstance(value, str) else value
 
 
 def _customer_id(value: Any) -> Any:
@@ -120,106 +121,63 @@ def _customer_id(value: Any) -> Any:
     return value
 
 
-def _numeric_field(limits: Mapping[str, Any]) -> tuple[Any, Any]:
-    """A (type, FieldInfo) pair; bounds on the FieldInfo so they reach the JSON schema too."""
-    kind = int if limits["integer"] else float
-    before = BeforeValidator(_whole_number if limits["integer"] else _charges)
-    return Annotated[kind, before], Field(ge=limits["min"], le=limits["max"])
-
-
-class _CustomerBase(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalize_keys(cls, data: Any) -> Any:
-        return normalize_keys(data, cls.model_fields) if isinstance(data, dict) else data
-
-
-def normalize_keys(data: dict[Any, Any], known: Mapping[str, Any]) -> dict[Any, Any]:
-    """Keys in the course's spelling; a later key wins when two spellings meet."""
-    return rename_keys(data, key_renames(data, known))
-
-
-def key_renames(keys: Iterable[Any], known: Mapping[str, Any]) -> dict[str, str]:
-    """The course's spelling of each text key that is not already a field name."""
-    return {k: normalize_token(k) for k in keys if isinstance(k, str) and k not in known}
-
-
-def rename_keys(data: dict[Any, Any], renames: Mapping[str, str]) -> dict[Any, Any]:
-    return {renames.get(k, k): v for k, v in data.items()}
-
-
-def build_customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
-    """A pydantic model for one customer, from the ``schema`` section of the model metadata."""
-    fields: dict[str, Any] = {}
+def field_types(schema: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each field's pydantic (type, default) from the ``schema`` section of the model metadata."""
+    types: dict[str, tuple[Any, Any]] = {}
     for field, values in schema["categorical"].items():
         allowed = Literal[tuple(values)]  # type: ignore[valid-type]
-        normalize = _category_normalizer(frozenset(values))
-        fields[field] = (Annotated[allowed, BeforeValidator(normalize)], ...)
+        types[field] = (Annotated[allowed, BeforeValidator(_category)], Field())
     for field in schema["flags"]:
-        fields[field] = (Annotated[int, BeforeValidator(_flag)], Field(ge=0, le=1))
+        types[field] = (Annotated[int, BeforeValidator(_flag)], Field(ge=0, le=1))
     for field, limits in schema["numeric"].items():
-        fields[field] = _numeric_field(limits)
+        blank = 0.0 if field in BLANK_MEANS_ZERO else None
+        parse: Callable[[Any], Any] = _whole if limits["integer"] else partial(_number, blank=blank)
+        kind = int if limits["integer"] else float
+        bounds = Field(ge=limits["min"], le=limits["max"])  # on the field: in the JSON schema too
+        types[field] = (Annotated[kind, BeforeValidator(parse)], bounds)
     for key in ID_KEYS:
-        fields[key] = (Annotated[str | int | None, BeforeValidator(_customer_id), ID_SCHEMA], None)
-    return create_model("Customer", __base__=_CustomerBase, **fields)
+        types[key] = (
+            Annotated[str | int | None, BeforeValidator(_customer_id), ID_SCHEMA],
+            Field(None),
+        )
+    return types
 
 
-class CustomerValidator:
-    """Turns request JSON into clean feature dicts, or raises ``RequestValidationError``."""
+def customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
+    """The customer as one pydantic model: the OpenAPI ``Customer`` schema."""
+    config = ConfigDict(extra="ignore", frozen=True)
+    return create_model("Customer", __config__=config, **field_types(schema))  # type: ignore[call-overload]
+
+
+class FieldRules:
+    """Each field's check of one value: ``rules[field](value)`` gives the value as the model
+    uses it, or raises ``RefusedValueError`` with pydantic's message."""
 
     def __init__(self, schema: Mapping[str, Any]):
         self.schema = schema
-        self.model = build_customer_model(schema)
-        self._batch = TypeAdapter(list[self.model])  # type: ignore[name-defined]
+        self._checks = {
+            field: _check(TypeAdapter(Annotated[kind, info]))
+            for field, (kind, info) in field_types(schema).items()
+        }
+        limits = schema["numeric"]
+        self.bounds = {f: (float(s["min"]), float(s["max"])) for f, s in limits.items()}
+        self.bounds.update({field: (0.0, 1.0) for field in schema["flags"]})
+        self.whole = {f for f, s in limits.items() if s["integer"]} | set(schema["flags"])
 
-    def field_adapter(self, field: str) -> TypeAdapter:
-        """A validator for one field's value alone, with exactly the model's rules for it."""
-        info = self.model.model_fields[field]
-        return TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[arg-type]
+    def __getitem__(self, field: str) -> Callable[[Any], Any]:
+        return self._checks[field]
 
-    def one(self, payload: Any) -> dict[str, Any]:
+
+def _check(adapter: TypeAdapter) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
         try:
-            return _as_dict(self.model.model_validate(payload))
+            return adapter.validate_python(value)
         except ValidationError as error:
-            raise RequestValidationError(_problems(error, batch=False), _kinds(error)) from None
+            first = error.errors(include_url=False, include_input=False)[0]
+            raise RefusedValueError(_message(first), first["type"]) from None
 
-    def many(self, payload: list[Any]) -> list[dict[str, Any]]:
-        try:
-            return [_as_dict(item) for item in self._batch.validate_python(payload)]
-        except ValidationError as error:
-            raise RequestValidationError(_problems(error, batch=True), _kinds(error)) from None
-
-
-def _as_dict(customer: BaseModel) -> dict[str, Any]:
-    values = customer.model_dump()
-    ids = [values.pop(key) for key in ID_KEYS]  # customerID (CSV spelling) wins over customer_id
-    customer_id = next((value for value in ids if value is not None), None)
-    values["customer_id"] = None if customer_id is None else str(customer_id)
-    return values
-
-
-def _kinds(error: ValidationError) -> list[str]:
-    return [item["type"] for item in error.errors(include_url=False, include_input=False)]
-
-
-def _problems(error: ValidationError, batch: bool) -> list[dict[str, Any]]:
-    problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        location = list(item["loc"])
-        problem: dict[str, Any] = {}
-        if batch and location and isinstance(location[0], int):
-            problem["index"] = location.pop(0)
-        names = [str(part) for part in location if not str(part).startswith("function-")]
-        problem["field"] = ".".join(names) or "(customer)"
-        problem["message"] = _message(item)
-        problems.append(problem)
-    return problems
+    return check
 
 
 def _message(item: Mapping[str, Any]) -> str:
-    if item["type"] in {"model_type", "model_attributes_type", "dict_type"}:
-        return "a customer must be a JSON object"
-    message = str(item["msg"])
-    return message.removeprefix("Value error, ")
+    return str(item["msg"]).removeprefix("Value error, ")

@@ -101,10 +101,11 @@ def try_it() -> str:
 def docs() -> str:
     model = _predictor()
     settings = current_app.extensions["churn.settings"]
-    spec = build_spec(model.validator.model, model.version, settings.max_batch_size)
+    spec = build_spec(model.validator.rules.schema, model.version, settings.max_batch_size)
     example = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
     guarded = _guarded()
-    example_result = None if guarded else model.predict([model.validator.one(example)])[0]
+    checked = model.validator.check_json([example])
+    example_result = None if guarded else model.results(checked, model.probabilities(checked))[0]
     return render_template(
         "docs.html",
         spec=spec,

@@ -128,12 +128,26 @@ def raw_customer() -> dict:
     }
 
 
+APPS: list[Flask] = []
+
+
 def make_app(**overrides: Any) -> Flask:
     """The app on the committed model with default ``Settings`` but for ``overrides``.
 
     The caller's environment plays no part: ``make_app(api_key="k")`` is exactly that.
     """
-    return create_app(Settings(model_file=COMMITTED_MODEL, **overrides))
+    app = create_app(Settings(model_file=COMMITTED_MODEL, **overrides))
+    APPS.append(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _counted_before_the_next_test():
+    """Each app counts its drift and shadow work about once a second in the background; the
+    tests share one process's metrics, so every app's counts land before the next test reads."""
+    yield
+    for app in APPS:
+        app.extensions["churn.watch"].flush()
 
 
 @functools.cache

@@ -1,13 +1,11 @@
 """``predict:app`` with a shadow that raises on every request: fault injection under gunicorn."""
 
-from types import SimpleNamespace
-
 from predict import app
 
 
 class ExplodingScorer:
-    def probabilities(self, customers):
+    def probabilities(self, checked):
         raise RuntimeError("injected: the shadow model fails on every request")
 
 
-app.extensions["churn.shadow"].predictor = SimpleNamespace(scorer=ExplodingScorer(), threshold=0.5)
+app.extensions["churn.shadow"].scorer = ExplodingScorer()

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
+from churn.app import request_id_for
 from churn.features import FEATURE_FIELDS
-from churn.observability import request_id_for
 from tests.conftest import COMMITTED_MODEL, assert_json_error, make_app
 
 # --- HTTP errors ---------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_security_headers_on_every_kind_of_response(client, customer, method, pa
     assert_security_headers(response)
 
 
-@pytest.mark.parametrize(("path", "method"), [("/predict", "result"), ("/model", "describe")])
+@pytest.mark.parametrize(("path", "method"), [("/predict", "results"), ("/model", "describe")])
 def test_security_headers_on_a_500(app, customer, monkeypatch, path, method):
     def broken(*_args, **_kwargs):
         raise RuntimeError("broken")
@@ -231,7 +231,7 @@ def test_an_internal_error_is_json_without_a_stack_trace(app, customer, monkeypa
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals at /srv/app.py line 42")
 
-    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "result", broken)
+    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "results", broken)
     response = app.test_client().post("/predict", json=customer)
     body = assert_json_error(response, 500, "internal_error")
     assert "secret" not in response.get_data(as_text=True) and "Traceback" not in body["message"]

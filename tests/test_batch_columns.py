@@ -7,14 +7,12 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, score_record_batch
 from churn.batch.model import BatchModel
 from churn.features import normalize_token
-from churn.schema import RequestValidationError
 from tests.conftest import COMMITTED_MODEL
 from tests.modelcheck import sklearn_probabilities
 from tests.synthetic import raw_frame
@@ -123,35 +121,3 @@ def text_of(values: list[str]) -> st.SearchStrategy[str]:
         lambda v: st.sampled_from([v, v.upper(), v.replace("_", " ").title(), f" {v}"])
     )
     return spelled | st.sampled_from(["", "maybe", "x" * 101]) | st.text(max_size=3)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(
-        st.fixed_dictionaries(
-            {
-                "customerID": st.text(max_size=3) | st.just("x" * 65),
-                **{f: text_of(v) for f, v in MODEL.metadata["schema"]["categorical"].items()},
-                "SeniorCitizen": FLAG_TEXT,
-                **{f: NUMBER_TEXT for f in MODEL.metadata["schema"]["numeric"]},
-            }
-        ),
-        min_size=1,
-        max_size=12,
-    )
-)
-def test_each_text_row_is_scored_or_rejected_exactly_as_the_validator_decides(rows):
-    scored, rejects = score_record_batch(pa.RecordBatch.from_pylist(rows), MODEL, first_row=1)
-    probabilities = iter(scored.column("churn_probability").to_pylist())
-    problems = rejects.to_pylist()
-    predictor = MODEL.predictor
-    for number, row in enumerate(rows, start=1):
-        try:
-            clean = predictor.validator.one(row)
-        except RequestValidationError as error:
-            expected = [(p["field"], p["message"]) for p in error.problems]
-            assert [(p["field"], p["message"]) for p in problems if p["row"] == number] == expected
-            continue
-        (answer,) = predictor.predict([clean])
-        assert next(probabilities) == pytest.approx(answer["churn_probability"], abs=1e-12)
-    assert next(probabilities, None) is None

@@ -9,10 +9,11 @@ import re
 import numpy as np
 import pytest
 
+from churn.columns import Validator
 from churn.data import clean
-from churn.drift import EMPTY_SHARE, MIN_ROWS, FeatureReference, psi, reference_from
+from churn.drift import EMPTY_SHARE, MIN_ROWS, DriftBins, FeatureReference, psi, reference_from
 from churn.drift_report import main as report_main
-from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS
+from churn.features import FEATURE_FIELDS, NUMERIC_FIELDS, learn_schema
 from tests.conftest import COMMITTED_MODEL
 from tests.synthetic import raw_frame, write_csv
 
@@ -32,10 +33,12 @@ def training():
 
 
 def psi_per_feature(reference: dict[str, FeatureReference], frame) -> dict[str, float]:
-    return {
-        name: psi(feature.counts(frame[name].tolist()), feature.shares)
-        for name, feature in reference.items()
-    }
+    """PSI of ``frame``'s customers, counted as the service counts them."""
+    validator = Validator(learn_schema(frame))
+    bins = DriftBins(reference, validator.vocabularies)
+    checked = validator.check_json(frame[list(FEATURE_FIELDS)].to_dict(orient="records"))
+    counts = bins.by_feature(bins.counts(checked))
+    return {name: psi(counts[name], feature.shares) for name, feature in reference.items()}
 
 
 def test_the_reference_has_quantile_bins_plus_below_and_above(training):

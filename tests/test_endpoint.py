@@ -114,7 +114,7 @@ def test_an_unexpected_error_is_logged_with_the_request_id(app, customer, monkey
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "result", broken)
+    monkeypatch.setattr(type(app.extensions["churn.predictor"]), "results", broken)
     with caplog.at_level(logging.ERROR):
         response = app.test_client().post(
             "/predict", json=customer, headers={"X-Request-ID": "trace-42"}

@@ -10,11 +10,11 @@ import json
 import math
 import pickle
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn.features import EXAMPLE_CUSTOMER, FEATURE_FIELDS
-from churn.schema import RequestValidationError
 from tests.conftest import COMMITTED_MODEL, make_app
 
 APP = make_app(max_batch_size=50)
@@ -75,8 +75,9 @@ def assert_sound(response, payload) -> None:
     results = body if isinstance(body, list) else [body]
     assert len(results) == len(members)
     for member, result in zip(members, results, strict=True):
-        clean = VALIDATOR.one(member)  # accepted by the service, so valid here too
-        features = {k: v for k, v in clean.items() if k != "customer_id"}
+        checked = VALIDATOR.check_json([member])  # accepted by the service, so valid here too
+        assert not checked.problems
+        features = checked.customer(0, VALIDATOR.vocabularies)
         expected = MODEL.predict_proba(DV.transform([features]))[0, 1]
         assert math.isclose(result["churn_probability"], expected, abs_tol=1e-12)
         assert result["churn"] == (result["churn_probability"] >= 0.5)
@@ -123,11 +124,8 @@ def test_deep_nesting_of_any_depth(depth, bracket):
 @FUZZ
 @given(mutated_customers())
 def test_the_validator_either_accepts_cleanly_or_names_fields(customer):
-    try:
-        clean = VALIDATOR.one(customer)
-    except RequestValidationError as error:
-        assert error.problems and all(p["field"] and p["message"] for p in error.problems)
+    checked = VALIDATOR.check_json([customer])
+    if checked.problems:
+        assert all(p.field and p.message for p in checked.problems)
         return
-    for field in FEATURE_FIELDS:
-        value = clean[field]
-        assert not isinstance(value, float) or math.isfinite(value)
+    assert np.isfinite(checked.numbers).all()

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from churn.app import request_id_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.nginx_rig import PLATFORM_NGINX, Proxy, nginx_in_front
 from bench.servers import Server, gunicorn_command, poll, running, stop
 from churn.config import Settings
 from churn.features import EXAMPLE_CUSTOMER
-from churn.observability import request_id_for
 from tests.bareclient import run_client
 from tests.ebconfig import option_settings
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
 from gunicorn.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,6 @@ from hypothesis import strategies as st
 from bench.servers import poll
 from churn import logs
 from churn.logs import AccessLine, JsonFormatter, JsonLogger
-from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
 
 
 def record(message: str, exc_info=None) -> logging.LogRecord:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -63,6 +63,27 @@ def test_metrics_name_the_live_model(client):
 # --- drift counting --------------------------------------------------------------------------
 
 
+def validated_customers(client, customers: list[dict]) -> list[dict]:
+    """The customers in the course's form, as the service's validator reads them."""
+    validator = client.application.extensions["churn.predictor"].validator
+    checked = validator.check_json(customers)
+    assert not checked.problems
+    return [checked.customer(row, validator.vocabularies) for row in range(len(customers))]
+
+
+def bin_of(feature: FeatureReference, value) -> str:
+    """The bin a value belongs in, read from the bins' definition: below the training minimum,
+    inner bin i holding low <= x < cuts[i] (the last up to high), above the maximum."""
+    if feature.numeric is None:
+        return str(int(value)) if isinstance(value, float) else value
+    bins = feature.numeric
+    if value < bins.low:
+        return feature.bins[0]
+    if value > bins.high:
+        return feature.bins[-1]
+    return feature.bins[1 + sum(1 for cut in bins.cuts if cut <= value)]
+
+
 def drift_bins(client) -> dict[str, dict[str, int]]:
     body = client.get("/drift").get_json()
     return {name: view["bins"] for name, view in body["features"].items()}
@@ -71,9 +92,7 @@ def drift_bins(client) -> dict[str, dict[str, int]]:
 def test_the_service_counts_each_customer_in_the_models_bins(client):
     """Single customers and a batch (two counting paths) land where the report puts them."""
     customers = synthetic_customers(60, seed=11)
-    validated = [
-        client.application.extensions["churn.predictor"].validator.one(c) for c in customers
-    ]
+    validated = validated_customers(client, customers)
     before = drift_bins(client)
     for one in customers[:10]:
         assert client.post("/predict", json=one).status_code == 200
@@ -81,7 +100,8 @@ def test_the_service_counts_each_customer_in_the_models_bins(client):
     after = drift_bins(client)
     for name, entry in METADATA["drift_reference"]["features"].items():
         feature = FeatureReference.from_json(name, entry)
-        expected = feature.counts([c[name] for c in validated])
+        landed = Counter(bin_of(feature, c[name]) for c in validated)
+        expected = [landed[b] for b in feature.bins]
         counted = [after[name][b] - before[name][b] for b in feature.bins]
         assert counted == expected, name
 
@@ -169,8 +189,7 @@ def test_the_answer_is_the_live_models_byte_for_byte(candidate, customer):
 def test_agreement_and_differences_are_counted_at_each_models_threshold(candidate, batched):
     client = make_app(shadow_model_file=candidate).test_client()
     customers = synthetic_customers(300 if batched else 60, seed=9)
-    validator = client.application.extensions["churn.predictor"].validator
-    validated = [validator.one(c) for c in customers]
+    validated = validated_customers(client, customers)
     live = sklearn_probabilities(COMMITTED_MODEL, validated)
     shadow = sklearn_probabilities(candidate, validated)
     shadow_threshold = json.loads(candidate.with_suffix(".json").read_text())["threshold"]
@@ -203,10 +222,10 @@ def test_a_shadow_that_always_fails_leaves_every_answer_intact(candidate, custom
     shadow = app.extensions["churn.shadow"]
 
     class Exploding:
-        def probabilities(self, customers):
+        def probabilities(self, checked):
             raise RuntimeError("shadow model on fire")
 
-    shadow.predictor = SimpleNamespace(scorer=Exploding(), threshold=0.5)
+    shadow.scorer = Exploding()
     client = app.test_client()
     before = shadow_counts(client)["churn_shadow_errors_total"]
     payloads = [customer, [customer] * 20] * 25

@@ -1,4 +1,4 @@
-"""The compiled scorer gives sklearn's probabilities without calling sklearn."""
+"""The scorer gives sklearn's probabilities without calling sklearn."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churn.artifact import load_metadata, load_weights
-from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
-from churn.scorer import CompiledScorer
+from churn.predictor import Predictor
 from tests.conftest import COMMITTED_MODEL
 
-# sklearn's own objects, the reference; the scorer is compiled from the restricted loader's view.
+# sklearn's own objects, the reference; the scorer is built from the restricted loader's view.
 with open(COMMITTED_MODEL, "rb") as handle:
     DV, MODEL = pickle.load(handle)
-SCHEMA = load_metadata(COMMITTED_MODEL)["schema"]
-SCORER = CompiledScorer.compile(
-    load_weights(COMMITTED_MODEL), FLAG_FIELDS + NUMERIC_FIELDS, CATEGORICAL_FIELDS
-)
+PREDICTOR = Predictor.load(COMMITTED_MODEL)
+SCHEMA = PREDICTOR.metadata["schema"]
+
+
+def scored(customers: list[dict]) -> np.ndarray:
+    return PREDICTOR.probabilities(PREDICTOR.validator.check_json(customers))
 
 
 def _customer_strategy() -> st.SearchStrategy[dict]:
@@ -36,19 +36,25 @@ def _customer_strategy() -> st.SearchStrategy[dict]:
 
 
 customers = _customer_strategy()
+SCHEMA_EXAMPLE = {field: values[0] for field, values in SCHEMA["categorical"].items()} | {
+    "seniorcitizen": 1,
+    "tenure": 1,
+    "monthlycharges": 1.0,
+    "totalcharges": 1.0,
+}
 
 
 @settings(max_examples=500, deadline=None)
 @given(customers)
 def test_compiled_probability_equals_sklearn(customer):
     expected = MODEL.predict_proba(DV.transform([customer]))[0, 1]
-    assert abs(SCORER.probabilities([customer])[0] - expected) <= 1e-12
+    assert abs(scored([customer])[0] - expected) <= 1e-12
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(customers, min_size=1, max_size=40))
 def test_a_batch_scores_like_its_members_one_by_one(batch):
-    together = SCORER.probabilities(batch)
+    together = scored(batch)
     expected = MODEL.predict_proba(DV.transform(batch))[:, 1]
     assert np.allclose(together, expected, rtol=0, atol=1e-12)
 
@@ -56,14 +62,22 @@ def test_a_batch_scores_like_its_members_one_by_one(batch):
 @settings(max_examples=100, deadline=None)
 @given(customers)
 def test_explanation_sums_to_the_logit(customer):
-    contributions = SCORER.explain(customer)
-    total = SCORER.intercept + math.fsum(part["contribution"] for part in contributions)
+    checked = PREDICTOR.validator.check_json([customer])
+    (result,) = PREDICTOR.results(checked, PREDICTOR.probabilities(checked), explain=True)
+    contributions = result["explanation"]["contributions"]
+    total = result["explanation"]["intercept"] + math.fsum(
+        part["contribution"] for part in contributions
+    )
     probability = MODEL.predict_proba(DV.transform([customer]))[0, 1]
     assert math.isclose(total, math.log(probability / (1 - probability)), abs_tol=1e-9)
     sizes = [abs(part["contribution"]) for part in contributions]
     assert sizes == sorted(sizes, reverse=True)
 
 
-def test_every_model_weight_is_compiled():
-    compiled = sum(len(table) for table in SCORER.category_weights.values())
-    assert compiled + len(SCORER.numeric_fields) == len(DV.feature_names_)
+def test_every_model_weight_is_used():
+    checked = PREDICTOR.validator.check_json([{**SCHEMA_EXAMPLE}])
+    (result,) = PREDICTOR.results(checked, PREDICTOR.probabilities(checked), explain=True)
+    shown = {part["feature"] for part in result["explanation"]["contributions"]}
+    vocabulary = sum(len(values) for values in SCHEMA["categorical"].values())
+    assert vocabulary + len(SCHEMA["numeric"]) + len(SCHEMA["flags"]) == len(DV.feature_names_)
+    assert shown <= set(DV.feature_names_)

@@ -138,7 +138,7 @@ def test_training_needs_only_what_plain_pipenv_install_installs():
     imported = set()
     for name in ours:
         tree = ast.parse((PROJECT_ROOT / (name.replace(".", "/") + ".py")).read_text())
-        for node in ast.walk(tree):
+        for node in tree.body:  # what importing the module runs (not a function's own imports)
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -171,10 +171,16 @@ def test_default_training_reproduces_the_committed_model(real_data, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert output.read_bytes() == COMMITTED_MODEL.read_bytes()
+    # The same model, not the same bytes: BLAS kernels differ by CPU (OpenBLAS picks one per
+    # processor), which moves the coefficients in the 14th digit between machines.
+    (dv, model), (dv0, model0) = (pickle.loads(p.read_bytes()) for p in (output, COMMITTED_MODEL))
+    assert dv.feature_names_ == dv0.feature_names_
+    np.testing.assert_allclose(model.coef_, model0.coef_, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.intercept_, model0.intercept_, rtol=0, atol=1e-9)
     metadata = json.loads(output.with_suffix(".json").read_text())
     committed = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
-    assert metadata["metrics"] == committed["metrics"]
+    for name, value in committed["metrics"].items():
+        assert metadata["metrics"][name] == pytest.approx(value, abs=1e-9), name
     assert metadata["metrics"]["test_auc"] >= 0.855
     assert 0.83 < metadata["metrics"]["cv_auc_mean"] < 0.86
     assert metadata["data"]["rows"] == 7043

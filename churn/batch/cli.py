@@ -188,14 +188,15 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
         rejects = AtomicWriter(rejects_path, layout.rejects_schema())
         writers.append(rejects)
         for batch in source.batches:
-            scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1)
+            scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1, layout)
             output.write(scored)
             rejects.write(problems)
             if capture:
                 capture.write(scored)
-            counts["rows_in"] += batch.num_rows
+            rows = len(batch) if isinstance(batch, list) else batch.num_rows
+            counts["rows_in"] += rows
             counts["scored"] += scored.num_rows
-            counts["rejected"] += batch.num_rows - scored.num_rows
+            counts["rejected"] += rows - scored.num_rows
             counts["problems"] += problems.num_rows
             progress.update(counts["rows_in"])
         flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)

@@ -1,10 +1,8 @@
-"""Scoring one Arrow record batch: validate column by column, score, and explain every refusal.
+"""Scoring one batch of a file: the service's validator and scorer, then scores and rejects.
 
 ``score_record_batch`` is the batch function both engines run (the local CLI and Spark's
-``mapInArrow``). Each string column is dictionary-encoded, so a field's validator (churn/rules.py,
-i.e. the pydantic model's own) runs once per *distinct* value; numbers are parsed and
-bounds-checked as arrays. Rows these checks cannot vouch for go to the pydantic validator one by
-one: it accepts them or writes the same problems /predict answers with a 422.
+``mapInArrow``): churn/columns.py checks the batch's columns with the rules /predict uses, and
+churn/scorer.py scores the valid rows. Every row ends up in exactly one of the two outputs.
 """
 
 from __future__ import annotations
@@ -15,19 +13,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from churn.batch.model import BatchModel
+from churn.columns import Checked
 from churn.features import FEATURE_FIELDS, normalize_token
-from churn.predictor import Predictor
-from churn.rules import INVALID, Bounds, ValueRule
-from churn.schema import ID_KEYS, RequestValidationError
+from churn.schema import ID_KEYS
 
 PROBABILITY, DECISION, ROW = "churn_probability", "churn", "row"
 DEFAULT_ID_COLUMN = "customer_id"  # the rejects' id column when the input has none
-# Text a number column may hold that parses the same in Arrow and in Python's float():
-# everything else (blanks, signs, exponents, other digits) goes to the field's validator.
-PLAIN_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+
+
+WANTED = frozenset((*FEATURE_FIELDS, *ID_KEYS))
+
+
+def wanted(names: list[str]) -> list[str]:
+    """The columns scoring needs, in any spelling; unknown columns are ignored."""
+    return [name for name in names if normalize_token(name) in WANTED]
 
 
 class InputFileError(Exception):
@@ -82,55 +83,37 @@ def rejects_schema(id_column: str | None) -> pa.Schema:
 
 
 def score_record_batch(
-    batch: pa.RecordBatch, model: BatchModel, first_row: int
+    batch: pa.RecordBatch | list[Any],
+    model: BatchModel,
+    first_row: int,
+    layout: Layout | None = None,
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
     """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based).
 
-    Every row ends up in exactly one of the two: scored rows in input order, rejected rows as
-    one line per problem. Both have declared schemas (``Layout.output_schema``/``rejects_schema``)
-    whatever the input's types. Raises ``InputFileError`` when columns are missing.
+    ``batch`` is an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines). Scored
+    rows keep the input's order; rejected rows give one line per problem. Both outputs have
+    the declared schemas (``Layout.output_schema``, ``rejects_schema``) whatever the input.
+    ``layout``: where the fields are (default: from an Arrow batch's own columns).
     """
-    layout = Layout.of(batch.schema)
-    predictor = model.predictor
-    scorer, rules = predictor.scorer, predictor.rules
-    suspect = np.zeros(batch.num_rows, dtype=bool)
-    numbers = np.empty((batch.num_rows, len(scorer.numeric_fields)))
-    for j, field in enumerate(scorer.numeric_fields):
-        column = batch.column(layout.index[field])
-        if field in rules.flags:
-            numbers[:, j], bad = _coded(column, rules.flags[field], None)
-        else:
-            numbers[:, j], bad = _numeric(column, rules.numeric[field], rules.bounds[field])
-        suspect |= bad
-    categories = []
-    for field, weights in scorer.category_weights.items():
-        terms, bad = _coded(batch.column(layout.index[field]), rules.categorical[field], weights)
-        categories.append(terms)
-        suspect |= bad
-    ids, bad = _ids(batch, layout, rules.max_id_length)
-    suspect |= bad
-    rows = np.flatnonzero(suspect)
-    refused, problems, ids = _decide_one_by_one(
-        batch, layout, predictor, rows, numbers, categories, ids
+    layout = layout or Layout.of(batch.schema)  # type: ignore[union-attr]
+    validator = model.predictor.validator
+    if isinstance(batch, list):
+        checked = validator.check_json(batch)
+    else:
+        columns = {field: batch.column(index) for field, index in layout.index.items()}
+        checked = validator.check(columns, batch.num_rows)
+    probabilities = model.predictor.probabilities(checked)
+    return _scored(layout, checked, probabilities, first_row, model.threshold), _rejects(
+        layout, checked, first_row
     )
-    probabilities = scorer.combine(numbers, categories)
-    keep = np.ones(batch.num_rows, dtype=bool)
-    keep[refused] = False
-    scored = _scored(layout, ids, probabilities, keep, first_row, model.threshold)
-    return scored, _rejects(layout, problems, first_row)
 
 
 def _scored(
-    layout: Layout,
-    ids: pa.Array,
-    probabilities: np.ndarray,
-    keep: np.ndarray,
-    first_row: int,
-    threshold: float,
+    layout: Layout, checked: Checked, probabilities: np.ndarray, first_row: int, threshold: float
 ) -> pa.RecordBatch:
-    mask = pa.array(keep)
+    keep = checked.valid
     if layout.id_column:
-        key = ids.filter(mask)
+        key = pa.array([checked.ids[row] for row in np.flatnonzero(keep)], pa.string())
     else:
         key = pa.array(np.flatnonzero(keep) + first_row, pa.int64())
     kept = probabilities[keep]
@@ -138,118 +121,12 @@ def _scored(
     return pa.RecordBatch.from_arrays(columns, schema=layout.output_schema())
 
 
-def _rejects(
-    layout: Layout, problems: list[tuple[int, Any, str, str]], first_row: int
-) -> pa.RecordBatch:
-    rows, ids, fields, messages = zip(*problems, strict=True) if problems else ([], [], [], [])
+def _rejects(layout: Layout, checked: Checked, first_row: int) -> pa.RecordBatch:
+    problems = checked.problems
     columns = [
-        pa.array(np.array(rows, dtype=np.int64) + first_row, pa.int64()),
-        pa.array(ids, pa.string()),
-        pa.array(fields, pa.string()),
-        pa.array(messages, pa.string()),
+        pa.array([p.row + first_row for p in problems], pa.int64()),
+        pa.array([p.customer_id for p in problems], pa.string()),
+        pa.array([p.field for p in problems], pa.string()),
+        pa.array([p.message for p in problems], pa.string()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=layout.rejects_schema())
-
-
-def _numeric(column: pa.Array, rule: ValueRule, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
-    """Values as float64, and which rows the array checks could not vouch for."""
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        column, kind = column.dictionary_decode(), kind.value_type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)  # nulls: NaN
-        return values, ~bounds.accepts(values)
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        return np.zeros(len(column)), np.ones(len(column), dtype=bool)  # the validator decides
-    plain = pc.fill_null(pc.match_substring_regex(column, PLAIN_DECIMAL), False)
-    text = pc.if_else(plain, column, pa.scalar("0", column.type))
-    values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False, writable=True)
-    suspect = ~bounds.accepts(values)
-    others = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
-    if others.size:  # blanks, signs, exponents: the field's validator, once per distinct text
-        values[others], suspect[others] = _coded(column.take(others), rule, None)
-    return values, suspect
-
-
-def _coded(
-    column: pa.Array, rule: ValueRule, weights: Mapping[str, float] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the field's weight (``weights`` given) or its validated value, and suspicion.
-
-    The validator runs once per distinct value of the column, not once per row.
-    """
-    try:
-        encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
-    except pa.ArrowNotImplementedError:  # nested values: only the validator can say
-        return np.zeros(len(column)), np.ones(len(column), dtype=bool)
-    checked = list(map(rule, encoded.dictionary.to_pylist()))
-    invalid = np.array([value is INVALID for value in checked] + [True])  # last: null
-    if weights is None:
-        known = [0.0 if value is INVALID else float(value) for value in checked]
-    else:
-        known = [0.0 if value is INVALID else weights.get(value, 0.0) for value in checked]
-    codes = pc.fill_null(encoded.indices, len(checked)).to_numpy(zero_copy_only=False)
-    return np.array([*known, 0.0])[codes], invalid[codes]
-
-
-def _ids(batch: pa.RecordBatch, layout: Layout, max_length: int) -> tuple[pa.Array, np.ndarray]:
-    """The id each row echoes (as text; ``customerid`` wins over ``customer_id``) and suspicion."""
-    columns = [batch.column(layout.index[key]) for key in ID_KEYS if key in layout.index]
-    suspect = np.zeros(batch.num_rows, dtype=bool)
-    texts = []
-    for column in columns:
-        kind = column.type
-        if pa.types.is_dictionary(kind):
-            column, kind = column.dictionary_decode(), kind.value_type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            too_long = pc.greater(pc.utf8_length(column), max_length)
-            suspect |= pc.fill_null(too_long, False).to_numpy(zero_copy_only=False)
-        elif not (pa.types.is_integer(kind) or pa.types.is_null(kind)):
-            suspect[:] = True  # floats, booleans, ...: the validator decides row by row
-            column = pa.nulls(len(column), pa.string())
-        texts.append(pc.cast(column, pa.string()))
-    if not texts:
-        return pa.nulls(batch.num_rows, pa.string()), suspect
-    return (pc.coalesce(*texts) if len(texts) > 1 else texts[0]), suspect
-
-
-def _decide_one_by_one(
-    batch: pa.RecordBatch,
-    layout: Layout,
-    predictor: Predictor,
-    rows: np.ndarray,
-    numbers: np.ndarray,
-    categories: list[np.ndarray],
-    ids: pa.Array,
-) -> tuple[list[int], list[tuple[int, Any, str, str]], pa.Array]:
-    """The pydantic validator on the suspect rows: fills in those it accepts, explains the rest.
-
-    Returns the refused rows, their problems, and the ids with the validator's text filled in.
-    """
-    if not rows.size:
-        return [], [], ids
-    scorer, refused, problems = predictor.scorer, [], []
-    records = batch.select(list(layout.index.values())).take(pa.array(rows)).to_pylist()
-    id_texts = ids.to_pylist()
-    for row, record in zip(rows.tolist(), records, strict=True):
-        try:
-            clean = predictor.validator.one(record)
-        except RequestValidationError as error:
-            refused.append(row)
-            raw_id = next((record[n] for n in _id_names(layout) if record[n] is not None), None)
-            shown = None if raw_id is None else str(raw_id)
-            problems += [(row, shown, p["field"], p["message"]) for p in error.problems]
-            continue
-        numbers[row] = [clean[field] for field in scorer.numeric_fields]
-        for terms, (field, weights) in zip(
-            categories, scorer.category_weights.items(), strict=True
-        ):
-            terms[row] = weights.get(clean[field], 0.0)
-        id_texts[row] = clean["customer_id"]
-    if len(refused) < rows.size:  # some ids were decided by the validator: use its text
-        ids = pa.array(id_texts, pa.string())
-    return refused, problems, ids
-
-
-def _id_names(layout: Layout) -> list[str]:
-    return [layout.names[layout.index[key]] for key in ID_KEYS if key in layout.index]

@@ -1,8 +1,10 @@
 """Reading customer files as a stream of Arrow batches, and writing results atomically.
 
 Formats go by extension: ``.csv``, ``.parquet`` or a directory of Parquet parts (what Spark
-writes), ``.jsonl``. Only the columns scoring needs are read, text columns of categories as
-dictionaries (each distinct value once per batch), so memory stays flat whatever the file size.
+writes), ``.jsonl``. Only the columns scoring needs are read, CSV fields as text (the validator
+reads text as /predict does) and Parquet's typed, in batches, so memory stays flat whatever the
+file size. A JSON line is a customer as /predict takes one, so its values keep their JSON types
+(a column may mix numbers and blank text, as the raw Telco data does).
 Outputs go to a hidden temporary file beside the target and are renamed over it only when the
 run succeeds: an interrupted run leaves no partial output under the target's name.
 """
@@ -16,16 +18,14 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from churn.batch.columns import InputFileError
-from churn.batch.csv_text import CODED, convert_options, wanted
-from churn.features import normalize_token
+from churn.batch.columns import InputFileError, wanted
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
 ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text readers' blocks
@@ -51,7 +51,7 @@ class Source:
     """An input file opened for streaming: its columns, its batches (lazy), its row count."""
 
     schema: pa.Schema
-    batches: Iterator[pa.RecordBatch]
+    batches: Iterator[pa.RecordBatch | list[Any]]  # a list: JSON values, one per line
     rows: int | None  # known up front for Parquet, from its metadata
 
 
@@ -65,9 +65,7 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
             reader = _csv_reader(path, _block_bytes(batch_rows))
             return Source(reader.schema, _guarded(reader, path), None)
         if kind == ".jsonl":
-            options = pa_json.ReadOptions(block_size=_block_bytes(batch_rows))
-            reader = pa_json.open_json(path, read_options=options)
-            return Source(reader.schema, _guarded(reader, path), None)
+            return Source(_json_keys(path), _json_lines(path, batch_rows), None)
         parts = _parquet_parts(path)
         files = [pq.ParquetFile(part) for part in parts]
         rows = sum(parquet.metadata.num_rows for parquet in files)
@@ -89,7 +87,45 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
     if not header:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
     read = pa_csv.ReadOptions(block_size=block_bytes)
-    return pa_csv.open_csv(path, read_options=read, convert_options=convert_options(header))
+    columns = wanted(header)
+    convert = pa_csv.ConvertOptions(
+        column_types=dict.fromkeys(columns, pa.string()),
+        include_columns=columns,
+        strings_can_be_null=False,  # an empty field is "", as in a /predict body
+    )
+    return pa_csv.open_csv(path, read_options=read, convert_options=convert)
+
+
+def _json_keys(path: Path) -> pa.Schema:
+    """The keys of the first JSON object in the file, as the columns the layout matches."""
+    with open(path, "rb") as lines:
+        for line in lines:
+            try:
+                first = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(first, dict):
+                return pa.schema([(str(key), pa.string()) for key in first])
+    raise InputFileError(f"{path} holds no JSON object; expected one customer per line")
+
+
+def _json_lines(path: Path, batch_rows: int) -> Iterator[list[Any]]:
+    """The file's non-blank lines parsed, ``batch_rows`` at a time; a line that is not JSON
+    stays as its text, which the validator refuses as not a customer object."""
+    batch: list[Any] = []
+    with open(path, "rb") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                batch.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                batch.append(line.decode("utf-8", "replace"))
+            if len(batch) == batch_rows:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
 
 
 def _parquet_parts(path: Path) -> list[Path]:
@@ -106,14 +142,11 @@ def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBa
     for part in parts:
         schema = pq.ParquetFile(part).schema_arrow
         names = wanted(schema.names)
-        coded = [
-            name
-            for name in names
-            if normalize_token(name) in CODED and pa.types.is_string(schema.field(name).type)
-        ]
+        text = [name for name in names if pa.types.is_string(schema.field(name).type)]
+        # Text read as dictionaries: each distinct value once per batch, as the validator wants.
         # Column chunks read page by page rather than whole: memory follows the batch size,
         # not the row-group size the writer chose (Spark writes row groups of 128 MB).
-        reader = pq.ParquetFile(part, read_dictionary=coded, pre_buffer=False, buffer_size=1 << 20)
+        reader = pq.ParquetFile(part, read_dictionary=text, pre_buffer=False, buffer_size=1 << 20)
         yield from _guarded(reader.iter_batches(batch_rows, columns=names), part)
 
 

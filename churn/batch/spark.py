@@ -30,8 +30,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from churn import artifact
 from churn.artifact import ModelFileError
 from churn.batch import spark_tasks
-from churn.batch.columns import ROW, InputFileError, Layout
-from churn.batch.csv_text import header_names
+from churn.batch.columns import ROW, InputFileError, Layout, wanted
 from churn.batch.model import BatchModel
 from churn.batch.spark_files import (
     check_format,
@@ -41,13 +40,14 @@ from churn.batch.spark_files import (
     ship_package,
     write_atomically,
 )
-from churn.batch.spark_tasks import BLOCK, FILE, KIND, LINE, SPLIT_ROWS, SPLIT_SCORED
+from churn.batch.spark_tasks import BLOCK, FILE, KIND, SPLIT_ROWS, SPLIT_SCORED
 from churn.predictor import Predictor
 
 APP_NAME = "churn-score"
 # Rows per Arrow batch handed to the batch function: big enough that per-batch costs vanish.
 ARROW_BATCH_ROWS = 65_536
 OFFSET = "_churn_offset"
+NEVER_NULL = "\u0000"  # no CSV field means null: an empty one is "", as in the local engine
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,12 @@ def score(spark: SparkSession, run: SparkRun) -> dict[str, Any]:
     check_format(run.rejects)
     ship_package(spark)
     model = load_model(spark, run.model, run.threshold)
-    frame, layout, csv_lines = read_input(spark, run.input)
+    frame, layout = read_input(spark, run.input)
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
     schema = spark_tasks.combined_schema(scored_schema, rejects_schema)
     schema = _text_as(schema, pa.large_string() if _large_strings(spark) else pa.string())
     numbered_scored = layout.id_column is None  # scored rows are then named by their row
-    task = spark_tasks.PartitionScorer(
-        model, list(layout.names), schema, numbered_scored, csv_lines
-    )
+    task = spark_tasks.PartitionScorer(model, list(layout.names), schema, numbered_scored)
     combined = frame.mapInArrow(task, from_arrow_schema(schema))
     combined = combined.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -148,37 +146,32 @@ def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
     return lines.withColumn(ROW, col(ROW) + col(OFFSET))
 
 
-def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, bool]:
-    """The input with each row's split: CSV as lines (parsed by the tasks), Parquet's columns.
+def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout]:
+    """The input with each row's split (file, byte offset), and the layout of its columns.
 
-    Also returns the layout of its columns and whether it is CSV lines. Raises
-    ``InputFileError`` as the local engine does: unknown format, unreadable or empty file,
-    missing or doubled columns.
+    CSV is read with Spark's reader as the local engine reads it: every field as text, an empty
+    field as "" (not null), quotes as in RFC 4180. Raises ``InputFileError`` as the local engine
+    does: unknown format, unreadable or empty file, missing or doubled columns.
     """
-    lines = check_format(path) == "csv"
     try:
-        frame = spark.read.text(path) if lines else spark.read.parquet(path)
-        names = csv_header(frame, path) if lines else frame.columns
+        if check_format(path) == "csv":
+            reader = spark.read.options(header=True, inferSchema=False, escape='"')
+            frame = reader.options(nullValue=NEVER_NULL, emptyValue="").csv(path)
+        else:
+            frame = spark.read.parquet(path)
+        names = frame.columns
     except InputFileError:
         raise
     except Exception as error:  # Spark's AnalysisException: missing path, unreadable file
         raise InputFileError(f"cannot read {path}: {first_line(error)}") from None
-    layout = Layout.of(pa.schema([(name, pa.string()) for name in names]))
-    data = [col(LINE)] if lines else [col(f"`{name}`") for name in layout.names]
+    if not names:
+        raise InputFileError(f"{path} is empty; expected a header line, then customers")
     frame = frame.select(
-        *data,
+        *[col(f"`{name}`") for name in wanted(names)],
         col("_metadata.file_path").alias(FILE),
         col("_metadata.file_block_start").alias(BLOCK),
     )
-    return frame, layout, lines
-
-
-def csv_header(lines: DataFrame, path: str) -> list[str]:
-    """The column names on the first line (of the first file, for a directory of parts)."""
-    first = lines.first()
-    if first is None or not first[0].strip():
-        raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    return header_names(first[0])
+    return frame, Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
 
 
 def load_model(spark: SparkSession, model: str, threshold: float | None) -> BatchModel:

@@ -10,11 +10,6 @@ ranges and reads them in parallel), so it numbers rows within each split (file, 
 and reports how many rows each split had; the driver turns those counts into offsets and the
 split-local row numbers into the input's 1-based data rows (churn/batch/spark.py).
 
-CSV input arrives as lines (Spark's text reader, one column ``LINE``): the task drops each
-file's header line and parses the rest with Arrow's CSV reader, as the local engine reads the
-file (churn/batch/csv_text.py). Spark's own CSV parser is not used: with the transfer of ~20
-text columns to Python it cost ~4.5× the text reader and Arrow's parser (docs/performance.md).
-
 A task yields one stream with three kinds of rows, told apart by ``KIND``: scored customers,
 rejection lines and per-split row counts. One pass over the input thus gives both outputs and
 the counts, instead of parsing the input once per output.
@@ -28,11 +23,9 @@ from itertools import pairwise
 import numpy as np
 import pyarrow as pa
 
-from churn.batch.columns import score_record_batch
-from churn.batch.csv_text import parse_lines
+from churn.batch.columns import Layout, score_record_batch
 from churn.batch.model import BatchModel
 
-LINE = "value"  # the one column of Spark's text reader: a line without its line end
 # Location columns the driver adds to every input row (from Spark's hidden _metadata column).
 FILE = "_churn_file"
 BLOCK = "_churn_block"
@@ -73,7 +66,7 @@ def splits_of(batch: pa.RecordBatch) -> Iterator[tuple[SplitKey, pa.RecordBatch]
 class PartitionScorer:
     """Scores one partition's batches into the combined stream (see the module docstring).
 
-    ``columns``: the input's columns (Parquet), or the header of CSV files that arrive as lines.
+    ``columns``: the input's columns that scoring reads.
     ``locate_scored``: scored rows carry their split too, when the output identifies customers
     by row number (an input without customer ids) and the driver must renumber them.
     """
@@ -84,10 +77,9 @@ class PartitionScorer:
         columns: list[str],
         schema: pa.Schema,
         locate_scored: bool,
-        csv_lines: bool = False,
     ):
         self.model, self.columns, self.schema = model, columns, schema
-        self.locate_scored, self.csv_lines = locate_scored, csv_lines
+        self.locate_scored = locate_scored
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         rows: dict[SplitKey, int] = {}
@@ -95,22 +87,15 @@ class PartitionScorer:
         for batch in batches:
             for key, piece in splits_of(batch):
                 done = rows.get(key, 0)
-                data = self._data(piece, key, first=key not in rows)
-                scored, rejects = score_record_batch(data, self.model, first_row=done + 1)
+                data = piece.select(self.columns)
+                layout = Layout.of(data.schema)
+                scored, rejects = score_record_batch(data, self.model, done + 1, layout)
                 rows[key] = done + data.num_rows
                 scored_rows[key] = scored_rows.get(key, 0) + scored.num_rows
                 yield self._combined(scored, SCORED, key if self.locate_scored else None)
                 if rejects.num_rows:
                     yield self._combined(rejects, REJECT, key)
         yield self._split_counts(rows, scored_rows)
-
-    def _data(self, piece: pa.RecordBatch, key: SplitKey, first: bool) -> pa.RecordBatch:
-        """The piece's customers: its columns, or its CSV lines parsed (the header dropped)."""
-        if not self.csv_lines:
-            return piece.select(self.columns)
-        if first and key[1] == 0:  # the split that starts the file starts with its header
-            piece = piece.slice(1)
-        return parse_lines(piece.column(LINE), self.columns, key[0])
 
     def _combined(self, part: pa.RecordBatch, kind: int, key: SplitKey | None) -> pa.RecordBatch:
         n = part.num_rows

@@ -1,0 +1,237 @@
+"""Prometheus metrics, through prometheus_client's public API.
+
+Under gunicorn the workers share their samples through prometheus_client's multiprocess mode
+(gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before the app is imported) and /metrics adds
+them up; without it (tests, ``python predict.py``) the process's own registry is used.
+
+Requests and predictions are counted as each answer is sent. Drift bins and the shadow model's
+comparisons are gathered per worker and counted about once a second (``Watch``): a worker
+killed with SIGKILL loses at most that second of drift and shadow counts, never a request's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.samples import Sample
+
+from churn.columns import Checked, Problem
+from churn.drift import EMPTY_SHARE, MIN_ROWS, DriftBins, feature_drift
+from churn.features import FEATURE_FIELDS
+
+REQUESTS = Counter(
+    "churn_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "churn_http_request_duration_seconds",
+    "Time from request start to response, in the app",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+PREDICTIONS = Counter("churn_predictions_total", "Customers scored", ["decision"])
+# Mean churn probability = churn_probability_sum_total / churn_predictions_total.
+PROBABILITY_SUM = Counter("churn_probability_sum", "Sum of predicted churn probabilities")
+# One series per role: a deploy restarts the service (and empties the metrics folder).
+MODEL_INFO = Gauge(
+    "churn_model_info",
+    "The models being served: the live one answers, a shadow is only compared",
+    ["role", "version", "threshold"],
+    multiprocess_mode="livemax",
+)
+BINS = Counter(
+    "churn_drift_bin_rows",
+    "Scored customers by the reference bin of each feature",
+    ["feature", "bin"],
+)
+REFERENCE = Gauge(
+    "churn_drift_reference_share",
+    "Share of the training data in each bin (frozen at training)",
+    ["feature", "bin"],
+    multiprocess_mode="livemax",
+)
+REJECTIONS = Counter(
+    "churn_validation_rejections",
+    "Problems found in refused customers, by field and reason",
+    ["field", "reason"],
+)
+DECISIONS = Counter(
+    "churn_shadow_decisions",
+    "Customers scored by both models, by each model's decision at its own threshold",
+    ["live", "shadow"],
+)
+DIFFERENCE = Histogram(
+    "churn_shadow_probability_difference",
+    "|live − shadow| churn probability per customer",
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5),
+)
+SHADOW_ERRORS = Counter("churn_shadow_errors", "Requests the shadow model failed to score")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DECISION_NAMES = ("no_churn", "churn")
+# pydantic's error types folded into the few reasons rejections are counted by.
+UNSEEN_VALUE = "unseen_value"
+REASONS = {"literal_error": UNSEEN_VALUE, "missing": "missing"}
+
+
+def count_request(route: str, method: str, status: int, seconds: float) -> None:
+    # Unknown methods share one label so a client cannot grow the metric without bound.
+    method = method if method in KNOWN_METHODS else "other"
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+
+
+def count_predictions(probabilities: np.ndarray, churn: np.ndarray) -> None:
+    churned = int(churn.sum())
+    if churned:
+        PREDICTIONS.labels("churn").inc(churned)
+    if len(churn) - churned:
+        PREDICTIONS.labels("no_churn").inc(len(churn) - churned)
+    PROBABILITY_SUM.inc(float(probabilities.sum()))
+
+
+def count_rejections(problems: Sequence[Problem]) -> None:
+    """A refused request's problems by field and reason (unseen_value, missing, invalid)."""
+    for problem in problems:
+        field = problem.field if problem.field in FEATURE_FIELDS else "other"
+        REJECTIONS.labels(field, REASONS.get(problem.kind, "invalid")).inc()
+
+
+def publish_models(models: dict[str, Any], multiprocess_dir: Path | None) -> None:
+    """``churn_model_info`` for each role (``live``, ``shadow``) and the live drift reference."""
+    for metric in (MODEL_INFO, REFERENCE):
+        if multiprocess_dir is None:  # one process (tests): its second app's models replace
+            metric.clear()
+    for role, model in models.items():
+        MODEL_INFO.labels(role, model.version, f"{model.threshold:g}").set(1)
+    bins = models["live"].drift_bins
+    if bins is not None:
+        for name, feature in bins.reference.items():
+            for bin_name, share in zip(feature.bins, feature.shares, strict=True):
+                REFERENCE.labels(name, bin_name).set(share)
+
+
+def registry(multiprocess_dir: Path | None) -> CollectorRegistry:
+    """Every gunicorn worker's metrics when they share ``multiprocess_dir``, else ours."""
+    if multiprocess_dir is None:
+        return REGISTRY
+    shared = CollectorRegistry()
+    multiprocess.MultiProcessCollector(shared, path=str(multiprocess_dir))
+    return shared
+
+
+def samples(name: str, multiprocess_dir: Path | None) -> list[Sample]:
+    """The samples called ``name`` (e.g. ``churn_drift_bin_rows_total``), over all workers."""
+    families = registry(multiprocess_dir).collect()
+    return [sample for family in families for sample in family.samples if sample.name == name]
+
+
+def exposition(multiprocess_dir: Path | None) -> bytes:
+    return generate_latest(registry(multiprocess_dir))
+
+
+def live_drift(bins: DriftBins, multiprocess_dir: Path | None) -> dict[str, Any]:
+    """/drift: rows, share outside the training data and PSI per feature, since start-up."""
+    counted = _by_labels(samples("churn_drift_bin_rows_total", multiprocess_dir), "feature", "bin")
+    refused = samples("churn_validation_rejections_total", multiprocess_dir)
+    unseen = _by_labels(refused, "field", "reason")
+    features = {}
+    for name, feature in bins.reference.items():
+        counts = [counted.get((name, bin_name), 0.0) for bin_name in feature.bins]
+        features[name] = feature_drift(feature, counts, unseen.get((name, UNSEEN_VALUE), 0))
+    return {
+        "window": "since the service started, all workers",
+        "min_rows": MIN_ROWS,
+        "empty_share": EMPTY_SHARE,
+        "features": features,
+    }
+
+
+def _by_labels(found: list[Sample], first: str, second: str) -> dict[tuple[str, str], float]:
+    totals: dict[tuple[str, str], float] = {}
+    for sample in found:
+        key = (sample.labels.get(first, ""), sample.labels.get(second, ""))
+        totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+class Watch:
+    """Drift bin counts and shadow comparisons of answered customers, counted per worker
+    about once a second (and before /metrics or /drift answer, and at exit).
+
+    Per request this is an append; the counting is numpy over a second's customers at once.
+    """
+
+    def __init__(self, drift: DriftBins | None, shadow: Any, logger: logging.Logger):
+        self.drift, self.shadow, self.logger = drift, shadow, logger
+        self.active = drift is not None or shadow is not None
+        self._pending: list[tuple[Checked, np.ndarray, bool]] = []
+        self._lock = threading.Lock()
+        self._worker_pid = 0  # the process whose thread counts (threads do not survive fork)
+        if drift is not None:  # every series exists from the start: increase() needs that
+            self._bins = [BINS.labels(feature, b) for feature, b in drift.names]
+
+    def add(self, checked: Checked, probabilities: np.ndarray) -> None:
+        if not self.active:
+            return
+        compared = self.shadow is not None and random.random() < self.shadow.sample  # noqa: S311
+        with self._lock:
+            self._pending.append((checked, probabilities, compared))
+        if self._worker_pid != os.getpid():
+            self._start()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if self.drift is not None:
+            counts = self.drift.counts(_joined([checked for checked, _, _ in pending]))
+            for child, count in zip(self._bins, counts.tolist(), strict=True):
+                if count:
+                    child.inc(count)
+        compared = [(checked, p) for checked, p, chosen in pending if chosen]
+        if self.shadow is not None and compared:
+            self._compare(
+                _joined([c for c, _ in compared]),
+                np.concatenate([p for _, p in compared]),
+                len(compared),
+            )
+
+    def _compare(self, checked: Checked, live: np.ndarray, requests: int) -> None:
+        try:
+            self.shadow.compare(checked, live)
+        except Exception:  # whatever the shadow does, the answers are the live model's
+            SHADOW_ERRORS.inc(requests)
+            self.logger.exception("the shadow model failed; answers are unaffected")
+
+    def _start(self) -> None:
+        self._worker_pid = os.getpid()
+        threading.Thread(target=self._every_second, name="churn-watch", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _every_second(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(1.0):
+            self.flush()
+
+
+def _joined(batches: list[Checked]) -> Checked:
+    numbers = np.concatenate([batch.numbers for batch in batches])
+    codes = np.concatenate([batch.codes for batch in batches])
+    return Checked(numbers, codes, [None] * len(numbers), [])
