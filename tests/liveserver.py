@@ -1,10 +1,14 @@
-"""Reading a live server: its JSON log (bench/servers.py captures it to a file) and /metrics."""
+"""Reading a live server: its JSON log (bench/servers.py captures it to a file), /metrics, and
+which of many requests it answered (wrk recording the request id of every answer)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import requests
 
@@ -68,9 +72,46 @@ def metric(text: str, name: str) -> float:
 
 
 def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[float]]) -> None:
-    """Wait until a client has begun (and ended) a request after ``moment``, a server's exit.
-
-    A client whose SYN a stopping worker dropped sends it again about a second later
-    (churn/gunicorn_hooks.py ``stop_new_handshakes``): until then it begins no new request.
-    """
+    """Wait until a client has begun (and ended) a request after ``moment``, a server's exit:
+    a client retrying a connection may take a second or more to begin its next request."""
     poll(lambda: [s for s in starts() if s > moment], bool, timeout=5, interval=0.05)
+
+
+def access_request_ids(text: str) -> tuple[list[str], list[str]]:
+    """The request id of every JSON access line in a log's ``text``, and the lines that start as
+    JSON but are not (two lines written into each other)."""
+    ids, broken = [], []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                broken.append(line)
+                continue
+            if entry.get("logger") == "gunicorn.access":
+                ids.append(entry["request_id"])
+    return ids, broken
+
+
+IDS_LUA = Path(__file__).resolve().parent / "ids.lua"
+
+
+class RecordingWrk:
+    """wrk POSTing with a unique X-Request-ID per request, recording each 200 answer's id
+    (tests/ids.lua): which requests were answered, exactly, e.g. across a kill or a stop."""
+
+    def __init__(self, wrk: str, url: str, body_file: Path, seconds: float, connections: int):
+        self.prefix = body_file.with_name(f"answered-{os.getpid()}-{id(self)}")
+        tag = self.prefix.name.removeprefix("answered-")
+        command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s"]
+        command += [str(IDS_LUA), url, "--", str(body_file), str(self.prefix), tag]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def answered(self, timeout: float = 120) -> list[str]:
+        """Wait for wrk to end; the ids of the answers it received (each thread's file)."""
+        self.process.communicate(timeout=timeout)
+        ids = []
+        for part in sorted(self.prefix.parent.glob(self.prefix.name + "-*")):
+            ids += part.read_text().split()
+            part.unlink()
+        return ids
