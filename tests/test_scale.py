@@ -16,7 +16,7 @@ import pytest
 from bench.scale import run
 from churn.config import PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nginx]
 
 
 def test_draining_then_stopping_an_instance_mid_load_fails_no_request(tmp_path):
