@@ -137,7 +137,8 @@ def test_docker_stop_finishes_in_flight_batches_and_keeps_every_log_line(
     )
 
     answered_by_wrk = set(wrk.answered())
-    assert len(answered_by_wrk) > 1000, "too little load to fill the log pipe"
+    # ~400 bytes a line: a few hundred lines fill the 64 KiB pipe while the engine is stopped.
+    assert len(answered_by_wrk) > 500, "too little load to fill the log pipe"
     logged, broken = access_request_ids(container.logs())
     assert broken == [], f"{len(broken)} access lines written into each other: {broken[0][:200]}"
     answered = {e.request_id for e in log if e.outcome == "200"} | answered_by_wrk
