@@ -19,13 +19,14 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from churn.observability import MODEL_VERSION_KEY, REQUEST_ID_KEY
 
+APP_LOGGER = "churn"  # every module's logger (churn.app, churn.shadow, ...) is its child
+
 
 def use_gunicorn_logging(app: Flask) -> None:
-    """Send the app's log records through gunicorn's error log when under gunicorn."""
-    gunicorn_error = logging.getLogger("gunicorn.error")
-    if gunicorn_error.handlers:
-        app.logger.handlers = gunicorn_error.handlers
-        app.logger.setLevel(gunicorn_error.level)
+    """Under gunicorn the app's records go to gunicorn's error log, through the "churn" logger
+    that ``JsonLogger`` sets up (the app's logger, ``churn.app``, is its child)."""
+    if logging.getLogger(APP_LOGGER).handlers:
+        app.logger.handlers.clear()  # Flask's own handler, if it added one before gunicorn's
 
 
 class RequestId(logging.Filter):
@@ -74,6 +75,9 @@ class JsonLogger(Logger):
         for handler in [*self.error_log.handlers, *self.access_log.handlers]:
             handler.setFormatter(self.formatter())
             handler.addFilter(RequestId())
+        app = logging.getLogger(APP_LOGGER)  # the app's records, through the same handlers
+        app.handlers, app.propagate = list(self.error_log.handlers), False
+        app.setLevel(self.loglevel)
 
     def access(self, resp: Any, req: Any, environ: dict, request_time: timedelta) -> None:
         if not self.access_log_enabled:

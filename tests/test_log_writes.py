@@ -72,3 +72,20 @@ def test_text_lines_are_for_a_person(tmp_path):
         )
     assert line and re.search(rf"GET /health 200 [\d.]+ ms \[{re.escape(request_id)}\]$", line[0])
     assert not server.output().lstrip().startswith("{")
+
+
+def test_the_apps_records_are_json_lines_with_their_traceback(tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "SHADOW_MODEL_FILE": "model_C=1.0.bin"}
+    with running(gunicorn_command("tests.faulty_shadow_app:app"), tmp_path, env=env) as server:
+        assert requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).ok
+        failed = poll(
+            lambda: [e for e in log_entries(server) if "shadow model failed" in e["message"]],
+            bool,
+            timeout=10,
+            interval=0.05,
+        )
+    assert failed and failed[0]["level"] == "ERROR" and failed[0]["logger"].startswith("churn")
+    assert (
+        failed[0]["exception"].startswith("Traceback")
+        and "ExplodingScorer" in failed[0]["exception"]
+    )

@@ -42,7 +42,7 @@ def test_exceptions_are_logged_with_their_traceback_on_the_same_line():
 def gunicorn_loggers_restored():
     """gunicorn's logger configures the process-wide "gunicorn.*" loggers; the app tests that run
     later in this process must find them as they were (else the app logs through these)."""
-    loggers = [logging.getLogger(name) for name in ("gunicorn.error", "gunicorn.access")]
+    loggers = [logging.getLogger(name) for name in ("gunicorn.error", "gunicorn.access", "churn")]
     saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     yield
     for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
