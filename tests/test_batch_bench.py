@@ -7,6 +7,7 @@ import sys
 
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+import pytest
 
 from bench import customers
 from churn.config import PROJECT_ROOT
@@ -23,6 +24,7 @@ def test_the_generated_files_have_the_exports_structure(tmp_path):
     assert parquet.schema.field("tenure").type == "int64"
 
 
+@pytest.mark.slow  # a benchmark run, for `make test`
 def test_the_smoke_run_measures_ours_and_the_courses_way(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.batch", "--smoke", "--workdir", str(tmp_path)],
