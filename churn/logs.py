@@ -82,16 +82,11 @@ class JsonLogger(Logger):
     def access(self, resp: Any, req: Any, environ: dict, request_time: timedelta) -> None:
         if not self.access_log_enabled:
             return
-        method, path, status = (
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO"),
-            resp.status_code,
-        )
-        duration_ms = round(request_time.total_seconds() * 1000, 3)
+        status, duration_ms = resp.status_code, round(request_time.total_seconds() * 1000, 3)
         fields = {
             "remote_addr": environ.get("REMOTE_ADDR"),
-            "method": method,
-            "path": path,
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
             "query": environ.get("QUERY_STRING") or None,
             "status": status,
             "bytes": getattr(resp, "sent", None),
@@ -100,7 +95,10 @@ class JsonLogger(Logger):
             "request_id": environ.get(REQUEST_ID_KEY),
             "model_version": environ.get(MODEL_VERSION_KEY),
         }
-        self.access_log.info("%s %s %s %.1f ms", method, path, status, duration_ms, extra=fields)
+        line = "%s %s %s %.1f ms"  # the message: what a person reads first
+        self.access_log.info(
+            line, fields["method"], fields["path"], status, duration_ms, extra=fields
+        )
 
 
 class TextLogger(JsonLogger):
