@@ -136,7 +136,9 @@ class Settings(_FromEnv):
     reuse_port: bool = var(
         "GUNICORN_REUSE_PORT", True, "`0`: one socket for all workers", shown="`1`"
     )
-    access_log: str | None = var("GUNICORN_ACCESSLOG", "-", "access log (`-`: stdout; empty: off)")
+    access_log: str | None = var(
+        "GUNICORN_ACCESSLOG", "-", "access log (`-`: stdout; empty: off, the image's default)"
+    )
     log_level: str = var("LOG_LEVEL", "info", "least level logged", choices=LEVELS)
     log_format: str = var("LOG_FORMAT", TTY_FORMAT, "`json` or `text`", choices=FORMATS, shown=TTY)
     metrics_dir: Path | None = var(
