@@ -14,11 +14,15 @@ RUN pipenv verify && pipenv requirements --hash --categories serving > requireme
 
 FROM python:3.11.14-slim-bookworm
 
+# Logs are JSON lines for the engine and EB. No access log by default: on EB, nginx in front
+# already logs every request; GUNICORN_ACCESSLOG=- turns it on (README, Logs).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PORT=9696
+    PORT=9696 \
+    LOG_FORMAT=json \
+    GUNICORN_ACCESSLOG=
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin churn
 

@@ -18,13 +18,14 @@ export CHURN_DATA := $(abspath $(SHARED_DATA))
 endif
 endif
 
-.PHONY: run test lint train data env system-deps bench bench-batch bench-micro audit bench-spark emr-requirements docker-build docker-run \
+.PHONY: run test check lint train data env system-deps bench bench-batch bench-micro audit bench-spark emr-requirements docker-build docker-run \
 	eb-init eb-local eb-create eb-deploy eb-status eb-open eb-setenv eb-https eb-https-settings eb-api-key eb-api-key-settings eb-predict eb-terminate
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    serve the model on :9696 (gunicorn, gunicorn.conf.py)"
 	@echo "make test   lint and run the whole test suite"
+	@echo "make check  lint and the quick tests (no Docker, Spark, browser, nginx, Prometheus)"
 	@echo "make train  retrain model_C=1.0.bin from the Telco CSV"
 	@echo "make bench  benchmark against the course's way (writes docs/benchmarks.md)"
 	@echo "make bench-batch  batch scoring (score.py) against the course's way (docs/batch-benchmarks.md)"
@@ -86,6 +87,13 @@ system-deps:
 
 test: lint data system-deps
 	$(RUN) pytest
+
+# The inner loop, under 2 minutes on 2 cores: lint, types and the tests that need no Docker,
+# Spark, browser, nginx, Prometheus or PostgreSQL, and no long run under load (pytest markers,
+# pyproject.toml). `make test` runs them all.
+CHECK_TESTS := not (docker or spark or browser or nginx or prometheus or postgres or slow)
+check: lint data
+	$(RUN) pytest -m "$(CHECK_TESTS)"
 
 bench: env system-deps
 	$(RUN) python -m bench.run

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from churn import gunicorn_hooks
 from churn.config import ConfigError, Settings
-from churn.memory import keep_freed_memory
 
 try:
     settings = Settings.from_env()
@@ -24,10 +23,6 @@ _metrics_dir = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="churn-metri
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 for stale in _metrics_dir.glob("*.db"):  # counts from a previous run would be added in
     stale.unlink()
-
-# numpy's temporaries of a few hundred KiB reuse freed memory instead of faulting in fresh
-# pages each time (churn/memory.py); set in the master, so its workers inherit it.
-keep_freed_memory()
 
 # EB's nginx and `docker run -p 9696:9696` reach the container on this port.
 bind = f"{settings.host}:{settings.port}"
@@ -50,11 +45,7 @@ preload_app = True
 # connection and waits for the client to hang up, which cost a fifth of a loaded worker's time
 # (docs/performance.md). Two threads per worker: four gave the same throughput with a worse p99
 # (more handlers contending for the GIL).
-# gthread is gunicorn's threaded worker closing its listening sockets as soon as SIGTERM comes,
-# so connections arriving during a shutdown are refused instead of accepted and then reset.
-worker_class = {"gthread": "churn.gunicorn_hooks.PromptlyClosingThreadWorker"}.get(
-    settings.worker_class, settings.worker_class
-)
+worker_class = "gthread"
 threads = settings.threads
 
 # Each worker's heartbeat touches a temporary file on every loop; on a container's disk-backed
@@ -64,15 +55,19 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 
 keepalive = settings.keepalive
 timeout = settings.timeout
-# Docker and EB send SIGTERM on deploy and `docker stop` sends SIGKILL 10 s later: in-flight
-# requests get 8 s (the longest, a 1,000-customer batch, takes ~50 ms), which leaves the master
-# 2 s to stop its workers and exit 0 before the SIGKILL (README, Docker).
+# Docker and EB send SIGTERM on deploy and `docker stop` sends SIGKILL 10 s later. At SIGTERM a
+# worker stops accepting, finishes what it has accepted (the longest, a 1,000-customer batch,
+# takes ~50 ms) and closes its kept-alive connections within 2 s; it gets at most 8 s, which
+# leaves the master time to exit 0 before the SIGKILL (README, Docker).
 graceful_timeout = settings.graceful_timeout
 
-accesslog = settings.access_log  # None: no access log
+accesslog = settings.access_log  # None: no access log (the image's default: EB's nginx logs)
 errorlog = "-"
-# JSON lines for the access and error logs, with the request id (see README, Logs).
-logger_class = "churn.logs.JsonLogger"
+# JSON lines for machines, text lines in a terminal; the access line names the request id.
+# Named, not imported: churn.logs imports prometheus_client, which must come after the folder.
+logger_class = {"json": "churn.logs.JsonLogger", "text": "churn.logs.TextLogger"}[
+    settings.log_format
+]
 loglevel = settings.log_level
 
 # gunicorn 24+ opens a control socket under $HOME; the service needs none, and the container's

@@ -1,38 +1,21 @@
-"""Every setting read from the environment, plus the project's paths and data-set constants.
+"""Every environment variable the project reads, each read once here, and the project's constants.
 
-This is the one module that reads ``os.environ`` for the project's settings. Each variable is
-defined once, as a field of a settings class below, with its name, default, bounds and what it
-does: ``Settings`` for the service process (the app and gunicorn.conf.py), ``DataSettings`` for
-training. A value that cannot be used stops start-up with a ``ConfigError`` naming the variable.
-The README's configuration table is generated from these fields (``python -m churn.config``) and
-tests/test_config.py checks the two agree.
-
-A new setting is one field: ``name: type = setting("ENV_NAME", default, parser, "what it does")``
-(churn/envvars.py has the parsers and their bounds).
+``Settings.from_env()`` (the service) and ``DataSettings.from_env()`` (training, tests) read the
+variables; a value that cannot be used raises ``ConfigError`` naming the variable. A variable
+set to blank text is unset. ``python -m churn.config`` prints the README's configuration table.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import Field, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-from churn.envvars import ConfigError as ConfigError  # callers catch it from here
-from churn.envvars import (
-    boolean,
-    number,
-    one_of,
-    path,
-    read,
-    setting,
-    text,
-    whole,
-)
+from typing import Any, Self
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 DATA_FILENAME = "WA_Fn-UseC_-Telco-Customer-Churn.csv"
 DATA_URL = (
     "https://raw.githubusercontent.com/alexeygrigorev/mlbookcamp-code/master/"
@@ -40,21 +23,21 @@ DATA_URL = (
 )
 DATA_SHA256 = "88be4b93fbe0cc83421af1c503794c97c342eca914c1576db7c276e61d61358a"
 DEFAULT_DATA_PATH = Path("data") / DATA_FILENAME
-
 DEFAULT_C = 1.0
 DEFAULT_FOLDS = 5
 DEFAULT_MODEL_FILE = "model_C=1.0.bin"
 DEFAULT_PORT = 9696
-# A retrained model this much worse on held-out AUC than the one it replaces needs --force.
-DEFAULT_AUC_TOLERANCE = 0.005
-
-# The decision threshold in force, and where it comes from: the course's default, chosen from
-# costs at training (both saved in the metadata), or overridden where the service runs.
+DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out AUC needs --force
+# The decision threshold in force comes from the course's default, from costs at training (both
+# saved in the model's metadata), or from the environment where the service runs.
 DEFAULT_THRESHOLD = 0.5
 THRESHOLD_ENV = "CHURN_THRESHOLD"
-THRESHOLD_FROM_DEFAULT = "default"
-THRESHOLD_FROM_COSTS = "costs"
+THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_COSTS = "default", "costs"
 THRESHOLD_FROM_ENVIRONMENT = THRESHOLD_ENV
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS, TTY = ("json", "text"), "`text` in a terminal, else `json`"
+TTY_FORMAT = "text" if sys.stderr.isatty() else "json"  # a person reads a terminal
+CORES = os.cpu_count() or 1
 
 
 def model_filename(c: float) -> str:
@@ -63,211 +46,134 @@ def model_filename(c: float) -> str:
 
 
 def metadata_path(model_path: Path) -> Path:
-    """Where the JSON metadata of a model artifact lives: beside it, same stem."""
+    """Where a model's JSON metadata lives: beside it, same stem."""
     return model_path.with_suffix(".json")
 
 
 def report_path(model_path: Path, refused: bool = False) -> Path:
-    """Where training writes its report: ``model_C=1.0.report.html`` (PNGs in ``….report/``).
-
-    A refused model's report gets its own name, so the kept model's report stays its own.
-    """
+    """Training's report, ``model_C=1.0.report.html``; a refused model's has its own name."""
     return model_path.with_suffix(".refused.report.html" if refused else ".report.html")
 
 
-class FromEnvironment:
-    """``from_env`` for a frozen dataclass whose fields were made with ``setting``."""
+class ConfigError(ValueError):
+    """An environment variable holds a value the project cannot use."""
 
+
+def var(env: str, default: Any, doc: str, low: float = -math.inf, high: float = math.inf,
+        choices: tuple[str, ...] = (), shown: str = "") -> Any:  # fmt: skip
+    """A field read from ``env``: numbers within [low, high], text in ``choices`` if given;
+    ``shown``: the README's default where it is not the literal one."""
+    shown = shown or ("unset" if default is None else f"`{default}`")
+    meta = {"env": env, "doc": doc, "low": low, "high": high, "choices": choices, "shown": shown}
+    return field(default=default, metadata=meta)
+
+
+BOOLEANS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+
+
+def _parse(kind: str, raw: str, meta: Mapping[str, Any]) -> Any:
+    """``raw`` as a field of type ``kind``, or ValueError saying what is wrong with it."""
+    if kind.startswith("bool"):
+        if raw.lower() not in BOOLEANS:
+            raise ValueError("must be 1 or 0 (or true/false)")
+        return BOOLEANS[raw.lower()]
+    if kind.startswith("Path"):
+        return Path(raw)
+    if meta["choices"] and raw.lower() not in meta["choices"]:
+        raise ValueError("must be one of " + ", ".join(meta["choices"]))
+    if not kind.startswith(("int", "float")):
+        return raw.lower() if meta["choices"] else raw
+    if kind.startswith("int") and not raw.lstrip("+-").isdigit():
+        raise ValueError("is not a whole number")  # "2.5" is refused, not truncated
+    try:
+        value = int(raw) if kind.startswith("int") else float(raw)
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not meta["low"] <= value <= meta["high"]:  # nan is in no range
+        raise ValueError(f"must be between {meta['low']:g} and {meta['high']:g}")
+    return value
+
+
+class _FromEnv:
     @classmethod
-    def from_env(cls: Any, env: Mapping[str, str] | None = None) -> Any:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """The settings in ``env`` (default: this process's environment)."""
-        env = os.environ if env is None else env
-        return cls(**dict(read(cls, env)))
-
-
-# --- The settings ---
+        env, values = os.environ if env is None else env, {}
+        for item in fields(cls):  # type: ignore[arg-type]  # the subclasses are dataclasses
+            name, kind = item.metadata["env"], str(item.type)  # the annotation's text
+            if raw := env.get(name, "").strip():
+                try:
+                    values[item.name] = _parse(kind, raw, item.metadata)
+                except ValueError as error:
+                    raise ConfigError(f"{name}={raw!r} {error}") from None
+            elif name in env and "None" in kind:  # set but blank: off, where unset is possible
+                values[item.name] = None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
-class Settings(FromEnvironment):
+class Settings(_FromEnv):
     """What the service process reads: the app (``create_app``) and gunicorn.conf.py."""
 
-    model_file: Path = setting(
-        "MODEL_FILE",
-        Path(DEFAULT_MODEL_FILE),
-        path,
-        "model to serve (its `.json` metadata must sit beside it)",
+    model_file: Path = var("MODEL_FILE", Path(DEFAULT_MODEL_FILE), "the model (`.json` beside it)")
+    threshold: float | None = var(
+        THRESHOLD_ENV, None, "probability from which `churn` is true", 0, 1, shown="the model's"
     )
-    threshold: float | None = setting(
-        THRESHOLD_ENV,
-        None,
-        number(0.0, 1.0),
-        "probability at or above which `churn` is true; overrides the model's own (`/model` "
-        "says which is in force)",
-        shown="from the model's metadata (0.5, or chosen from costs)",
+    max_batch_size: int = var("MAX_BATCH_SIZE", 1000, "most customers in a request", 1, 10**6)
+    max_body_bytes: int = var("MAX_BODY_BYTES", 2 << 20, "largest body, bytes", 1024, 1 << 30)
+    api_key: str | None = var(
+        "API_KEY", None, "key the API asks for (`Authorization: Bearer KEY` or `X-API-Key: KEY`)"
     )
-    max_batch_size: int = setting(
-        "MAX_BATCH_SIZE", 1000, whole(1, 1_000_000), "most customers in one request"
+    host: str = var("HOST", "0.0.0.0", "interface to listen on")  # noqa: S104 - a container's
+    port: int = var("PORT", DEFAULT_PORT, "port to listen on", 1, 65535)
+    workers: int = var("WEB_CONCURRENCY", CORES, "worker processes", 1, 256, shown="cores")
+    threads: int = var("GUNICORN_THREADS", 2, "threads per worker", 1, 64)
+    keepalive: int = var("GUNICORN_KEEPALIVE", 5, "seconds an idle connection stays", 0, 3600)
+    timeout: int = var("GUNICORN_TIMEOUT", 30, "seconds before a stuck worker restarts", 1, 3600)
+    graceful_timeout: int = var(
+        "GUNICORN_GRACEFUL_TIMEOUT", 8, "seconds requests get to finish at a stop", 0, 3600
     )
-    max_body_bytes: int = setting(
-        "MAX_BODY_BYTES", 2 * 1024 * 1024, whole(1024, 1 << 30), "largest request body, in bytes"
+    reuse_port: bool = var(
+        "GUNICORN_REUSE_PORT", True, "`0`: one socket for all workers", shown="`1`"
     )
-    api_key: str | None = setting(
-        "API_KEY",
-        None,
-        text,
-        "when set, `/predict`, `/model`, `/drift` and `/metrics` need "
-        "`Authorization: Bearer KEY` or `X-API-Key: KEY`",
+    access_log: str | None = var(
+        "GUNICORN_ACCESSLOG", "-", "access log (`-`: stdout; empty: off, the image's default)"
     )
-    host: str = setting(
-        "HOST",
-        "0.0.0.0",  # noqa: S104 - a container must listen beyond loopback
-        text,
-        "interface to bind",
+    log_level: str = var("LOG_LEVEL", "info", "least level logged", choices=LEVELS)
+    log_format: str = var("LOG_FORMAT", TTY_FORMAT, "`json` or `text`", choices=FORMATS, shown=TTY)
+    metrics_dir: Path | None = var(
+        "PROMETHEUS_MULTIPROC_DIR", None, "workers' metric files (emptied)", shown="a temp folder"
     )
-    port: int = setting(
-        "PORT",
-        DEFAULT_PORT,
-        whole(1, 65535),
-        "port gunicorn (and `python predict.py`) listens on",
+    shadow_model_file: Path | None = var(
+        "SHADOW_MODEL_FILE", None, "a model to compare, not answer"
     )
-    workers: int = setting(
-        "WEB_CONCURRENCY",
-        None,
-        whole(1, 256),
-        "gunicorn worker processes",
-        shown="number of cores",
-        default_factory=os.cpu_count,
+    shadow_sample: float = var("SHADOW_SAMPLE", 1.0, "share of requests it scores", 0, 1)
+    capture_database_url: str | None = var(
+        "CAPTURE_DATABASE_URL", None, "PostgreSQL URL to record predictions in (unset: not kept)"
     )
-    worker_class: str = setting(
-        "GUNICORN_WORKER_CLASS",
-        "gthread",
-        one_of("gthread", "sync"),
-        "`gthread` keeps connections alive between requests; `sync` closes each one",
+    capture_features: bool = var(
+        "CAPTURE_FEATURES", False, "`1`: record customers' fields too (personal data)", shown="`0`"
     )
-    threads: int = setting("GUNICORN_THREADS", 2, whole(1, 64), "threads per `gthread` worker")
-    keepalive: int = setting(
-        "GUNICORN_KEEPALIVE", 5, whole(0, 3600), "seconds an idle kept-alive connection stays open"
-    )
-    timeout: int = setting(
-        "GUNICORN_TIMEOUT",
-        30,
-        whole(1, 3600),
-        "seconds a silent worker may take before the master restarts it",
-    )
-    graceful_timeout: int = setting(
-        "GUNICORN_GRACEFUL_TIMEOUT",
-        8,
-        whole(0, 3600),
-        "seconds in-flight requests get to finish after SIGTERM (8 fits inside `docker stop`'s "
-        "10 s, see [Docker](#docker))",
-    )
-    reuse_port: bool = setting(
-        "GUNICORN_REUSE_PORT",
-        True,
-        boolean,
-        "one listening socket per worker (SO_REUSEPORT) so the kernel spreads connections "
-        "evenly; `0`: one shared socket. Start-up stops if the port is already taken",
-    )
-    access_log: str | None = setting(
-        "GUNICORN_ACCESSLOG",
-        "-",
-        text,
-        "access log destination (`-` is stdout); set but empty turns it off",
-        blank=None,
-    )
-    log_level: str = setting(
-        "LOG_LEVEL",
-        "info",
-        one_of("debug", "info", "warning", "error", "critical"),
-        "gunicorn's and the app's log level",
-    )
-    metrics_dir: Path | None = setting(
-        "PROMETHEUS_MULTIPROC_DIR",
-        None,
-        path,
-        "where gunicorn's workers share metric samples (emptied at start); without gunicorn, "
-        "unset means the process's own registry",
-        shown="a new temp folder",
-    )
-    metrics_flush_seconds: float = setting(
-        "METRICS_FLUSH_SECONDS",
-        1.0,
-        number(0.05, 3600),
-        "how often each worker hands its counts to the shared metric files (`/metrics` lags "
-        "other workers by up to this)",
-    )
-    shadow_model_file: Path | None = setting(
-        "SHADOW_MODEL_FILE",
-        None,
-        path,
-        "a candidate model (its `.json` beside it) scored beside the live one and compared, "
-        "never answering; checked like `MODEL_FILE` (README, Monitoring and model rollout)",
-    )
-    shadow_sample: float = setting(
-        "SHADOW_SAMPLE",
-        1.0,
-        number(0.0, 1.0),
-        "share of `/predict` requests the shadow model also scores",
-    )
-    capture_database_url: str | None = setting(
-        "CAPTURE_DATABASE_URL",
-        None,
-        text,
-        "PostgreSQL URL (`postgresql://user:password@host/db`) that every answered customer is "
-        "written to, for the outcomes report (docs/outcomes.md); unset: no capture. Checked at "
-        "start-up",
-    )
-    capture_features: bool = setting(
-        "CAPTURE_FEATURES",
-        False,
-        boolean,
-        "`1` also stores each captured customer's features as sent (personal data: off by default)",
-    )
-    flask_debug: bool = setting(
-        "FLASK_DEBUG",
-        False,
-        boolean,
-        "`1` turns on the debugger for `python predict.py` only; never in production",
-    )
+    flask_debug: bool = var("FLASK_DEBUG", False, "`1`: debugger, `predict.py` only", shown="`0`")
 
 
 @dataclass(frozen=True)
-class DataSettings(FromEnvironment):
+class DataSettings(_FromEnv):
     """What training and the tests read to find the Telco CSV (churn/data.py)."""
 
-    data_file: Path | None = setting(
-        "CHURN_DATA",
-        None,
-        path,
-        f"the Telco CSV for training and tests; unset: `{DEFAULT_DATA_PATH}`, downloaded when "
-        "missing",
+    data_file: Path | None = var(
+        "CHURN_DATA", None, "the Telco CSV", shown=f"`{DEFAULT_DATA_PATH}`"
     )
-    data_url: str = setting(
-        "CHURN_DATA_URL",
-        DATA_URL,
-        text,
-        "where that download comes from (a mirror must serve the same file: its SHA-256 is "
-        "checked)",
-        shown="the course's GitHub copy",
-    )
-
-
-SETTINGS_CLASSES = (Settings, DataSettings)
-
-
-def variables() -> list[Field]:
-    """Every environment variable the project reads, as the fields that define them."""
-    return [item for cls in SETTINGS_CLASSES for item in fields(cls)]
+    data_url: str = var("CHURN_DATA_URL", DATA_URL, "where it is downloaded from", shown="GitHub")
 
 
 def markdown_table() -> str:
     """The README's configuration table."""
-    lines = ["| variable | default | what |", "| --- | --- | --- |"]
-    for item in variables():
-        meta = item.metadata
-        lines.append(f"| `{meta['env']}` | {meta['shown']} | {meta['doc']} |")
-    return "\n".join(lines)
+    rows = [
+        f"| `{item.metadata['env']}` | {item.metadata['shown']} | {item.metadata['doc']} |"
+        for item in (*fields(Settings), *fields(DataSettings))
+    ]
+    return "\n".join(["| variable | default | what |", "| --- | --- | --- |", *rows])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Reading a live server: its JSON log (bench/servers.py captures it to a file) and /metrics."""
+"""Reading a live server: its JSON log (bench/servers.py captures it to a file), /metrics, and
+which of many requests it answered (wrk recording the request id of every answer)."""
 
 from __future__ import annotations
 
@@ -71,12 +72,25 @@ def metric(text: str, name: str) -> float:
 
 
 def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[float]]) -> None:
-    """Wait until a client has begun (and ended) a request after ``moment``, a server's exit.
-
-    A client whose SYN a stopping worker dropped sends it again about a second later
-    (churn/gunicorn_hooks.py ``stop_new_handshakes``): until then it begins no new request.
-    """
+    """Wait until a client has begun (and ended) a request after ``moment``, a server's exit:
+    a client retrying a connection may take a second or more to begin its next request."""
     poll(lambda: [s for s in starts() if s > moment], bool, timeout=5, interval=0.05)
+
+
+def access_request_ids(text: str) -> tuple[list[str], list[str]]:
+    """The request id of every JSON access line in a log's ``text``, and the lines that start as
+    JSON but are not (two lines written into each other)."""
+    ids, broken = [], []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                broken.append(line)
+                continue
+            if entry.get("logger") == "gunicorn.access":
+                ids.append(entry["request_id"])
+    return ids, broken
 
 
 IDS_LUA = Path(__file__).resolve().parent / "ids.lua"

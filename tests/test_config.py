@@ -6,6 +6,9 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,6 @@ from churn.config import (
     Settings,
     markdown_table,
     model_filename,
-    variables,
 )
 from churn.schema import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
@@ -32,6 +34,7 @@ def test_defaults_without_any_variable():
     assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 2 * 1024 * 1024)
     assert (settings.port, settings.reuse_port, settings.workers) == (9696, True, os.cpu_count())
     assert settings.access_log == "-" and settings.metrics_dir is None
+    assert settings.capture_database_url is None and settings.capture_features is False
 
 
 def test_values_from_the_environment():
@@ -43,17 +46,49 @@ def test_values_from_the_environment():
             "API_KEY": "k",
             "GUNICORN_REUSE_PORT": "0",
             "WEB_CONCURRENCY": "3",
+            "LOG_FORMAT": "TEXT",
+            "CAPTURE_DATABASE_URL": "postgresql://u@localhost/churn",
+            "CAPTURE_FEATURES": "true",
         }
     )
     assert (settings.model_file, settings.threshold) == (Path("m.bin"), 0.3)
     assert (settings.max_batch_size, settings.api_key) == (10, "k")
-    assert (settings.reuse_port, settings.workers) == (False, 3)
+    assert (settings.reuse_port, settings.workers, settings.log_format) == (False, 3, "text")
+    assert settings.capture_database_url == "postgresql://u@localhost/churn"
+    assert settings.capture_features is True
 
 
 def test_blank_means_the_default_except_where_blank_has_a_meaning():
-    settings = Settings.from_env({"CHURN_THRESHOLD": "", "API_KEY": " ", "GUNICORN_ACCESSLOG": ""})
+    settings = Settings.from_env(
+        {
+            "CHURN_THRESHOLD": "",
+            "API_KEY": " ",
+            "GUNICORN_ACCESSLOG": "",
+            "PORT": " ",
+            "LOG_LEVEL": "",
+        }
+    )
     assert settings.threshold is None and settings.api_key is None
     assert settings.access_log is None  # set but empty: no access log
+    assert (settings.port, settings.log_level) == (9696, "info")  # blank: the default
+
+
+def default_log_format(stderr) -> str:
+    code = "from churn.config import Settings; print(Settings.from_env({}).log_format)"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr,
+        text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_logs_are_text_in_a_terminal_and_json_elsewhere():
+    primary, terminal = os.openpty()
+    try:
+        assert default_log_format(terminal) == "text"
+    finally:
+        os.close(primary)
+        os.close(terminal)
+    assert default_log_format(subprocess.DEVNULL) == "json"
 
 
 @pytest.mark.parametrize(
@@ -70,9 +105,11 @@ def test_blank_means_the_default_except_where_blank_has_a_meaning():
         ("GUNICORN_THREADS", "0"),
         ("GUNICORN_TIMEOUT", "-1"),
         ("GUNICORN_REUSE_PORT", "maybe"),
-        ("GUNICORN_WORKER_CLASS", "gevnet"),
         ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
         ("FLASK_DEBUG", "2"),
+        ("CAPTURE_FEATURES", "maybe"),
+        ("SHADOW_SAMPLE", "inf"),
     ],
 )
 def test_bad_values_stop_with_the_variable_named(name, value):
@@ -86,9 +123,10 @@ def test_data_settings():
     assert (settings.data_file, settings.data_url) == (Path("x.csv"), "http://m/x.csv")
 
 
-def test_each_variable_is_defined_once():
-    names = [item.metadata["env"] for item in variables()]
-    assert len(names) == len(set(names))
+def test_the_table_lists_every_variable_once():
+    names = re.findall(r"^\| `(\w+)` \|", markdown_table(), re.MULTILINE)
+    every = [item.metadata["env"] for cls in (Settings, DataSettings) for item in fields(cls)]
+    assert sorted(names) == sorted(set(every)) and len(every) == len(set(every))
 
 
 def readme_section(title: str, page: Path = README) -> str:
@@ -99,9 +137,16 @@ def readme_section(title: str, page: Path = README) -> str:
 
 
 def test_readme_configuration_table_is_the_generated_one():
-    section = readme_section("Configuration")
-    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
-    assert table == markdown_table(), "paste `python -m churn.config` into README, Configuration"
+    header = markdown_table().splitlines()[0]
+    lines = README.read_text().splitlines()
+    assert header in lines, "paste `python -m churn.config` into README.md"
+    start = lines.index(header)
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    assert "\n".join(table) == markdown_table(), "paste `python -m churn.config` into README.md"
 
 
 def test_readme_limits_table_agrees_with_the_code():

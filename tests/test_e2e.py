@@ -42,7 +42,7 @@ def test_gunicorn_serves_json_errors_and_logs_access_as_json(server):
 def test_every_log_line_is_json(server):
     lines = [line for line in server.output().splitlines() if line.strip()]
     assert lines and all(line.startswith("{") for line in lines), lines[:3]
-    assert {e["level"] for e in log_entries(server)} <= {"debug", "info", "warning", "error"}
+    assert {e["level"] for e in log_entries(server)} <= {"DEBUG", "INFO", "WARNING", "ERROR"}
 
 
 def test_a_callers_request_id_is_kept(server, customer):

@@ -1,124 +1,91 @@
-"""How the access log's gathered lines reach the stream: whole, and never into a sibling worker's
-lines on the pipe they share (churn/logs.py ``write_all``; in the container, `docker logs`)."""
+"""Log lines under real gunicorn: written as each request is answered, so a killed worker loses
+no line of a request it answered, and the workers' lines never run into each other."""
 
 from __future__ import annotations
 
-import fcntl
-import io
-import logging
+import json
 import os
+import re
 import signal
-import sys
-import threading
-import time
-from pathlib import Path
 
-from gunicorn.config import Config
+import pytest
+import requests
 
-from churn import logpipe
-from churn.logs import JsonLogger
+from bench.load import require_wrk
+from bench.servers import gunicorn_command, poll, running, wait_for_workers
+from churn.features import EXAMPLE_CUSTOMER
+from tests.liveserver import RecordingWrk, access_request_ids, log_entries
 
-
-def read_slowly(read_end: int, received: bytearray) -> None:
-    """A reader slower than the writers, as the engine is under load: the pipe stays full."""
-    while chunk := os.read(read_end, 16 * 1024):
-        received.extend(chunk)
-        time.sleep(0.0005)
+pytestmark = pytest.mark.slow
+THREADS = 2  # per worker (gunicorn.conf.py): answers a worker can be finishing as it dies
 
 
-def python_u_stdout(descriptor: int) -> io.TextIOWrapper:
-    """What sys.stdout is under PYTHONUNBUFFERED (the image): text straight onto a raw FileIO."""
-    return io.TextIOWrapper(io.FileIO(descriptor, "w", closefd=False), write_through=True)
+def test_a_worker_killed_under_load_loses_no_line_of_an_answered_request(tmp_path):
+    body = tmp_path / "customer.json"
+    body.write_text(json.dumps(EXAMPLE_CUSTOMER))
+    env = {"WEB_CONCURRENCY": "2", "LOG_FORMAT": "json", "GUNICORN_ACCESSLOG": "-"}
+    with running(gunicorn_command(), tmp_path, env=env) as server:
+        victim = min(wait_for_workers(server.process.pid, 2))
+        wrk = RecordingWrk(require_wrk(), server.url + "/predict", body, 6, connections=8)
+        # Killed once it has answered requests: a gathering logger would hold their lines.
+        poll(lambda: victim_lines(server, victim), lambda n: n >= 200, timeout=30, interval=0.05)
+        os.kill(victim, signal.SIGKILL)
+        answered = set(wrk.answered())
+        logged, broken = poll(
+            lambda: access_request_ids(server.output()),
+            lambda found: answered <= set(found[0]),
+            timeout=10,
+            interval=0.1,
+        )
+    assert len(answered) > 1000, "too little load to tell"
+    assert broken == [], f"{len(broken)} lines run into each other: {broken[0][:200]}"
+    # An answer goes out just before its line is written: the killed worker's threads may each
+    # have been between the two.
+    missing = answered - set(logged)
+    assert len(missing) <= THREADS, f"{len(missing)} of {len(answered)} answered, not logged"
 
 
-def test_a_write_cut_short_by_a_signal_is_finished():
-    read_end, write_end = os.pipe()
-    stream = python_u_stdout(write_end)
-    text = "x" * (2 * 1024 * 1024)
-    received = bytearray()
-    reader = threading.Thread(target=read_slowly, args=(read_end, received))
-    reader.start()
-    previous = signal.signal(signal.SIGALRM, lambda *_: None)
-    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)  # as SIGTERM may land mid-write
-    try:
-        logpipe.write_all(stream, text)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    stream.close()
-    os.close(write_end)
-    reader.join(30)
-    os.close(read_end)
-    assert len(received) == len(text)
+def victim_lines(server, pid: int) -> int:
+    return sum(1 for e in log_entries(server) if e.get("pid") == pid and "status" in e)
 
 
-def write_lines_and_exit(write_end: int, worker: str, batches: int, lines: int) -> None:
-    """In a forked child: write numbered lines in big batches, as a worker's flusher does."""
-    code = 1
-    try:
-        stream = python_u_stdout(write_end)
-        for batch in range(batches):
-            numbered = (f"{worker}-{batch}-{n}-{'x' * 100}\n" for n in range(lines))
-            logpipe.write_all(stream, "".join(numbered))
-        code = 0
-    finally:
-        os._exit(code)
+def test_the_access_log_is_one_setting_away(tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "GUNICORN_ACCESSLOG": ""}
+    with running(gunicorn_command(), tmp_path, env=env) as server:
+        response = requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10)
+        assert response.ok
+        entries = log_entries(server)
+    assert any(e["message"].startswith("Booting worker") for e in entries)  # the error log
+    assert not [e for e in entries if e["logger"] == "gunicorn.access"]
 
 
-def test_workers_sharing_a_full_pipe_never_write_into_each_others_lines():
-    read_end, write_end = os.pipe()
-    workers, batches, lines = ("a", "b", "c"), 12, 1500  # ~170 KiB a write, over the pipe's 64
-    children = []
-    for worker in workers:
-        child = os.fork()
-        if child == 0:
-            write_lines_and_exit(write_end, worker, batches, lines)
-        children.append(child)
-    os.close(write_end)
-    received = bytearray()
-    read_slowly(read_end, received)
-    os.close(read_end)
-    exit_codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
-    assert exit_codes == [0, 0, 0]
-    written = {
-        f"{w}-{b}-{n}-{'x' * 100}" for w in workers for b in range(batches) for n in range(lines)
-    }
-    got = received.decode().splitlines()
-    broken = [line for line in got if line not in written]
-    assert not broken, f"{len(broken)} lines written into each other, e.g. {broken[0][:150]!r}"
-    assert len(got) == len(written) and set(got) == written
+def test_text_lines_are_for_a_person(tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "LOG_FORMAT": "text", "GUNICORN_ACCESSLOG": "-"}
+    with running(gunicorn_command(), tmp_path, env=env) as server:
+        response = requests.get(server.url + "/health", timeout=10)
+        request_id = response.headers["X-Request-ID"]
+        line = poll(
+            lambda: [x for x in server.output().splitlines() if request_id in x],
+            bool,
+            timeout=10,
+            interval=0.05,
+        )
+    assert line and re.search(rf"GET /health 200 [\d.]+ ms \[{re.escape(request_id)}\]$", line[0])
+    assert not server.output().lstrip().startswith("{")
 
 
-def pipe_size(descriptor: int) -> int:
-    return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
-
-
-def test_the_access_log_widens_a_stdout_pipe_to_hold_a_whole_flush(monkeypatch):
-    read_end, write_end = os.pipe()
-    default = pipe_size(write_end)
-    monkeypatch.setattr(sys, "stdout", python_u_stdout(write_end))
-    access = logging.getLogger("gunicorn.access")  # process-wide: put back as it was
-    handlers = access.handlers[:]
-    config = Config()
-    config.set("accesslog", "-")  # gunicorn's stdout: the container's log pipe
-    try:
-        JsonLogger(config)
-        widened = pipe_size(write_end)
-    finally:
-        access.handlers[:] = handlers
-        os.close(write_end)
-        os.close(read_end)
-    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-    assert widened == min(1024 * 1024, allowed) > default
-
-
-def test_files_and_terminals_are_written_as_they_were(tmp_path):
-    primary, terminal = os.openpty()
-    with (tmp_path / "access.log").open("w") as file, open(terminal, "w") as tty:
-        for stream in (file, tty):
-            logpipe.widen_pipe(stream)  # no pipe behind them: nothing to widen, no error
-            logpipe.write_all(stream, "one line\n")
-        assert os.read(primary, 100).replace(b"\r", b"") == b"one line\n"
-    os.close(primary)
-    assert (tmp_path / "access.log").read_text() == "one line\n"
-    logpipe.widen_pipe(io.StringIO())  # no descriptor at all
+def test_the_apps_records_are_json_lines_with_their_traceback(tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "SHADOW_MODEL_FILE": "model_C=1.0.bin"}
+    with running(gunicorn_command("tests.faulty_shadow_app:app"), tmp_path, env=env) as server:
+        assert requests.post(server.url + "/predict", json=EXAMPLE_CUSTOMER, timeout=10).ok
+        failed = poll(
+            lambda: [e for e in log_entries(server) if "shadow model failed" in e["message"]],
+            bool,
+            timeout=10,
+            interval=0.05,
+        )
+    assert failed and failed[0]["level"] == "ERROR" and failed[0]["logger"].startswith("churn")
+    assert (
+        failed[0]["exception"].startswith("Traceback")
+        and "ExplodingScorer" in failed[0]["exception"]
+    )

@@ -70,6 +70,7 @@ def by_feature(result: list[dict]) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.prometheus
 def test_prometheus_reads_the_services_psi(service, prometheus):
     # Wait for a first scrape with every drift series at 0, so increase() counts from there.
     poll(lambda: query(prometheus, "churn_drift_bin_rows_total"), bool, 30, 0.5)
@@ -124,6 +125,7 @@ def test_prometheus_reads_the_services_psi(service, prometheus):
 
 
 @pytest.mark.slow
+@pytest.mark.prometheus
 def test_prometheus_sees_both_models_and_their_agreement(service, prometheus, customer):
     roles = {r["metric"]["role"]: r["metric"] for r in query(prometheus, "churn_model_info")}
     assert set(roles) == {"live", "shadow"} and roles["shadow"]["threshold"] == "0.3"
@@ -137,6 +139,7 @@ def test_prometheus_sees_both_models_and_their_agreement(service, prometheus, cu
 
 
 @pytest.mark.slow
+@pytest.mark.prometheus
 def test_every_dashboard_query_runs_in_prometheus(prometheus):
     dashboard = json.loads(DASHBOARD.read_text())
     expressions = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
@@ -153,7 +156,11 @@ def test_the_access_log_names_the_model(service, customer):
     def lines() -> list[dict]:
         text = service.output().splitlines()
         entries = [json.loads(line) for line in text if line.startswith("{")]
-        return [e for e in entries if e.get("request_id") == request_id and e["logger"] == "access"]
+        return [
+            e
+            for e in entries
+            if e.get("request_id") == request_id and e["logger"] == "gunicorn.access"
+        ]
 
     entries = poll(lines, bool, timeout=10, interval=0.1)
     assert entries[0]["model_version"] == version

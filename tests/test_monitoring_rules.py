@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from churn.drift import psi
 from tests.promtools import DASHBOARD, MONITORING, RULES, promtool
 
 
+@pytest.mark.prometheus
 def test_promtool_accepts_the_rules_and_the_config():
     checked = promtool("check", "rules", *map(str, RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -19,6 +21,7 @@ def test_promtool_accepts_the_rules_and_the_config():
     assert config.returncode == 0, config.stdout + config.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_unit_tests_of_the_alerts_pass():
     result = promtool("test", "rules", "tests/alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -76,6 +79,7 @@ def equivalence_test_file(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.prometheus
 def test_the_recording_rules_compute_the_same_psi_as_python(tmp_path):
     assert psi(*EQUIVALENCE_CASES["shifted"]) > 0.25  # the cases cover drift, not only zeros
     result = promtool("test", "rules", str(equivalence_test_file(tmp_path)), cwd=tmp_path)

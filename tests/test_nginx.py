@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from churn.app import request_id_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.nginx_rig import PLATFORM_NGINX, Proxy, nginx_in_front
 from bench.servers import Server, gunicorn_command, poll, running, stop
+from churn.app import request_id_for
 from churn.config import Settings
 from churn.features import EXAMPLE_CUSTOMER
 from tests.bareclient import run_client

@@ -146,6 +146,7 @@ def synthetic_data(tmp_path):
     return write_csv(tmp_path / "d.csv", raw_frame(600, seed=3))
 
 
+@pytest.mark.slow  # two full training runs
 def test_a_clearly_worse_model_is_refused_and_the_old_pair_stays(tmp_path, synthetic_data, capsys):
     assert train(tmp_path, synthetic_data) == 0
     kept = {p.name: p.read_bytes() for p in tmp_path.glob("m.*") if p.is_file()}
@@ -160,6 +161,7 @@ def test_a_clearly_worse_model_is_refused_and_the_old_pair_stays(tmp_path, synth
     assert 'class="verdict refused"' in refused_page
 
 
+@pytest.mark.slow  # two full training runs
 def test_force_saves_a_worse_model_and_the_comparison_holds(tmp_path, synthetic_data):
     assert train(tmp_path, synthetic_data) == 0
     old_dv, old_model = pickle.loads((tmp_path / "m.bin").read_bytes())
@@ -179,6 +181,7 @@ def test_force_saves_a_worse_model_and_the_comparison_holds(tmp_path, synthetic_
     assert "Compared with the current model" in page and "forced" in page
 
 
+@pytest.mark.slow  # two full training runs
 def test_retraining_the_same_model_is_accepted_with_no_decision_changes(tmp_path, synthetic_data):
     assert train(tmp_path, synthetic_data) == 0
     first = (tmp_path / "m.bin").read_bytes()
@@ -189,6 +192,7 @@ def test_retraining_the_same_model_is_accepted_with_no_decision_changes(tmp_path
     assert (tmp_path / "m.bin").read_bytes() == first
 
 
+@pytest.mark.slow  # two full training runs
 def test_compare_with_names_another_model(tmp_path, synthetic_data):
     shutil.copy(COMMITTED_MODEL, tmp_path / "current.bin")
     shutil.copy(COMMITTED_MODEL.with_suffix(".json"), tmp_path / "current.json")

@@ -23,7 +23,7 @@ from bench.load import require_wrk, run_wrk
 from bench.servers import Server, free_port, gunicorn_command, running
 from churn.features import EXAMPLE_CUSTOMER
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nginx]
 
 NGINX_CONF = """\
 worker_processes 1;

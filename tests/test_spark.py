@@ -36,6 +36,7 @@ PLANTED = {
     3_999: ("gender", ""),
 }
 ROWS = 4_000
+pytestmark = pytest.mark.spark
 
 
 def customers_with_bad_rows(rows: int = ROWS, seed: int = 7):

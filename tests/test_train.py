@@ -149,6 +149,7 @@ def test_training_needs_only_what_plain_pipenv_install_installs():
     assert {"scikit-learn", "pandas", "matplotlib", "jinja2"} <= used <= set(lock["default"])
 
 
+@pytest.mark.slow  # a full training run on the real data
 def test_default_training_reproduces_the_committed_model(real_data, tmp_path):
     """``python train.py`` as the course runs it: same pickle, same metrics, plus a report."""
     output = tmp_path / COMMITTED_MODEL.name
