@@ -55,7 +55,7 @@ class Recorder:
         return None
 
 sys.meta_path.insert(0, Recorder())
-import churn.batch.cli, churn.batch.spark, churn.batch.spark_tasks
+import churn.batch.cli, churn.batch.spark
 providers = importlib.metadata.packages_distributions()
 print(json.dumps(sorted({d for name in imported for d in providers.get(name, [])})))
 """

@@ -17,8 +17,7 @@ import pytest
 
 import churn.batch
 from bench.servers import poll
-from churn.batch.cli import DEFAULT_MAX_INVALID, main
-from churn.batch.progress import Progress
+from churn.batch.cli import DEFAULT_MAX_INVALID, Progress, main
 from churn.config import PROJECT_ROOT
 from churn.features import normalize_token
 from tests.conftest import COMMITTED_MODEL
@@ -214,7 +213,7 @@ def test_progress_is_drawn_only_on_a_terminal(monkeypatch):
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr("churn.batch.progress.REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr("churn.batch.cli.REFRESH_SECONDS", 0.0)
     for stream, drawn in ((Terminal(), True), (io.StringIO(), False)):
         progress = Progress(total=2_000, stream=stream)
         time.sleep(0.01)

@@ -21,7 +21,6 @@ import pytest
 
 from churn.artifact import ModelFileError
 from churn.batch import spark as engine
-from churn.batch import spark_tasks
 from churn.batch.columns import InputFileError
 from churn.batch.model import BatchModel
 from churn.config import PROJECT_ROOT
@@ -75,7 +74,7 @@ def run_spark(spark, source: Path, work: Path, **changes) -> tuple[pa.Table, pa.
         rejects=str(work / "spark-rejects.csv"),
         model=str(COMMITTED_MODEL),
     )
-    counts = engine.score(spark, replace(run, **changes))
+    counts, _ = engine.score(spark, replace(run, **changes))
     return pq.read_table(run.output), read_rejects(Path(run.rejects)), counts
 
 
@@ -109,7 +108,7 @@ def test_spark_output_equals_local_engine_row_for_row(spark, raw_csv, tmp_path):
     assert rejects.to_pylist() == local_rejects.to_pylist()
     bad_rows = sorted(position + 1 for position in PLANTED)
     assert sorted({int(row) for row in rejects.column("row").to_pylist()}) == bad_rows
-    assert (counts["rows"], counts["scored"], counts["rejected"]) == (ROWS, ROWS - 4, 4)
+    assert (counts["rows_in"], counts["scored"], counts["rejected"]) == (ROWS, ROWS - 4, 4)
 
 
 def test_rows_are_numbered_across_a_directory_of_parquet_parts(spark, tmp_path):
@@ -153,20 +152,18 @@ def test_csv_text_is_read_as_the_local_engine_reads_it(spark, tmp_path):
     assert rejects.to_pylist() == local_rejects.to_pylist()
     assert 'A, "quoted" id' in scored.column("customerID").to_pylist()
     assert [r["row"] for r in rejects.to_pylist() if r["field"].lower() == "paymentmethod"] == ["7"]
-    assert counts["rows"] == 300
+    assert counts["rows_in"] == 300
 
 
 def damaged_in_transit(monkeypatch) -> None:
     """Every pickled BatchModel leaves the driver with one byte of its model changed."""
-    honest = BatchModel.__getstate__
+    honest = BatchModel.__reduce__
 
     def damaged(model):
-        state = honest(model)
-        first = state["artifact_bytes"][:1]
-        state["artifact_bytes"] = bytes([first[0] ^ 1]) + state["artifact_bytes"][1:]
-        return state
+        build, (raw, *others) = honest(model)
+        return build, (bytes([raw[0] ^ 1]) + raw[1:], *others)
 
-    monkeypatch.setattr(BatchModel, "__getstate__", damaged)
+    monkeypatch.setattr(BatchModel, "__reduce__", damaged)
 
 
 def test_tasks_refuse_model_bytes_damaged_on_the_way(spark, raw_csv, tmp_path, monkeypatch):
@@ -183,7 +180,7 @@ def test_tasks_refuse_model_bytes_damaged_on_the_way(spark, raw_csv, tmp_path, m
 
 def test_output_batches_take_the_declared_string_type():
     schema = pa.schema([pa.field("id", pa.large_string()), pa.field("p", pa.float64())])
-    batch = spark_tasks.conform({"id": pa.array(["a", "b"], pa.string())}, 2, schema)
+    batch = engine.conform({"id": pa.array(["a", "b"], pa.string())}, 2, schema)
     assert batch.schema == schema
     assert batch.column("p").null_count == 2
 

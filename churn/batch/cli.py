@@ -2,7 +2,7 @@
 
 Streams the input in Arrow batches through ``score_record_batch``, writes the scores and the
 rejects atomically, shows progress on a terminal, prints a one-line JSON summary, and exits
-non-zero on a bad file (2) or a flood of rejected rows (3). See README, "Batch scoring".
+non-zero on a bad file (2) or a flood of rejected rows (3). See docs/batch.md.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 import orjson
 import pyarrow as pa
@@ -22,7 +23,6 @@ from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, Layout, score_record_batch
 from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
 from churn.batch.model import BatchModel
-from churn.batch.progress import Progress
 from churn.capture import RunCapture
 from churn.config import DEFAULT_MODEL_FILE, ConfigError
 
@@ -31,6 +31,7 @@ from churn.config import DEFAULT_MODEL_FILE, ConfigError
 DEFAULT_MAX_INVALID = 0.01
 EXIT_BAD_INPUT = 2
 EXIT_TOO_MANY_INVALID = 3
+REFRESH_SECONDS = 0.5  # of the progress line
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,34 +39,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="score.py", description="Score every customer of a file with the churn model."
     )
     parser.add_argument(
-        "--input",
-        required=True,
-        type=str,
-        help=".csv, .parquet, a directory of Parquet parts, or .jsonl",
+        "--input", required=True, help=".csv, .parquet, a directory of Parquet parts, or .jsonl"
     )
     parser.add_argument(
         "--output",
         required=True,
-        type=str,
         help="scores: .csv, .parquet, .jsonl (a directory of Parquet parts with --engine spark)",
     )
     parser.add_argument(
         "--rejects",
-        type=str,
         help="rejected rows, one line per problem (default: beside the output, NAME.rejects.EXT)",
     )
     parser.add_argument("--model", default=DEFAULT_MODEL_FILE)
     parser.add_argument("--engine", choices=("local", "spark"), default="local")
     parser.add_argument(
         "--max-invalid",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_MAX_INVALID,
         metavar="FRACTION",
         help=f"exit 3 when a larger share of rows is rejected (default {DEFAULT_MAX_INVALID})",
     )
     parser.add_argument(
         "--threshold",
-        type=_fraction,
+        type=fraction,
         help="churn when probability >= P (default: the model's own threshold)",
     )
     parser.add_argument(
@@ -83,12 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
-    if args.rejects is None:
-        args.rejects = default_rejects_path(args.output)
+    if args.rejects is None:  # scores.parquet -> scores.rejects.parquet; text: may be a URI
+        base, suffix = os.path.splitext(args.output.rstrip("/"))
+        args.rejects = f"{base}.rejects{suffix or '.parquet'}"
     return args
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -96,12 +93,6 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
-
-
-def default_rejects_path(output: str) -> str:
-    """``scores.parquet`` -> ``scores.rejects.parquet``; text, as Spark's paths may be URIs."""
-    base, suffix = os.path.splitext(output.rstrip("/"))
-    return f"{base}.rejects{suffix or '.parquet'}"
 
 
 def too_many_invalid(rows_in: int, rejected: int, max_invalid: float) -> bool:
@@ -113,17 +104,35 @@ def main(argv: list[str] | None = None) -> int:
     use_lean_memory_pool()
     # A SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so temporary files are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    started = time.perf_counter()
     try:
-        summary = run_spark(args) if args.engine == "spark" else run_local(args)
+        counts, model = run_spark(args) if args.engine == "spark" else run_local(args)
     except (InputFileError, ModelFileError, ConfigError) as error:
         print(f"score.py: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    seconds = time.perf_counter() - started
+    flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)
+    # Spark has written its scores before the count is known; the local engine has not.
+    unwritten = flood and args.engine == "local"
+    summary = {
+        "status": "too_many_invalid" if flood else "ok",
+        "engine": args.engine,
+        "input": args.input,
+        "output": None if unwritten else args.output,
+        "rejects": args.rejects,
+        **counts,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(counts["rows_in"] / seconds) if seconds > 0 else None,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "max_invalid": args.max_invalid,
+    }
     print(orjson.dumps(summary).decode(), flush=True)
-    if summary["status"] == "too_many_invalid":
-        scores = "scores not written" if summary["output"] is None else "do not use the scores"
+    if flood:
         print(
-            f"score.py: error: {summary['rejected']:,} of {summary['rows_in']:,} rows rejected, "
-            f"more than --max-invalid {args.max_invalid}; {scores}, see {args.rejects}",
+            f"score.py: error: {counts['rejected']:,} of {counts['rows_in']:,} rows rejected, "
+            f"more than --max-invalid {args.max_invalid}; "
+            f"{'scores not written' if unwritten else 'do not use the scores'}, see {args.rejects}",
             file=sys.stderr,
         )
         return EXIT_TOO_MANY_INVALID
@@ -140,53 +149,42 @@ def use_lean_memory_pool() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
-def run_spark(args: argparse.Namespace) -> dict[str, Any]:
+def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
     """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
-    started = time.perf_counter()
     if args.capture_database:
         raise InputFileError("--capture-database works with --engine local only")
     try:
-        from churn.batch import spark as spark_engine  # type: ignore[attr-defined,unused-ignore]
+        from churn.batch import spark  # type: ignore[attr-defined,unused-ignore]
     except ImportError as error:
         raise InputFileError(
             f"the Spark engine is not available here ({error}); install it with "
             "`pipenv install --categories spark` or use --engine local"
         ) from None
-    run = spark_engine.SparkRun(
-        input=args.input,
-        output=args.output,
-        rejects=args.rejects,
-        model=args.model,
-        threshold=args.threshold,
-    )
-    counts = spark_engine.score(spark_engine.session(), run)
-    rows_in = counts["rows"]
-    flood = too_many_invalid(rows_in, counts["rejected"], args.max_invalid)
-    tally = {"rows_in": rows_in, "scored": counts["scored"], "rejected": counts["rejected"]}
-    # Spark has written the scores already: a flood is reported, the files are left as they are.
-    return summary(args, counts["model_version"], args.threshold, tally, started, flood)
+    run = spark.SparkRun(args.input, args.output, args.rejects, args.model, args.threshold)
+    return spark.score(spark.session(), run)
 
 
-def run_local(args: argparse.Namespace) -> dict[str, Any]:
-    """Score ``args.input`` into ``args.output`` and ``args.rejects``; the summary."""
-    started = time.perf_counter()
-    source_path, output_path, rejects_path = _local_paths(args)
+def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
+    """Score ``args.input`` into ``args.output`` and ``args.rejects``: the counts, the model."""
+    source_path, output_path, rejects_path = Path(args.input), Path(args.output), Path(args.rejects)
+    if len({source_path.resolve(), output_path.resolve(), rejects_path.resolve()}) < 3:
+        raise InputFileError("--input, --output and --rejects must be three different files")
     model = BatchModel.load(Path(args.model), args.threshold)
     source = open_source(source_path, args.batch_rows)
     layout = Layout.of(source.schema)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
-    progress = Progress(source.rows)
-    writers: list[AtomicWriter | RunCapture] = []
-    capture = None
-    try:
+    with ExitStack() as cleanup:  # on any way out, what was not committed is discarded
+        progress = Progress(source.rows)
+        cleanup.callback(progress.close)
+        capture = None
         if args.capture_database:  # rows committed with the scores (churn/capture.py)
             url, id_column = args.capture_database, layout.id_column
             capture = RunCapture(url, model.version, model.threshold, id_column)
-            writers.append(capture)
+            cleanup.callback(capture.discard)
         output = AtomicWriter(output_path, layout.output_schema())
-        writers.append(output)
+        cleanup.callback(output.discard)
         rejects = AtomicWriter(rejects_path, layout.rejects_schema())
-        writers.append(rejects)
+        cleanup.callback(rejects.discard)
         for batch in source.batches:
             scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1, layout)
             output.write(scored)
@@ -201,46 +199,35 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
             progress.update(counts["rows_in"])
         flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)
         rejects.commit()
-        output.discard() if flood else output.commit()
+        if not flood:  # a flood's scores (and their capture) are discarded
+            output.commit()
+            if capture:
+                capture.commit()
         if capture:
-            capture.discard() if flood else capture.commit()
             counts["captured"] = 0 if flood else capture.rows
-    except BaseException:  # errors, Ctrl-C, SIGTERM: nothing half-written stays behind
-        for writer in writers:
-            writer.discard()
-        raise
-    finally:
-        progress.close()
-    return summary(args, model.version, model.threshold, counts, started, flood)
+    return counts, model
 
 
-def _local_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
-    paths = Path(args.input), Path(args.output), Path(args.rejects)
-    if len({path.resolve() for path in paths}) < 3:
-        raise InputFileError("--input, --output and --rejects must be three different files")
-    return paths
+class Progress:
+    """``\\r  1,234,567 / 10,000,000 rows (12%)  1,050,000 rows/s`` on stderr, rewritten in
+    place, when stderr is a terminal."""
 
+    def __init__(self, total: int | None, stream: TextIO | None = None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.started = self.shown_at = time.perf_counter()
+        self.drawn = False
 
-def summary(
-    args: argparse.Namespace,
-    version: str,
-    threshold: float | None,
-    counts: dict[str, int],
-    started: float,
-    flood: bool,
-) -> dict[str, Any]:
-    """The one-line JSON summary both engines print."""
-    seconds = time.perf_counter() - started
-    return {
-        "status": "too_many_invalid" if flood else "ok",
-        "engine": args.engine,
-        "input": args.input,
-        "output": None if flood and args.engine == "local" else args.output,
-        "rejects": args.rejects,
-        **counts,
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(counts["rows_in"] / seconds) if seconds > 0 else None,
-        "model_version": version,
-        "threshold": threshold,
-        "max_invalid": args.max_invalid,
-    }
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if not self.stream.isatty() or now - self.shown_at < REFRESH_SECONDS:
+            return
+        self.shown_at, self.drawn = now, True
+        of = f" / {self.total:,} rows ({done * 100 // self.total}%)" if self.total else " rows"
+        rate = done / max(now - self.started, 1e-9)
+        self.stream.write(f"\r  {done:,}{of}  {rate:,.0f} rows/s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()

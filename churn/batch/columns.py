@@ -1,8 +1,7 @@
 """Scoring one batch of a file: the service's validator and scorer, then scores and rejects.
 
 ``score_record_batch`` is the batch function both engines run (the local CLI and Spark's
-``mapInArrow``): churn/columns.py checks the batch's columns with the rules /predict uses, and
-churn/scorer.py scores the valid rows. Every row ends up in exactly one of the two outputs.
+``mapInArrow``). Every row ends up in exactly one of its two outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from churn.batch.model import BatchModel
-from churn.columns import Checked
+from churn.columns import KNOWN_KEYS
 from churn.features import FEATURE_FIELDS, normalize_token
 from churn.schema import ID_KEYS
 
@@ -23,16 +22,13 @@ PROBABILITY, DECISION, ROW = "churn_probability", "churn", "row"
 DEFAULT_ID_COLUMN = "customer_id"  # the rejects' id column when the input has none
 
 
-WANTED = frozenset((*FEATURE_FIELDS, *ID_KEYS))
+class InputFileError(Exception):
+    """The input file cannot be scored at all (missing or duplicated columns, unreadable)."""
 
 
 def wanted(names: list[str]) -> list[str]:
     """The columns scoring needs, in any spelling; unknown columns are ignored."""
-    return [name for name in names if normalize_token(name) in WANTED]
-
-
-class InputFileError(Exception):
-    """The input file cannot be scored at all (missing or duplicated columns, unreadable)."""
+    return [name for name in names if normalize_token(name) in KNOWN_KEYS]
 
 
 @dataclass(frozen=True)
@@ -45,21 +41,19 @@ class Layout:
 
     @classmethod
     def of(cls, schema: pa.Schema) -> Layout:
-        """Match columns to fields in any spelling; unknown columns are ignored."""
-        wanted = (*FEATURE_FIELDS, *ID_KEYS)
         index: dict[str, int] = {}
         for position, name in enumerate(schema.names):
             field = normalize_token(name)
-            if field in wanted:
-                if field in index:
-                    raise InputFileError(
-                        f"columns {schema.names[index[field]]!r} and {name!r} are both {field}"
-                    )
+            if field in index:
+                raise InputFileError(
+                    f"columns {schema.names[index[field]]!r} and {name!r} are both {field}"
+                )
+            if field in KNOWN_KEYS:
                 index[field] = position
         missing = [field for field in FEATURE_FIELDS if field not in index]
         if missing:
             raise InputFileError(f"missing column(s): {', '.join(missing)}")
-        ids = [schema.names[index[key]] for key in ID_KEYS if key in index]
+        ids = [schema.names[index[key]] for key in ID_KEYS if key in index]  # in precedence
         return cls(index, tuple(schema.names), ids[0] if ids else None)
 
     def output_schema(self) -> pa.Schema:
@@ -67,19 +61,15 @@ class Layout:
         return pa.schema([key, pa.field(PROBABILITY, pa.float64()), pa.field(DECISION, pa.bool_())])
 
     def rejects_schema(self) -> pa.Schema:
-        return rejects_schema(self.id_column)
-
-
-def rejects_schema(id_column: str | None) -> pa.Schema:
-    """One line per problem: the 1-based data row, the customer id, the field, the message."""
-    return pa.schema(
-        [
-            pa.field(ROW, pa.int64()),
-            pa.field(id_column or DEFAULT_ID_COLUMN, pa.string()),
-            pa.field("field", pa.string()),
-            pa.field("message", pa.string()),
-        ]
-    )
+        """One line per problem: the 1-based data row, the customer id, the field, the message."""
+        return pa.schema(
+            [
+                pa.field(ROW, pa.int64()),
+                pa.field(self.id_column or DEFAULT_ID_COLUMN, pa.string()),
+                pa.field("field", pa.string()),
+                pa.field("message", pa.string()),
+            ]
+        )
 
 
 def score_record_batch(
@@ -90,9 +80,7 @@ def score_record_batch(
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
     """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based).
 
-    ``batch`` is an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines). Scored
-    rows keep the input's order; rejected rows give one line per problem. Both outputs have
-    the declared schemas (``Layout.output_schema``, ``rejects_schema``) whatever the input.
+    ``batch`` is an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines).
     ``layout``: where the fields are (default: from an Arrow batch's own columns).
     """
     layout = layout or Layout.of(batch.schema)  # type: ignore[union-attr]
@@ -102,31 +90,25 @@ def score_record_batch(
     else:
         columns = {field: batch.column(index) for field, index in layout.index.items()}
         checked = validator.check(columns, batch.num_rows)
-    probabilities = model.predictor.probabilities(checked)
-    return _scored(layout, checked, probabilities, first_row, model.threshold), _rejects(
-        layout, checked, first_row
-    )
-
-
-def _scored(
-    layout: Layout, checked: Checked, probabilities: np.ndarray, first_row: int, threshold: float
-) -> pa.RecordBatch:
-    keep = checked.valid
+    valid = np.flatnonzero(checked.valid)
+    probabilities = model.predictor.probabilities(checked)[valid]
     if layout.id_column:
-        key = pa.array([checked.ids[row] for row in np.flatnonzero(keep)], pa.string())
+        key = pa.array([checked.ids[row] for row in valid], pa.string())
     else:
-        key = pa.array(np.flatnonzero(keep) + first_row, pa.int64())
-    kept = probabilities[keep]
-    columns = [key, pa.array(kept, pa.float64()), pa.array(kept >= threshold)]
-    return pa.RecordBatch.from_arrays(columns, schema=layout.output_schema())
-
-
-def _rejects(layout: Layout, checked: Checked, first_row: int) -> pa.RecordBatch:
-    problems = checked.problems
-    columns = [
-        pa.array([p.row + first_row for p in problems], pa.int64()),
-        pa.array([p.customer_id for p in problems], pa.string()),
-        pa.array([p.field for p in problems], pa.string()),
-        pa.array([p.message for p in problems], pa.string()),
+        key = pa.array(valid + first_row, pa.int64())
+    scored = [
+        key,
+        pa.array(probabilities, pa.float64()),
+        pa.array(probabilities >= model.threshold),
     ]
-    return pa.RecordBatch.from_arrays(columns, schema=layout.rejects_schema())
+    problems = checked.problems
+    rejects = [
+        pa.array([problem.row + first_row for problem in problems], pa.int64()),
+        pa.array([problem.customer_id for problem in problems], pa.string()),
+        pa.array([problem.field for problem in problems], pa.string()),
+        pa.array([problem.message for problem in problems], pa.string()),
+    ]
+    return (
+        pa.RecordBatch.from_arrays(scored, schema=layout.output_schema()),
+        pa.RecordBatch.from_arrays(rejects, schema=layout.rejects_schema()),
+    )

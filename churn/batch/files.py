@@ -1,23 +1,21 @@
-"""Reading customer files as a stream of Arrow batches, and writing results atomically.
+"""The local engine's files: customer files read as a stream of batches, results written atomically.
 
 Formats go by extension: ``.csv``, ``.parquet`` or a directory of Parquet parts (what Spark
 writes), ``.jsonl``. Only the columns scoring needs are read, CSV fields as text (the validator
 reads text as /predict does) and Parquet's typed, in batches, so memory stays flat whatever the
 file size. A JSON line is a customer as /predict takes one, so its values keep their JSON types
 (a column may mix numbers and blank text, as the raw Telco data does).
-Outputs go to a hidden temporary file beside the target and are renamed over it only when the
-run succeeds: an interrupted run leaves no partial output under the target's name.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import orjson
@@ -28,20 +26,19 @@ import pyarrow.parquet as pq
 from churn.batch.columns import InputFileError, wanted
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
-ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the text readers' blocks
+ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the CSV reader's blocks
 # Arrow's CSV reader holds many times its block size while parsing one block: blocks this small
 # keep the peak low at a cost of a few percent in speed (docs/batch-benchmarks.md).
 TEXT_BLOCK_BYTES = 2 << 20
 FORMATS = (".csv", ".parquet", ".jsonl")
 
 
-def file_format(path: Path) -> str:
-    if path.is_dir():
-        return ".parquet"
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
+def file_format(path: str | PurePath, formats: tuple[str, ...] = FORMATS) -> str:
+    """The format of ``path`` by its extension (``.csv``); text paths may be URIs (Spark's)."""
+    suffix = PurePath(str(path).rstrip("/")).suffix.lower()
+    if suffix not in formats:
         raise InputFileError(
-            f"{path}: unknown format {suffix or '(none)'}; use {', '.join(FORMATS)}"
+            f"{path}: unknown format {suffix or '(none)'}; use {', '.join(formats)}"
         )
     return suffix
 
@@ -59,23 +56,19 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
     """Open ``path`` for reading in batches; ``InputFileError`` says what is wrong with it."""
     if not path.exists():
         raise InputFileError(f"{path} does not exist")
-    kind = file_format(path)
+    kind = ".parquet" if path.is_dir() else file_format(path)
     try:
         if kind == ".csv":
-            reader = _csv_reader(path, _block_bytes(batch_rows))
+            reader = _csv_reader(path, min(batch_rows * ROW_BYTES, TEXT_BLOCK_BYTES))
             return Source(reader.schema, _guarded(reader, path), None)
         if kind == ".jsonl":
             return Source(_json_keys(path), _json_lines(path, batch_rows), None)
         parts = _parquet_parts(path)
         files = [pq.ParquetFile(part) for part in parts]
-        rows = sum(parquet.metadata.num_rows for parquet in files)
+        rows = sum(file.metadata.num_rows for file in files)
         return Source(files[0].schema_arrow, _parquet_batches(parts, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
-
-
-def _block_bytes(batch_rows: int) -> int:
-    return min(batch_rows * ROW_BYTES, TEXT_BLOCK_BYTES)
 
 
 def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
@@ -86,13 +79,13 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
         raise InputFileError(f"{path} is not a UTF-8 CSV file ({error})") from None
     if not header:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    read = pa_csv.ReadOptions(block_size=block_bytes)
     columns = wanted(header)
     convert = pa_csv.ConvertOptions(
         column_types=dict.fromkeys(columns, pa.string()),
         include_columns=columns,
         strings_can_be_null=False,  # an empty field is "", as in a /predict body
     )
+    read = pa_csv.ReadOptions(block_size=block_bytes)
     return pa_csv.open_csv(path, read_options=read, convert_options=convert)
 
 
@@ -100,12 +93,10 @@ def _json_keys(path: Path) -> pa.Schema:
     """The keys of the first JSON object in the file, as the columns the layout matches."""
     with open(path, "rb") as lines:
         for line in lines:
-            try:
+            with suppress(orjson.JSONDecodeError):
                 first = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(first, dict):
-                return pa.schema([(str(key), pa.string()) for key in first])
+                if isinstance(first, dict):
+                    return pa.schema([(str(key), pa.string()) for key in first])
     raise InputFileError(f"{path} holds no JSON object; expected one customer per line")
 
 
@@ -150,7 +141,7 @@ def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBa
         yield from _guarded(reader.iter_batches(batch_rows, columns=names), part)
 
 
-def _guarded(batches, path: Path) -> Iterator[pa.RecordBatch]:
+def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.RecordBatch]:
     """Batches, with a reading error mid-file turned into ``InputFileError`` naming the file."""
     try:
         yield from batches
@@ -158,22 +149,38 @@ def _guarded(batches, path: Path) -> Iterator[pa.RecordBatch]:
         raise InputFileError(f"{path}: {error}") from None
 
 
-class AtomicWriter:
-    """Batches written to a hidden temporary file, renamed to ``path`` by ``commit``.
+class _JsonLinesWriter:
+    """Arrow's writer interface for JSON lines: a row per line."""
 
-    ``discard`` (or an exception, a Ctrl-C, a SIGTERM turned into SystemExit) removes the
+    def __init__(self, sink: pa.NativeFile, schema: pa.Schema):
+        self.sink = sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        rows = batch.to_pylist()
+        self.sink.write(
+            b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
+        )
+
+    def close(self) -> None:
+        pass
+
+
+WRITERS = {".csv": pa_csv.CSVWriter, ".parquet": pq.ParquetWriter, ".jsonl": _JsonLinesWriter}
+
+
+class AtomicWriter:
+    """Batches written to a hidden temporary file beside ``path``, renamed to it by ``commit``.
+
+    ``discard`` (after an error, a Ctrl-C, a SIGTERM; a no-op after ``commit``) removes the
     temporary file, so ``path`` holds either the previous complete file or the new one.
     """
 
     def __init__(self, path: Path, schema: pa.Schema):
-        self.path, self.schema = path, schema
+        make_writer = WRITERS[file_format(path)]
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        os.close(fd)
-        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the result is not
-        self.temporary = Path(name)
-        self._sink = pa.OSFile(name, "wb")
-        self._writer = _format_writer(file_format_for_output(path), self._sink, schema)
+        self.path, self.temporary = path, path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        self._sink = pa.OSFile(str(self.temporary), "wb")  # made as open() makes files: umask
+        self._writer = make_writer(self._sink, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
@@ -192,38 +199,3 @@ class AtomicWriter:
         with suppress(Exception):
             self._sink.close()
         self.temporary.unlink(missing_ok=True)
-
-
-def file_format_for_output(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise InputFileError(f"{path}: unknown output format; use {', '.join(FORMATS)}")
-    return suffix
-
-
-class _JsonLinesWriter:
-    def __init__(self, sink: pa.NativeFile):
-        self._sink = sink
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        lines = b"".join(
-            orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist()
-        )
-        self._sink.write(lines)
-
-    def close(self) -> None:
-        pass
-
-
-def _format_writer(kind: str, sink: pa.NativeFile, schema: pa.Schema):
-    if kind == ".csv":
-        return pa_csv.CSVWriter(sink, schema)
-    if kind == ".parquet":
-        return pq.ParquetWriter(sink, schema)
-    return _JsonLinesWriter(sink)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,9 +1,8 @@
 """The model as batch scoring ships it: the artifact's bytes, their metadata and a threshold.
 
-A ``BatchModel`` pickles to a few kilobytes, so Spark can send it to every executor. Each copy
-checks the bytes against their SHA-256 when it is built or unpickled, then rebuilds the same
-``Predictor`` the service uses (weights, pydantic validator, rules) with numpy and pydantic only:
-no scikit-learn and no pandas on executors.
+A ``BatchModel`` pickles to a few kilobytes, so Spark can send it to every executor, where it
+rebuilds the service's ``Predictor`` with numpy and pydantic only (no scikit-learn, no pandas).
+Every copy, built or unpickled, first checks the bytes against their SHA-256.
 """
 
 from __future__ import annotations
@@ -28,11 +27,20 @@ class BatchModel:
 
     @classmethod
     def load(cls, path: Path, threshold: float | None = None) -> BatchModel:
-        """Load and check the artifact as the service does; raises ``ModelFileError``."""
-        weights = artifact.load_weights(path)
-        metadata = artifact.load_metadata(path)
-        predictor = Predictor.build(weights, metadata, path, threshold)
-        return cls(weights.raw, metadata, predictor.version, predictor.threshold, str(path))
+        weights, metadata = artifact.load_weights(path), artifact.load_metadata(path)
+        return cls.checked(weights, metadata, str(path), threshold)
+
+    @classmethod
+    def checked(
+        cls,
+        weights: artifact.ModelWeights,
+        metadata: dict[str, Any],
+        source: str,
+        threshold: float | None,
+    ) -> BatchModel:
+        """Checked against its metadata as the service checks it; raises ``ModelFileError``."""
+        predictor = Predictor.build(weights, metadata, Path(source), threshold)
+        return cls(weights.raw, metadata, predictor.version, predictor.threshold, source)
 
     def __post_init__(self) -> None:
         actual = artifact.sha256_hex(self.artifact_bytes)
@@ -47,11 +55,8 @@ class BatchModel:
         weights = artifact.weights_from_bytes(self.artifact_bytes, Path(self.source))
         return Predictor.build(weights, self.metadata, Path(self.source), self.threshold)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The built predictor holds pydantic classes made at run time: rebuilt, not pickled.
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-        self.__post_init__()  # every unpickled copy (each Spark task) checks its bytes
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Unpickled through the constructor, so each copy (each Spark task) checks its bytes;
+        # the built predictor holds pydantic classes made at run time and is rebuilt, not sent.
+        fields = (self.artifact_bytes, self.metadata, self.version, self.threshold, self.source)
+        return type(self), fields

@@ -1,26 +1,40 @@
 """The ``--engine spark`` engine: batch scoring as a Spark job, for bases beyond one machine.
 
-The driver reads the input with Spark and has the executors run the local engine's Arrow batch
-function through ``mapInArrow`` (churn/batch/spark_tasks.py), the model shipped as data. Then it
-numbers the rows (``split_offsets``) and writes the scored rows and the rejects, each to its own
-output, each atomically where the file system can rename.
+The driver reads the input with Spark's own readers, and the executors run the local engine's
+batch function, ``score_record_batch``, through ``mapInArrow``; the model travels inside the task
+as a ``BatchModel`` that every task checks before it scores a row. Then the driver numbers the
+rows and writes the scored rows and the rejects, each atomically where the file system can
+rename. Paths are text: they may be URIs (s3://, hdfs://).
 
 ``python score.py --engine spark`` runs Spark in local mode on all cores when no master is
 configured; ``spark-submit score.py --engine spark`` runs on whatever cluster spark-submit names
 (YARN, EMR Serverless, Kubernetes). Nothing here casts with Spark SQL: CSV columns are read as
 text and all parsing and checking happens in the batch function, so Spark 4's ANSI mode (where
 casting a blank TotalCharges throws) changes nothing.
+
+Row numbers: a task cannot know the global number of its first row (Spark splits a file into
+byte ranges read in parallel), so it numbers rows within each split (file, byte offset) and
+counts each split's rows; the driver turns the counts into offsets (``split_offsets``). A task
+yields one stream of three kinds of rows, told apart by ``KIND``: scored customers, rejection
+lines and per-split counts, so one pass over the input gives both outputs and the counts.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
-from collections.abc import Iterable
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
+from itertools import pairwise
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pyspark import SparkConf, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -29,25 +43,24 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from churn import artifact
 from churn.artifact import ModelFileError
-from churn.batch import spark_tasks
-from churn.batch.columns import ROW, InputFileError, Layout, wanted
+from churn.batch.columns import ROW, InputFileError, Layout, score_record_batch, wanted
+from churn.batch.files import BATCH_ROWS, file_format
 from churn.batch.model import BatchModel
-from churn.batch.spark_files import (
-    check_format,
-    first_line,
-    metadata_uri,
-    read_bytes,
-    ship_package,
-    write_atomically,
-)
-from churn.batch.spark_tasks import BLOCK, FILE, KIND, SPLIT_ROWS, SPLIT_SCORED
-from churn.predictor import Predictor
+from churn.config import metadata_path
 
 APP_NAME = "churn-score"
-# Rows per Arrow batch handed to the batch function: big enough that per-batch costs vanish.
-ARROW_BATCH_ROWS = 65_536
+FORMATS = (".csv", ".parquet")
+# Object stores cannot rename atomically: there Spark's committer writes in place and the
+# _SUCCESS file marks a complete output.
+NO_RENAME_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs"})
+# Columns the driver adds to every input row (from Spark's hidden _metadata column): its split.
+FILE, BLOCK = "_churn_file", "_churn_block"
+# Columns of the tasks' stream besides the scored and rejects columns, and its kinds of rows.
+KIND, SPLIT_ROWS, SPLIT_SCORED = "_churn_kind", "_churn_split_rows", "_churn_split_scored"
+SCORED, REJECT, SPLIT = 0, 1, 2
 OFFSET = "_churn_offset"
-NEVER_NULL = "\u0000"  # no CSV field means null: an empty one is "", as in the local engine
+SplitKey = tuple[str, int]
+_SHIPPED_TO: set[str] = set()  # Spark applications that have this package already
 
 
 @dataclass(frozen=True)
@@ -76,68 +89,50 @@ def session() -> SparkSession:
     return builder.getOrCreate()
 
 
-def score(spark: SparkSession, run: SparkRun) -> dict[str, Any]:
-    """Score ``run.input`` into ``run.output`` and ``run.rejects``; return the counts.
+def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchModel]:
+    """Score ``run.input`` into ``run.output`` and ``run.rejects``: the counts, the model.
 
     Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
     """
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-    check_format(run.output)
-    check_format(run.rejects)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+    file_format(run.output, FORMATS)
+    file_format(run.rejects, FORMATS)
     ship_package(spark)
     model = load_model(spark, run.model, run.threshold)
     frame, layout = read_input(spark, run.input)
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
-    schema = spark_tasks.combined_schema(scored_schema, rejects_schema)
-    schema = _text_as(schema, pa.large_string() if _large_strings(spark) else pa.string())
-    numbered_scored = layout.id_column is None  # scored rows are then named by their row
-    task = spark_tasks.PartitionScorer(model, list(layout.names), schema, numbered_scored)
-    combined = frame.mapInArrow(task, from_arrow_schema(schema))
-    combined = combined.persist(StorageLevel.MEMORY_AND_DISK)
+    schema = stream_schema(spark, scored_schema, rejects_schema)
+    numbered = layout.id_column is None  # scored rows are then named by their row number
+    task = partial(score_partition, model, list(layout.names), schema, numbered)
+    stream = frame.mapInArrow(task, from_arrow_schema(schema))
+    stream = stream.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = _collect(combined.where(col(KIND) == spark_tasks.SPLIT), run.input)
-        offsets = offsets_table(
-            spark, split_offsets((c[FILE], c[BLOCK], c[SPLIT_ROWS]) for c in counts)
-        )
-        scored = combined.where(col(KIND) == spark_tasks.SCORED)
-        if numbered_scored:
+        counts = _collect(stream.where(col(KIND) == SPLIT), run.input)
+        offsets = split_offsets(spark, [(c[FILE], c[BLOCK], c[SPLIT_ROWS]) for c in counts])
+        scored = stream.where(col(KIND) == SCORED)
+        if numbered:
             scored = renumbered(scored, offsets)
         write_atomically(spark, scored.select(scored_schema.names), run.output)
-        rejects = renumbered(combined.where(col(KIND) == spark_tasks.REJECT), offsets)
+        rejects = renumbered(stream.where(col(KIND) == REJECT), offsets)
         # Within a row, problems keep the order the batch function gave them.
         rejects = rejects.withColumn("_churn_order", monotonically_increasing_id())
         rejects = rejects.orderBy(ROW, "_churn_order").select(rejects_schema.names)
         write_atomically(spark, rejects.coalesce(1), run.rejects)
     finally:
-        combined.unpersist()
+        stream.unpersist()
     rows_in = sum(c[SPLIT_ROWS] for c in counts)
-    scored_count = sum(c[SPLIT_SCORED] for c in counts)
-    return {
-        "rows": rows_in,
-        "scored": scored_count,
-        "rejected": rows_in - scored_count,
-        "model_version": model.version,
-    }
+    scored_rows = sum(c[SPLIT_SCORED] for c in counts)
+    return {"rows_in": rows_in, "scored": scored_rows, "rejected": rows_in - scored_rows}, model
 
 
-def split_offsets(counts: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
-    """Rows before each split (file, byte offset) in input order: files by path, then offset.
-
-    A directory of parts is read in path order, as the local engine reads it; within a file,
-    splits follow their byte offsets.
-    """
-    offsets, before = {}, 0
+def split_offsets(spark: SparkSession, counts: Iterable[tuple[str, int, int]]) -> DataFrame:
+    """Rows before each split (file, byte offset, rows) in input order: files by path (a
+    directory's parts in the local engine's order), then splits by their byte offsets."""
+    offsets, before = [], 0
     for file, block, rows in sorted(counts):
-        offsets[(file, block)] = before
+        offsets.append((file, block, before))
         before += rows
-    return offsets
-
-
-def offsets_table(spark: SparkSession, offsets: dict[tuple[str, int], int]) -> DataFrame:
-    return spark.createDataFrame(
-        [(file, block, offset) for (file, block), offset in offsets.items()],
-        f"{FILE} string, {BLOCK} long, {OFFSET} long",
-    )
+    return spark.createDataFrame(offsets, f"{FILE} string, {BLOCK} long, {OFFSET} long")
 
 
 def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
@@ -149,46 +144,57 @@ def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
 def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout]:
     """The input with each row's split (file, byte offset), and the layout of its columns.
 
-    CSV is read with Spark's reader as the local engine reads it: every field as text, an empty
-    field as "" (not null), quotes as in RFC 4180. Raises ``InputFileError`` as the local engine
+    CSV is read as the local engine reads it: every field as text, an empty field as "" (Spark
+    reads it as null, which nothing else is in a CSV), quotes as in RFC 4180, and a row with
+    more or fewer fields than the header an error. Raises ``InputFileError`` as the local engine
     does: unknown format, unreadable or empty file, missing or doubled columns.
     """
+    is_csv = file_format(path, FORMATS) == ".csv"
     try:
-        if check_format(path) == "csv":
-            reader = spark.read.options(header=True, inferSchema=False, escape='"')
-            frame = reader.options(nullValue=NEVER_NULL, emptyValue="").csv(path)
+        if is_csv:
+            frame = spark.read.options(header=True, escape='"', mode="FAILFAST").csv(path)
         else:
             frame = spark.read.parquet(path)
-        names = frame.columns
-    except InputFileError:
-        raise
+        names = wanted(frame.columns)
     except Exception as error:  # Spark's AnalysisException: missing path, unreadable file
         raise InputFileError(f"cannot read {path}: {first_line(error)}") from None
-    if not names:
+    if not frame.columns:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
+    layout = Layout.of(pa.schema([(name, pa.string()) for name in names]))
+    if is_csv:
+        frame = frame.fillna("", subset=names)
     frame = frame.select(
-        *[col(f"`{name}`") for name in wanted(names)],
+        *[col(f"`{name}`") for name in names],
         col("_metadata.file_path").alias(FILE),
         col("_metadata.file_block_start").alias(BLOCK),
     )
-    return frame, Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
+    return frame, layout
 
 
 def load_model(spark: SparkSession, model: str, threshold: float | None) -> BatchModel:
     """The model from a local path or any URI Spark reads (s3://), checked as the service does."""
     if "://" not in model:
         return BatchModel.load(Path(model), threshold)
-    raw = read_bytes(spark, model)
-    metadata = json.loads(read_bytes(spark, metadata_uri(model)))
-    weights = artifact.weights_from_bytes(raw, Path(model))
-    predictor = Predictor.build(weights, metadata, Path(model), threshold)
-    return BatchModel(raw, metadata, predictor.version, predictor.threshold, model)
+    scheme, separator, rest = model.partition("://")
+    metadata = scheme + separator + str(metadata_path(PurePosixPath(rest)))  # type: ignore[arg-type]
+    weights = artifact.weights_from_bytes(read_bytes(spark, model), Path(model))
+    return BatchModel.checked(weights, json.loads(read_bytes(spark, metadata)), model, threshold)
+
+
+def read_bytes(spark: SparkSession, uri: str) -> bytes:
+    """A whole file from any URI Spark can read (s3://, hdfs://)."""
+    try:
+        rows = spark.read.format("binaryFile").load(uri).select("content").collect()
+    except Exception as error:
+        raise ModelFileError(f"cannot read {uri}: {first_line(error)}") from None
+    if len(rows) != 1:
+        raise ModelFileError(f"cannot read {uri}: it is not one file")
+    return bytes(rows[0]["content"])
 
 
 def _collect(frame: DataFrame, path: str) -> list[Any]:
-    """``frame.collect()``, the first action: a file Spark cannot read, a line a task could
-    not parse, or a model a task refused, surface as the errors the local engine raises (exit
-    code 2)."""
+    """``frame.collect()``, the first action: a file Spark cannot read, or a model a task
+    refused, surface as the errors the local engine raises (exit code 2)."""
     try:
         return frame.collect()
     except Exception as error:
@@ -204,16 +210,141 @@ def _collect(frame: DataFrame, path: str) -> list[Any]:
         raise
 
 
-def _text_as(schema: pa.Schema, text: pa.DataType) -> pa.Schema:
-    def is_text(kind: pa.DataType) -> bool:
-        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-    return pa.schema(field.with_type(text) if is_text(field.type) else field for field in schema)
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
-def _large_strings(spark: SparkSession) -> bool:
-    """Whether this Spark hands Arrow large_string (a Spark 4 option; Spark 3.5 lacks it)."""
+def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
+    """Write ``frame`` to a hidden folder beside ``path``, then rename it to ``path``.
+
+    A failed or killed run leaves at most the hidden folder, never a half-written ``path``.
+    """
+    kind = file_format(path, FORMATS).lstrip(".")
+    writer = frame.write.mode("overwrite").format(kind)
+    if kind == "csv":
+        writer = writer.option("header", "true").option("escape", '"')
+    hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs  # type: ignore[union-attr]
+    target = hadoop.Path(path)
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.getScheme() in NO_RENAME_SCHEMES:
+        writer.save(path)
+        return
+    hidden = hadoop.Path(target.getParent(), f".{target.getName()}.{uuid.uuid4().hex}.tmp")
     try:
-        return str(spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes")).lower() == "true"
+        writer.save(hidden.toString())
+        fs.delete(target, True)
+        if not fs.rename(hidden, target):
+            raise OSError(f"could not rename {hidden.toString()} to {path}")
+    finally:
+        fs.delete(hidden, True)
+
+
+def ship_package(spark: SparkSession) -> None:
+    """Make this package importable on the executors when it runs from a checkout.
+
+    Under spark-submit with ``--py-files churn.zip`` it already is (and lives in that zip).
+    """
+    package = Path(__file__).resolve().parent.parent  # churn/, when not inside a zip
+    context = spark.sparkContext
+    if not package.is_dir() or context.applicationId in _SHIPPED_TO:
+        return
+    folder = tempfile.mkdtemp(prefix="churn-spark-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # executors fetch it lazily
+    archive = shutil.make_archive(
+        str(Path(folder) / package.name), "zip", root_dir=package.parent, base_dir=package.name
+    )
+    context.addPyFile(archive)
+    _SHIPPED_TO.add(context.applicationId)
+
+
+def stream_schema(spark: SparkSession, scored: pa.Schema, rejects: pa.Schema) -> pa.Schema:
+    """The one schema a task yields: kind, scored columns, reject columns, split location.
+
+    Text is of the type this Spark expects from Arrow: ``large_string`` under Spark 4's
+    ``useLargeVarTypes``, else ``string`` (Spark 3.5 has no such option).
+    """
+    try:
+        large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes") or ""
     except Exception:  # Spark 3.5: no such option
-        return False
+        large = ""
+    text = pa.large_string() if large.lower() == "true" else pa.string()
+    fields = [pa.field(KIND, pa.int8(), nullable=False)]
+    fields += [field.with_nullable(True) for field in scored]
+    fields += [field.with_nullable(True) for field in rejects if field.name not in scored.names]
+    fields += [pa.field(FILE, pa.string()), pa.field(BLOCK, pa.int64())]
+    fields += [pa.field(SPLIT_ROWS, pa.int64()), pa.field(SPLIT_SCORED, pa.int64())]
+    return pa.schema(f.with_type(text) if pa.types.is_string(f.type) else f for f in fields)
+
+
+# What the executors run. They need numpy, pyarrow, pydantic and this package: no scikit-learn,
+# and no pandas code (pyspark itself only imports pandas).
+
+
+def score_partition(
+    model: BatchModel,
+    columns: list[str],
+    schema: pa.Schema,
+    locate_scored: bool,
+    batches: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    """One partition's batches scored into the tasks' stream of ``schema``.
+
+    ``columns``: the input's columns that scoring reads. ``locate_scored``: scored rows carry
+    their split too, for the driver to renumber (an input without customer ids).
+    """
+    rows: dict[SplitKey, int] = {}
+    scored_rows: dict[SplitKey, int] = {}
+    for batch in batches:
+        for key, piece in splits_of(batch):
+            done = rows.get(key, 0)
+            data = piece.select(columns)
+            scored, rejects = score_record_batch(data, model, done + 1)
+            rows[key] = done + data.num_rows
+            scored_rows[key] = scored_rows.get(key, 0) + scored.num_rows
+            yield located(scored, SCORED, key if locate_scored else None, schema)
+            if rejects.num_rows:
+                yield located(rejects, REJECT, key, schema)
+    keys = list(rows)
+    counts = {
+        KIND: pa.array(np.full(len(keys), SPLIT, dtype=np.int8)),
+        FILE: pa.array([file for file, _ in keys], pa.string()),
+        BLOCK: pa.array([block for _, block in keys], pa.int64()),
+        SPLIT_ROWS: pa.array([rows[key] for key in keys], pa.int64()),
+        SPLIT_SCORED: pa.array([scored_rows[key] for key in keys], pa.int64()),
+    }
+    yield conform(counts, len(keys), schema)
+
+
+def splits_of(batch: pa.RecordBatch) -> Iterator[tuple[SplitKey, pa.RecordBatch]]:
+    """Runs of consecutive rows from one split (file, byte offset), with that split's key."""
+    files = batch.column(FILE).dictionary_encode()
+    codes = files.indices.to_numpy(zero_copy_only=False)
+    blocks = batch.column(BLOCK).to_numpy(zero_copy_only=False)
+    changes = np.flatnonzero((codes[1:] != codes[:-1]) | (blocks[1:] != blocks[:-1])) + 1
+    for start, stop in pairwise([0, *changes.tolist(), batch.num_rows]):
+        key = (files.dictionary[codes[start]].as_py(), int(blocks[start]))
+        yield key, batch.slice(start, stop - start)
+
+
+def located(
+    part: pa.RecordBatch, kind: int, key: SplitKey | None, schema: pa.Schema
+) -> pa.RecordBatch:
+    """Scored rows or rejects as rows of the stream, with their split when ``key`` is given."""
+    n = part.num_rows
+    columns = {KIND: pa.array(np.full(n, kind, dtype=np.int8))}
+    columns.update(zip(part.schema.names, part.columns, strict=True))
+    if key is not None:
+        columns[FILE] = pa.array([key[0]] * n, pa.string())
+        columns[BLOCK] = pa.array(np.full(n, key[1], dtype=np.int64))
+    return conform(columns, n, schema)
+
+
+def conform(columns: dict[str, pa.Array], n: int, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of exactly ``schema``: missing columns as nulls, every column cast to its type
+    (text to the type the running Spark declared)."""
+    arrays = [
+        columns[field.name].cast(field.type) if field.name in columns else pa.nulls(n, field.type)
+        for field in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
