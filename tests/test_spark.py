@@ -191,7 +191,7 @@ def test_output_batches_take_the_declared_string_type():
         ("missing.csv", None, "missing.csv"),
         ("customers.txt", "not a customer file\n", "unknown format"),
         ("columns.csv", "customerID,gender\n1,Male\n", "missing column"),
-        ("ragged.csv", None, "ragged.csv: CSV parse error: Expected 21 columns, got 19"),
+        ("ragged.csv", None, r"ragged\.csv: .*Malformed records"),
         ("empty.csv", "", "empty; expected a header line"),
     ],
 )

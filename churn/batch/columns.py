@@ -36,7 +36,6 @@ class Layout:
     """Where each field is in a batch: column index by course-spelling field name."""
 
     index: Mapping[str, int]
-    names: tuple[str, ...]
     id_column: str | None  # the input's own name for the customer id, if it has one
 
     @classmethod
@@ -54,7 +53,7 @@ class Layout:
         if missing:
             raise InputFileError(f"missing column(s): {', '.join(missing)}")
         ids = [schema.names[index[key]] for key in ID_KEYS if key in index]  # in precedence
-        return cls(index, tuple(schema.names), ids[0] if ids else None)
+        return cls(index, ids[0] if ids else None)
 
     def output_schema(self) -> pa.Schema:
         key = pa.field(self.id_column, pa.string()) if self.id_column else pa.field(ROW, pa.int64())

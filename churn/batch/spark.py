@@ -95,6 +95,9 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
     Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
     """
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+    # Every field of a CSV row parsed, not just those read: a row with more or fewer fields
+    # than the header is then an error, as it is for the local engine.
+    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     file_format(run.output, FORMATS)
     file_format(run.rejects, FORMATS)
     ship_package(spark)
@@ -103,7 +106,7 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
     schema = stream_schema(spark, scored_schema, rejects_schema)
     numbered = layout.id_column is None  # scored rows are then named by their row number
-    task = partial(score_partition, model, list(layout.names), schema, numbered)
+    task = partial(score_partition, model, schema, numbered)
     stream = frame.mapInArrow(task, from_arrow_schema(schema))
     stream = stream.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -204,9 +207,11 @@ def _collect(frame: DataFrame, path: str) -> list[Any]:
             line = next((line for line in text.splitlines() if marker in line), None)
             if line is not None:
                 raise refused(line.partition(marker)[2]) from None
-        reason = next((line for line in text.splitlines() if "FAILED_READ_FILE" in line), None)
-        if reason is not None:
-            raise InputFileError(f"cannot read {path}: {reason.strip()}") from None
+        for marker in ("Malformed records", "FAILED_READ_FILE"):  # the most telling line first
+            reason = next((line for line in text.splitlines() if marker in line), None)
+            if reason is not None:
+                reason = reason.rpartition("Exception: ")[2].strip()
+                raise InputFileError(f"cannot read {path}: {reason}") from None
         raise
 
 
@@ -283,24 +288,22 @@ def stream_schema(spark: SparkSession, scored: pa.Schema, rejects: pa.Schema) ->
 
 def score_partition(
     model: BatchModel,
-    columns: list[str],
     schema: pa.Schema,
     locate_scored: bool,
     batches: Iterator[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
     """One partition's batches scored into the tasks' stream of ``schema``.
 
-    ``columns``: the input's columns that scoring reads. ``locate_scored``: scored rows carry
-    their split too, for the driver to renumber (an input without customer ids).
+    ``locate_scored``: scored rows carry their split too, for the driver to renumber (an input
+    without customer ids). The split's own columns are ignored by the batch function.
     """
     rows: dict[SplitKey, int] = {}
     scored_rows: dict[SplitKey, int] = {}
     for batch in batches:
         for key, piece in splits_of(batch):
             done = rows.get(key, 0)
-            data = piece.select(columns)
-            scored, rejects = score_record_batch(data, model, done + 1)
-            rows[key] = done + data.num_rows
+            scored, rejects = score_record_batch(piece, model, done + 1)
+            rows[key] = done + piece.num_rows
             scored_rows[key] = scored_rows.get(key, 0) + scored.num_rows
             yield located(scored, SCORED, key if locate_scored else None, schema)
             if rejects.num_rows:
