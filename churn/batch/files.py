@@ -178,7 +178,8 @@ class AtomicWriter:
     def __init__(self, path: Path, schema: pa.Schema):
         make_writer = WRITERS[file_format(path)]
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.temporary = path, path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        self.path = path
+        self.temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
         self._sink = pa.OSFile(str(self.temporary), "wb")  # made as open() makes files: umask
         self._writer = make_writer(self._sink, schema)
 

@@ -1,22 +1,16 @@
-"""The ``--engine spark`` engine: batch scoring as a Spark job, for bases beyond one machine.
+"""The ``--engine spark`` engine: the same scoring as a Spark job, for bases beyond one machine.
 
-The driver reads the input with Spark's own readers, and the executors run the local engine's
-batch function, ``score_record_batch``, through ``mapInArrow``; the model travels inside the task
-as a ``BatchModel`` that every task checks before it scores a row. Then the driver numbers the
-rows and writes the scored rows and the rejects, each atomically where the file system can
-rename. Paths are text: they may be URIs (s3://, hdfs://).
+The driver reads the input with Spark's own readers; the executors run ``score_record_batch``
+through ``mapInArrow``, the model shipped as a ``BatchModel`` that each task checks. Nothing is
+cast with Spark SQL (CSV fields are read as text), so Spark 4's ANSI mode changes nothing.
+``python score.py --engine spark`` runs Spark in local mode when no master is configured;
+``spark-submit score.py --engine spark`` runs on the cluster it names (YARN, EMR Serverless).
+Paths are text: they may be URIs (s3://).
 
-``python score.py --engine spark`` runs Spark in local mode on all cores when no master is
-configured; ``spark-submit score.py --engine spark`` runs on whatever cluster spark-submit names
-(YARN, EMR Serverless, Kubernetes). Nothing here casts with Spark SQL: CSV columns are read as
-text and all parsing and checking happens in the batch function, so Spark 4's ANSI mode (where
-casting a blank TotalCharges throws) changes nothing.
-
-Row numbers: a task cannot know the global number of its first row (Spark splits a file into
-byte ranges read in parallel), so it numbers rows within each split (file, byte offset) and
-counts each split's rows; the driver turns the counts into offsets (``split_offsets``). A task
-yields one stream of three kinds of rows, told apart by ``KIND``: scored customers, rejection
-lines and per-split counts, so one pass over the input gives both outputs and the counts.
+Row numbers: Spark reads a file in byte-range splits, in parallel, so a task numbers rows within
+each split (file, byte offset) and counts them; the driver turns the counts into offsets. A task
+yields one stream of three kinds of rows (``KIND``): scored customers, rejects and per-split
+counts, so one pass over the input gives both outputs and the counts.
 """
 
 from __future__ import annotations
@@ -179,9 +173,10 @@ def load_model(spark: SparkSession, model: str, threshold: float | None) -> Batc
     if "://" not in model:
         return BatchModel.load(Path(model), threshold)
     scheme, separator, rest = model.partition("://")
-    metadata = scheme + separator + str(metadata_path(PurePosixPath(rest)))  # type: ignore[arg-type]
+    beside = metadata_path(PurePosixPath(rest))  # type: ignore[arg-type]
+    metadata = json.loads(read_bytes(spark, f"{scheme}{separator}{beside}"))
     weights = artifact.weights_from_bytes(read_bytes(spark, model), Path(model))
-    return BatchModel.checked(weights, json.loads(read_bytes(spark, metadata)), model, threshold)
+    return BatchModel.checked(weights, metadata, model, threshold)
 
 
 def read_bytes(spark: SparkSession, uri: str) -> bytes:
