@@ -23,7 +23,7 @@ class BatchModel:
     metadata: dict[str, Any]
     version: str  # SHA-256 of artifact_bytes, as the service reports it
     threshold: float
-    source: str = "model"
+    source: str  # the path or URI it was read from, for messages
 
     @classmethod
     def load(cls, path: Path, threshold: float | None = None) -> BatchModel:
