@@ -13,7 +13,8 @@ from churn.features import EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ID
 from churn.schema import customer_model
 
 REF = "#/components/schemas/{model}"
-KEYED = [{}, {"bearer": []}, {"apiKey": []}]  # open without API_KEY, else either scheme
+# Open when the service has no API_KEY, else either scheme.
+KEYED: list[dict[str, list]] = [{}, {"bearer": []}, {"apiKey": []}]
 
 
 def _ref(name: str) -> dict[str, str]:
