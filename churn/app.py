@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from churn.capture import Capture
 from churn.config import Settings
-from churn.logs import MODEL_VERSION_KEY, REQUEST_ID_KEY, use_gunicorn_logging
+from churn.logs import MODEL_VERSION_KEY, REQUEST_ID_KEY
 from churn.metrics import (
     Watch,
     count_predictions,
@@ -78,11 +78,8 @@ class ApiError(Exception):
         headers: list[tuple[str, str]] | None = None,
     ):
         super().__init__(message)
-        self.status, self.error, self.message, self.problems = status, error, message, problems
+        self.status, self.body = status, error_payload(error, message, problems)
         self.headers = headers or []  # extra response headers, e.g. a 401's WWW-Authenticate
-
-    def payload(self) -> dict[str, Any]:
-        return error_payload(self.error, self.message, self.problems)
 
 
 def error_payload(error: str, message: str, problems: list | None = None) -> dict[str, Any]:
@@ -139,7 +136,7 @@ class Service:
                 return self.flask_app(environ, self._with_headers(environ, start_response))
             status, body, headers = self.predict(environ)
         except ApiError as error:
-            status, body, headers = error.status, orjson.dumps(error.payload()), error.headers
+            status, body, headers = error.status, orjson.dumps(error.body), error.headers
         except Exception:  # never a stack trace in a response; the traceback goes to the log
             request_id = environ[REQUEST_ID_KEY]
             self.logger.exception("unhandled error", extra={"request_id": request_id})
@@ -249,7 +246,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                            "churn.shadow": shadow, "churn.watch": watch})  # fmt: skip
     app.register_blueprint(api)
     app.register_blueprint(pages)
-    use_gunicorn_logging(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(lambda: setattr(g, "started", time.perf_counter()))
