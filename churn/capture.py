@@ -76,11 +76,9 @@ class Capture:
     ) -> None:
         self.url, self.source, self.features, self.max_rows = url, source, features, max_rows
         self.logger = logger or logging.getLogger(__name__)
-        self._lock = threading.Lock()  # guards the queue and its counts
-        self._write_lock = threading.Lock()  # one write at a time on the one connection
+        self._lock = threading.Lock()  # guards the queue and its count
         self._items: list[Item] = []
         self._queued = 0  # rows queued or being written: what the bound applies to
-        self._refused = 0  # rows dropped because the queue was full, not yet counted
         self._connection: psycopg.Connection | None = None
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -112,42 +110,38 @@ class Capture:
             self._start_writer()
         with self._lock:
             if self._queued + len(results) > self.max_rows:
-                self._refused += len(results)
+                ROWS.labels("dropped").inc(len(results))
                 return
             self._queued += len(results)
             kept = customers if self.features else None
             self._items.append((time.time(), request_id, version, threshold, results, kept))
 
     def flush(self) -> None:
-        """Write what is queued now, in this thread."""
-        with self._write_lock:
+        """Write what is queued now: the writer thread, or ``close`` once it has stopped."""
+        with self._lock:
+            items, self._items = self._items, []
+        rows = sum(len(item[4]) for item in items)
+        if not rows:
+            return
+        try:
+            self._write(rows_of(items, self.source))
+        except Exception as error:  # whatever failed, the rows are counted, never kept
+            ROWS.labels("dropped").inc(rows)
+            if not self._failing:  # once per outage, not once a second
+                self._failing = True
+                self.logger.warning(
+                    "prediction capture: PostgreSQL write failed, rows are dropped and counted "
+                    "until it works again: %s",
+                    one_line(error, self.url),
+                )
+        else:
+            ROWS.labels("written").inc(rows)
+            if self._failing:
+                self._failing = False
+                self.logger.warning("prediction capture: writing to PostgreSQL again")
+        finally:
             with self._lock:
-                items, self._items = self._items, []
-                refused, self._refused = self._refused, 0
-            if refused:
-                ROWS.labels("dropped").inc(refused)
-            rows = sum(len(item[4]) for item in items)
-            if not rows:
-                return
-            try:
-                self._write(rows_of(items, self.source))
-            except Exception as error:  # whatever failed, the rows are counted, never kept
-                ROWS.labels("dropped").inc(rows)
-                if not self._failing:  # once per outage, not once a second
-                    self._failing = True
-                    self.logger.warning(
-                        "prediction capture: PostgreSQL write failed, rows are dropped and "
-                        "counted until it works again: %s",
-                        one_line(error, self.url),
-                    )
-            else:
-                ROWS.labels("written").inc(rows)
-                if self._failing:
-                    self._failing = False
-                    self.logger.warning("prediction capture: writing to PostgreSQL again")
-            finally:
-                with self._lock:
-                    self._queued -= rows
+                self._queued -= rows
 
     def close(self) -> None:
         """Stop the writer and write what is pending (a graceful stop)."""
