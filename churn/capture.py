@@ -38,7 +38,7 @@ import psycopg
 from prometheus_client import Counter
 from psycopg.types.json import Jsonb
 
-from churn.envvars import ConfigError
+from churn.config import ConfigError
 
 ROWS = Counter(
     "churn_capture_rows_total",
