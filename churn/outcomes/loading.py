@@ -64,13 +64,15 @@ def check_file(path: Path) -> Checked:
     for number, record in enumerate(_records(path), start=1):
         checked.rows_in = number
         outcome, problems = _check(record, today)
-        if outcome is not None and (outcome[0], outcome[1]) in first_seen:
-            first = first_seen[outcome[0], outcome[1]]
-            message = f"a second outcome for this customer on {outcome[1]} (first on row {first})"
-            outcome, problems = None, [("observed_on", message)]
         if outcome is not None:
-            first_seen[outcome[0], outcome[1]] = number
-            checked.good.append(outcome)
+            key = outcome[:2]  # the customer and the date
+            if key in first_seen:
+                first = first_seen[key]
+                message = f"a second outcome for this customer on {key[1]} (first on row {first})"
+                problems = [("observed_on", message)]
+            else:
+                first_seen[key] = number
+                checked.good.append(outcome)
         shown = "" if record["customer_id"] is None else str(record["customer_id"])
         checked.problems += [(number, shown, name, why) for name, why in problems]
     return checked
