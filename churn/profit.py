@@ -69,7 +69,7 @@ def offer_values(costs: Costs, churned: np.ndarray) -> np.ndarray:
     return churned * costs.offer_acceptance * costs.customer_value - costs.offer_cost
 
 
-def realized(costs: Costs, churned: np.ndarray, offered: np.ndarray) -> dict[str, float]:
+def offers_profit(costs: Costs, churned: np.ndarray, offered: np.ndarray) -> dict[str, float]:
     """The expected profit of the offers in ``offered``, given who churned."""
     return {
         "profit": float(offer_values(costs, churned)[offered].sum()),
@@ -81,8 +81,8 @@ def chosen_and_default(
     costs: Costs, churned: np.ndarray, probabilities: np.ndarray, threshold: float, prefix: str
 ) -> dict[str, float]:
     """Profit and offers at ``threshold`` and at the default, as the metadata names them."""
-    chosen = realized(costs, churned, probabilities >= threshold)
-    default = realized(costs, churned, probabilities >= DEFAULT_THRESHOLD)
+    chosen = offers_profit(costs, churned, probabilities >= threshold)
+    default = offers_profit(costs, churned, probabilities >= DEFAULT_THRESHOLD)
     return {
         f"{prefix}profit": chosen["profit"],
         f"{prefix}offers": chosen["offers"],

@@ -26,7 +26,7 @@ from churn.artifact import ModelFileError, load_metadata, write_atomically
 from churn.config import DEFAULT_AUC_TOLERANCE
 from churn.evaluation import bootstrap_auc, scores
 from churn.outcomes import OutcomesError, open_database
-from churn.profit import Costs, realized
+from churn.profit import Costs, offers_profit
 from churn.report import Report
 
 DEFAULT_WINDOW_DAYS = 90
@@ -166,7 +166,7 @@ def pair_figures(rows: list[Any], costs: Costs | None) -> dict[str, Any]:
         "recall": float(caught / churners) if churners else None,
     }
     if costs is not None:
-        figures["realized"] = realized(costs, churned, flagged)
+        figures["realized"] = offers_profit(costs, churned, flagged)
     return figures
 
 
