@@ -35,21 +35,21 @@ def evaluate(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -
 
 
 def scores(churned: np.ndarray, probabilities: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
-    """Churn rate, AUC (None unless both churners and stayers are there), Brier score,
-    calibration, and the confusion matrix of the decisions taken (``flagged``)."""
+    """AUC (None unless both churners and stayers are there), Brier score, churn rate, the
+    confusion matrix of the decisions taken (``flagged``) and calibration."""
     actual = churned.astype(bool)
     both = 0 < actual.sum() < len(actual)
     return {
-        "churn_rate": float(churned.mean()),
         "auc": float(roc_auc_score(actual, probabilities)) if both else None,
         "brier": float(brier_score_loss(actual, probabilities, pos_label=True)),
-        "calibration": calibration(churned, probabilities),
+        "churn_rate": float(churned.mean()),
         "confusion": {
             "true_negative": int((~flagged & ~actual).sum()),
             "false_positive": int((flagged & ~actual).sum()),
             "false_negative": int((~flagged & actual).sum()),
             "true_positive": int((flagged & actual).sum()),
         },
+        "calibration": calibration(churned, probabilities),
     }
 
 

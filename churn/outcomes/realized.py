@@ -158,7 +158,8 @@ def pair_figures(rows: list[Any], costs: Costs | None) -> dict[str, Any]:
     flagged = np.array([row.churn for row in joined], dtype=bool)
     figures |= scores(churned, probabilities, flagged)
     interval = bootstrap_auc(churned, probabilities) if figures["auc"] is not None else None
-    caught, offers, churners = figures["confusion"]["true_positive"], flagged.sum(), churned.sum()
+    caught = figures["confusion"]["true_positive"]
+    offers, churners = flagged.sum(), churned.sum()
     figures |= {
         "auc_low": interval[0] if interval else None,
         "auc_high": interval[1] if interval else None,
