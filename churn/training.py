@@ -8,6 +8,7 @@ Everything a run measures is computed once here and stored in the metadata; the 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import platform
 import sys
@@ -15,10 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import numpy as np
 import pandas as pd
-import sklearn
 
 from churn import artifact, report
 from churn.artifact import ModelFileError
@@ -49,6 +47,7 @@ from churn.profit import (
 )
 
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -121,10 +120,7 @@ def build_metadata(
         },
         "versions": {
             "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "pandas": pd.__version__,
-            "matplotlib": matplotlib.__version__,
+            **{name: importlib.metadata.version(name) for name in LIBRARIES},
         },
         "params": {"C": best.C, "folds": folds, "solver": "newton-cholesky"},
         "metrics": {
