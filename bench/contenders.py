@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench.nginx_rig import nginx_in_front
 from bench.peers.envs import cache_root, peer_env
+from bench.postgres import capture_database
 from bench.servers import free_port, gunicorn_command
 from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT, metadata_path
 
@@ -66,6 +68,10 @@ def contenders(workers: int, work: Path, build_peers: bool, containers: bool) ->
         Contender("ours", "churn-serving", gunicorn, ours, workers),
         Contender("unmonitored", "churn-serving, no drift, no shadow", gunicorn, no_drift, workers),
         Contender("monitored", "churn-serving, drift + shadow model", gunicorn, shadow, workers),
+        Contender("capture", "churn-serving, capture to PostgreSQL", gunicorn, ours, workers,
+                  before=capture_database),
+        Contender("nginx", "churn-serving behind EB's nginx (.platform/)", gunicorn,
+                  {**ours, "GUNICORN_KEEPALIVE": "75"}, workers, front=nginx_in_front),
         Contender("course", "the course's way (Flask, scikit-learn per request)",
                   [*course, "baseline_app:app"], course_env, workers, cwd=PROJECT_ROOT / "bench"),
         Contender("ceiling", "ceiling: raw WSGI app (orjson parse + constant), our gunicorn",

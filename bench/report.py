@@ -32,6 +32,8 @@ FLOORS = (
     Floor("/predict, one customer: ≥ 1.3× FastAPI async", "ours", "fastapi", 1.3),
     Floor("/predict, one customer: ≥ 2× the course's way", "ours", "course", 2.0),
     Floor("drift + shadow: ≥ 90% of the throughput without", "monitored", "unmonitored", 0.9),
+    Floor("capture to PostgreSQL: ≥ 90% of the throughput without", "capture", "ours", 0.9),
+    Floor("behind EB's nginx / direct (no floor)", "nginx", "ours", None),
     Floor("in the container: default logging ≥ 90% of logging off", "container",
           "container-no-log", 0.9),
     Floor("ours / the raw WSGI ceiling (no floor)", "ours", "ceiling", None),

@@ -9,6 +9,7 @@ more than checking and scoring a customer (docs/performance.md). Flask serves th
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import re
 import time
@@ -24,11 +25,9 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from churn.auth import require_api_key
 from churn.capture import Capture
 from churn.config import Settings
-from churn.errors import INTERNAL_ERROR, ApiError, error_payload
-from churn.logs import MODEL_VERSION_KEY, REQUEST_ID_KEY, use_gunicorn_logging
+from churn.logs import MODEL_VERSION_KEY, REQUEST_ID_KEY
 from churn.metrics import (
     Watch,
     count_predictions,
@@ -54,6 +53,8 @@ SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
 ]
 ALLOWED_METHODS = "OPTIONS, POST"
+# A 401 names the scheme the client should use (RFC 9110 section 11.6.1; RFC 6750 for Bearer).
+API_KEY_CHALLENGE = ("WWW-Authenticate", 'Bearer realm="churn-serving"')
 TRUE_WORDS, FALSE_WORDS = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no", ""})
 
 api = Blueprint("api", __name__)
@@ -63,6 +64,52 @@ def request_id_for(environ: dict) -> str:
     """The caller's X-Request-ID if it is sane (so logs join up across hops), else a new one."""
     given = environ.get("HTTP_X_REQUEST_ID")
     return given if given and SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+class ApiError(Exception):
+    """A client mistake, answered in the one JSON error format every route uses (README, Errors)."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        problems: list | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.body = status, error_payload(error, message, problems)
+        self.headers = headers or []  # extra response headers, e.g. a 401's WWW-Authenticate
+
+
+def error_payload(error: str, message: str, problems: list | None = None) -> dict[str, Any]:
+    """``{"error": ..., "message": ...}`` plus ``problems`` (field, message, index) when known."""
+    body: dict[str, Any] = {"error": error, "message": message}
+    if problems is not None:
+        body["problems"] = problems
+    return body
+
+
+INTERNAL_ERROR = error_payload("internal_error", "unexpected server error")
+
+
+def require_api_key(environ: dict, expected: str | None) -> None:
+    """A 401 unless the request carries ``expected`` (``API_KEY``; unset: no check) as
+    ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+    if expected is None:
+        return
+    given = environ.get("HTTP_X_API_KEY") or ""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization.startswith("Bearer "):
+        given = authorization.removeprefix("Bearer ").strip()
+    # Constant-time comparison: the time taken says nothing about how much of a guess was right.
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong API key (Authorization: Bearer … or X-API-Key)",
+            headers=[API_KEY_CHALLENGE],
+        )
 
 
 @dataclass(frozen=True)
@@ -89,7 +136,7 @@ class Service:
                 return self.flask_app(environ, self._with_headers(environ, start_response))
             status, body, headers = self.predict(environ)
         except ApiError as error:
-            status, body, headers = error.status, orjson.dumps(error.payload()), error.headers
+            status, body, headers = error.status, orjson.dumps(error.body), error.headers
         except Exception:  # never a stack trace in a response; the traceback goes to the log
             request_id = environ[REQUEST_ID_KEY]
             self.logger.exception("unhandled error", extra={"request_id": request_id})
@@ -199,7 +246,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                            "churn.shadow": shadow, "churn.watch": watch})  # fmt: skip
     app.register_blueprint(api)
     app.register_blueprint(pages)
-    use_gunicorn_logging(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(lambda: setattr(g, "started", time.perf_counter()))

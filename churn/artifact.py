@@ -59,12 +59,10 @@ class _FittedState:
         self.__dict__["state"] = state if isinstance(state, dict) else {}
 
 
-class _Vectorizer(_FittedState):
-    pass
+class _Vectorizer(_FittedState): ...
 
 
-class _Classifier(_FittedState):
-    pass
+class _Classifier(_FittedState): ...
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -106,7 +104,7 @@ def load_weights(path: Path) -> ModelWeights:
 
 
 def weights_from_bytes(raw: bytes, path: Path) -> ModelWeights:
-    """The pair in ``raw`` (the bytes of the file at ``path``), loaded as ``load_weights`` does."""
+    """The pair in ``raw``, the bytes of the file at ``path``."""
     try:
         pair = _RestrictedUnpickler(io.BytesIO(raw)).load()
     except ModelFileError as error:
@@ -153,23 +151,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never half of one.
-    """
+    """Write to a temporary file beside ``path``, flush it to disk, then rename over ``path``:
+    a crash at any point leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would, so a
         # retrained model stays readable by the container's unprivileged user.
-        os.fchmod(fd, 0o666 & ~_current_umask())
+        umask = os.umask(0)  # the only way to read the umask is to set it
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -180,10 +172,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def pack(path: Path, dv: Any, model: Any, metadata: dict[str, Any]) -> tuple[bytes, dict]:
-    """The course's plain pickle of the pair, and its metadata completed with the pickle's hash.
-
-    Separate from ``write`` so a caller can render what describes the model before saving it.
-    """
+    """The course's plain pickle of the pair, and its metadata completed with the pickle's hash
+    (apart from ``write``: training renders its report from them before saving)."""
     raw = pickle.dumps((dv, model), protocol=pickle.HIGHEST_PROTOCOL)
     return raw, {**metadata, "artifact_sha256": sha256_hex(raw), "artifact_file": path.name}
 

@@ -14,22 +14,20 @@ background thread in each process takes what is queued about once a second and w
   since its last write began (about one second's worth, plus the time a write under way takes),
   and never more than ``MAX_QUEUED_ROWS``.
 
-Threads do not survive ``fork``: gunicorn loads the app in its master and forks the workers, so
-each worker starts its own writer the first time it submits (``os.register_at_fork``).
+Each process starts its own writer at its first ``submit``: gunicorn's master loads the app and
+forks the workers but never submits, so each worker starts with an empty queue and no thread.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
 import re
 import sys
 import threading
 import time
 import uuid
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,25 +53,14 @@ STATEMENT_TIMEOUT_MS = 5_000
 # How long a graceful stop waits for the last write: a full queue takes well under a second to a
 # healthy database, and gunicorn's graceful timeout (8 s) covers the requests in flight too.
 STOP_WAIT_SECONDS = 3.0
-SOURCES = ("predict", "score.py")
 TABLE = "churn_predictions"
-COLUMNS = (
-    "predicted_at",
-    "request_id",
-    "customer_id",
-    "model_version",
-    "probability",
-    "churn",
-    "threshold",
-    "source",
-    "features",
+COPY = (
+    f"COPY {TABLE} (predicted_at, request_id, customer_id, model_version, probability, churn, "
+    "threshold, source, features) FROM STDIN"
 )
-COPY = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
 
 # (submitted at, request id, model version, threshold, results, customers as sent or None)
 Item = tuple[float, str, str, float, Sequence[Mapping[str, Any]], Any]
-
-_ALL: weakref.WeakSet[Capture] = weakref.WeakSet()
 
 
 class Capture:
@@ -87,20 +74,11 @@ class Capture:
         logger: logging.Logger | None = None,
         max_rows: int = MAX_QUEUED_ROWS,
     ) -> None:
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        self.url, self.source, self.features = url, source, features
+        self.url, self.source, self.features, self.max_rows = url, source, features, max_rows
         self.logger = logger or logging.getLogger(__name__)
-        self.max_rows = max_rows
-        self._fresh_state()
-        _ALL.add(self)
-
-    def _fresh_state(self) -> None:
-        self._lock = threading.Lock()  # guards the queue and its counts
-        self._write_lock = threading.Lock()  # one write at a time on the one connection
+        self._lock = threading.Lock()  # guards the queue and its count
         self._items: list[Item] = []
         self._queued = 0  # rows queued or being written: what the bound applies to
-        self._refused = 0  # rows dropped because the queue was full, not yet counted
         self._connection: psycopg.Connection | None = None
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -110,9 +88,8 @@ class Capture:
     def start_up(
         cls, url: str | None, source: str, features: bool, logger: logging.Logger, name: str
     ) -> Capture | None:
-        """A capture to ``url`` (None: capture off), checked once: the database answers and
-        has the table. Otherwise ``ConfigError``, one line naming ``name`` (the variable or
-        option that gave the URL)."""
+        """A capture to ``url`` (None: capture off) whose database answers and has the table;
+        otherwise ``ConfigError`` naming ``name``, the variable or option that gave the URL."""
         if url is None:
             return None
         check_database(url, name)
@@ -126,52 +103,51 @@ class Capture:
         results: Sequence[Mapping[str, Any]],
         customers: Any = None,
     ) -> None:
-        """Queue one request's results (``customer_id``, ``churn_probability``, ``churn``).
-
-        ``customers``: what the request sent (one customer or a list), stored only when
-        features are captured. Never blocks on the database; a full queue drops and counts.
-        """
+        """Queue one request's results (``customer_id``, ``churn_probability``, ``churn``) and,
+        when features are captured, ``customers`` as the request sent them. Never blocks on the
+        database; a full queue drops and counts."""
         if self._writer is None:
             self._start_writer()
-        rows = len(results)
         with self._lock:
-            if self._queued + rows > self.max_rows:
-                self._refused += rows
+            if self._queued + len(results) > self.max_rows:
+                ROWS.labels("dropped").inc(len(results))
                 return
-            self._queued += rows
+            self._queued += len(results)
             kept = customers if self.features else None
             self._items.append((time.time(), request_id, version, threshold, results, kept))
 
     def flush(self) -> None:
-        """Write what is queued now, in this thread."""
-        with self._write_lock:
+        """Write what is queued now: the writer thread, or ``close`` once it has stopped."""
+        with self._lock:
+            items, self._items = self._items, []
+        rows = sum(len(item[4]) for item in items)
+        if not rows:
+            return
+        try:
+            self._write(rows_of(items, self.source))
+        except Exception as error:  # whatever failed, the rows are counted, never kept
+            ROWS.labels("dropped").inc(rows)
+            if not self._failing:  # once per outage, not once a second
+                self._failing = True
+                self.logger.warning(
+                    "prediction capture: PostgreSQL write failed, rows are dropped and counted "
+                    "until it works again: %s",
+                    one_line(error, self.url),
+                )
+        else:
+            ROWS.labels("written").inc(rows)
+            if self._failing:
+                self._failing = False
+                self.logger.warning("prediction capture: writing to PostgreSQL again")
+        finally:
             with self._lock:
-                items, self._items = self._items, []
-                refused, self._refused = self._refused, 0
-            if refused:
-                self._count("dropped", refused)
-            if not items:
-                return
-            rows = sum(len(item[4]) for item in items)
-            try:
-                self._copy(list(rows_of(items, self.source)))
-            except Exception as error:  # whatever failed, the rows are counted, never kept
-                self._lost(rows, error)
-            else:
-                self._count("written", rows)
-                if self._failing:
-                    self._failing = False
-                    self.logger.warning("prediction capture: writing to PostgreSQL again")
-            finally:
-                with self._lock:
-                    self._queued -= rows
+                self._queued -= rows
 
     def close(self) -> None:
         """Stop the writer and write what is pending (a graceful stop)."""
-        writer = self._writer
-        if writer is not None and writer.is_alive():
+        if self._writer is not None and self._writer.is_alive():
             self._stopping.set()
-            writer.join(STOP_WAIT_SECONDS)
+            self._writer.join(STOP_WAIT_SECONDS)
         else:
             self.flush()
         if self._connection is not None:
@@ -196,52 +172,36 @@ class Capture:
             if stopping:
                 return
 
-    def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: Iterable[tuple[Any, ...]]) -> None:
         connection = self._connection
         if connection is None or connection.closed:
             connection = self._connection = connect(self.url)
         try:
-            with connection.cursor() as cursor, cursor.copy(COPY) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            copy_rows(connection, rows)
             connection.commit()
         except BaseException:
             self._connection = None
             connection.close()
             raise
 
-    def _lost(self, rows: int, error: Exception) -> None:
-        self._count("dropped", rows)
-        if not self._failing:  # once per outage, not once a second
-            self._failing = True
-            self.logger.warning(
-                "prediction capture: PostgreSQL write failed, rows are dropped and counted "
-                "until it works again: %s",
-                one_line(error, self.url),
-            )
-
-    def _count(self, outcome: str, rows: int) -> None:
-        ROWS.labels(outcome).inc(rows)
-
 
 def rows_of(items: list[Item], source: str) -> Iterator[tuple[Any, ...]]:
-    """The table's rows (``COLUMNS``) for queued items: one per answered customer."""
+    """The table's rows (``COPY``'s columns) for queued items: one per answered customer."""
     for at, request_id, version, threshold, results, customers in items:
         when = datetime.fromtimestamp(at, UTC)
         sent = [customers] if isinstance(customers, dict) else customers
         for position, result in enumerate(results):
             features = Jsonb(sent[position]) if sent else None
             yield (
-                when,
-                request_id,
-                result.get("customer_id"),
-                version,
-                result["churn_probability"],
-                result["churn"],
-                threshold,
-                source,
-                features,
-            )
+                when, request_id, result.get("customer_id"), version,
+                result["churn_probability"], result["churn"], threshold, source, features,
+            )  # fmt: skip
+
+
+def copy_rows(connection: psycopg.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+    with connection.cursor() as cursor, cursor.copy(COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 class RunCapture:
@@ -265,12 +225,11 @@ class RunCapture:
         """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
         if self._connection is None:
             return
-        results = results_of_batch(scored, self.id_column)
+        names = ["customer_id" if name == self.id_column else name for name in scored.schema.names]
+        results = scored.rename_columns(names).to_pylist()  # as /predict's results
         item = (time.time(), self.run_id, self.version, self.threshold, results, None)
         try:
-            with self._connection.cursor() as cursor, cursor.copy(COPY) as copy:
-                for row in rows_of([item], "score.py"):
-                    copy.write_row(row)
+            copy_rows(self._connection, rows_of([item], "score.py"))
         except psycopg.Error as error:
             self._abandon(error)
             return
@@ -324,8 +283,7 @@ def check_database(url: str, name: str) -> None:
         with connect(url) as connection:
             found = connection.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
     except psycopg.Error as error:
-        reason = one_line(error, url)
-        raise ConfigError(f"{name}: cannot use the database: {reason}") from None
+        raise ConfigError(f"{name}: cannot use the database: {one_line(error, url)}") from None
     if found is None or found[0] is None:
         raise ConfigError(
             f"{name}: the database has no {TABLE} table; create it with "
@@ -342,18 +300,3 @@ def one_line(error: BaseException, url: str | None = None) -> str:
         for secret in filter(None, (url, password)):
             text = text.replace(secret, "***")
     return re.sub(r"\s+", " ", text).strip()
-
-
-def results_of_batch(scored: Any, id_column: str | None) -> list[dict[str, Any]]:
-    """score.py's scored rows (an Arrow batch) as /predict's results, for ``submit``."""
-    names = ["customer_id" if name == id_column else name for name in scored.schema.names]
-    return scored.rename_columns(names).to_pylist()
-
-
-def _reset_after_fork() -> None:
-    # A forked worker inherits the master's captures but not their threads: start afresh.
-    for capture in list(_ALL):
-        capture._fresh_state()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)

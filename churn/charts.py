@@ -1,4 +1,4 @@
-"""The training report's charts, drawn headless with matplotlib and returned as PNG bytes.
+"""The reports' charts, drawn headless with matplotlib: PNG bytes (inline SVG for the drift page).
 
 Every chart draws numbers it is given (from the metadata, or chart-only curve points); none
 computes a figure of its own. With a baseline model, both models share each chart.
@@ -34,10 +34,10 @@ class Series:
     curves: dict[str, np.ndarray]  # evaluation.curves' points
 
 
-def png(figure: Figure) -> bytes:
+def save(figure: Figure, image_format: str = "png") -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format=image_format, dpi=DPI)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -54,37 +54,31 @@ def cross_validation(runs: Sequence[dict[str, Any]], chosen_C: float) -> bytes:
     axes.set_xlim(-0.7, len(runs) - 0.3)
     axes.set_ylabel("validation AUC")
     axes.set_title("Cross-validation: folds (dots), mean ± std (squares)")
-    return png(figure)
-
-
-def _curves(models: Sequence[Series], x: str, y: str, score: tuple[str, str]) -> Figure:
-    """One line per model, labelled with its score (name, key in the held-out numbers)."""
-    figure, axes = plt.subplots(figsize=SIZE)
-    name, key = score
-    for series in models:
-        label = f"{series.label} ({name} {series.held_out[key]:.3f})"
-        axes.plot(series.curves[x], series.curves[y], label=label)
-    return figure
+    return save(figure)
 
 
 def roc(models: Sequence[Series]) -> bytes:
-    figure = _curves(models, "fpr", "tpr", ("AUC", "auc"))
-    axes = figure.axes[0]
+    figure, axes = plt.subplots(figsize=SIZE)
+    for series in models:
+        label = f"{series.label} (AUC {series.held_out['auc']:.3f})"
+        axes.plot(series.curves["fpr"], series.curves["tpr"], label=label)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, held out")
     axes.legend(loc="lower right")
-    return png(figure)
+    return save(figure)
 
 
 def precision_recall(models: Sequence[Series]) -> bytes:
-    figure = _curves(models, "recall", "precision", ("AP", "average_precision"))
-    axes = figure.axes[0]
+    figure, axes = plt.subplots(figsize=SIZE)
+    for series in models:
+        label = f"{series.label} (AP {series.held_out['average_precision']:.3f})"
+        axes.plot(series.curves["recall"], series.curves["precision"], label=label)
     rate = models[0].held_out["churn_rate"]
     axes.axhline(rate, linestyle=":", color="grey", label=f"churn rate {rate:.1%}")
     axes.set(xlabel="recall", ylabel="precision", title="Precision-recall, held out")
     axes.set_ylim(0, 1.02)
     axes.legend(loc="upper right")
-    return png(figure)
+    return save(figure)
 
 
 def calibration(
@@ -94,17 +88,16 @@ def calibration(
     for series in models:
         bins = series.held_out["calibration"]
         label = f"{series.label} (Brier {series.held_out['brier']:.4f})"
-        axes.plot(
+        predicted, observed = (
             [b["mean_predicted"] for b in bins],
             [b["observed_rate"] for b in bins],
-            "o-",
-            label=label,
         )
+        axes.plot(predicted, observed, "o-", label=label)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     axes.set(xlabel="mean predicted probability", ylabel="observed churn rate")
     axes.set_title(title)
     axes.legend(loc="upper left")
-    return png(figure)
+    return save(figure)
 
 
 def gain(models: Sequence[Series]) -> bytes:
@@ -125,7 +118,7 @@ def gain(models: Sequence[Series]) -> bytes:
     right.axhline(1.0, linestyle=":", color="grey")
     right.set(xlabel="top k tenths", ylabel="churn rate / overall rate", title="Cumulative lift")
     right.set_xticks(range(1, 11))
-    return png(figure)
+    return save(figure)
 
 
 def confusion(models: Sequence[Series]) -> bytes:
@@ -145,7 +138,7 @@ def confusion(models: Sequence[Series]) -> bytes:
         axes.set_xticks([0, 1], ["no offer", "offer"])
         axes.set_yticks([0, 1], ["stayed", "churned"])
         axes.set_title(f"{series.label}: threshold {matrix['threshold']:g}")
-    return png(figure)
+    return save(figure)
 
 
 def coefficients(weights: Sequence[tuple[str, float]], baseline: dict[str, float] | None) -> bytes:
@@ -164,7 +157,7 @@ def coefficients(weights: Sequence[tuple[str, float]], baseline: dict[str, float
     axes.axvline(0, color="black", linewidth=0.8)
     axes.set_xlabel("weight (log-odds; red pushes towards churn)")
     axes.set_title(f"Largest {len(shown)} coefficients")
-    return png(figure)
+    return save(figure)
 
 
 def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: float) -> bytes:
@@ -185,7 +178,7 @@ def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: fl
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     axes.set(xlabel="threshold", ylabel="expected profit (out-of-fold)")
     axes.set_title("Expected profit of offering at or above each threshold")
-    return png(figure)
+    return save(figure)
 
 
 def weekly_auc(
@@ -197,15 +190,12 @@ def weekly_auc(
         shown = [week for week in weeks if week["auc"] is not None]
         colour = f"C{number}"
         if shown:
-            days = [np.datetime64(week["week"]) for week in shown]
             aucs = np.array([week["auc"] for week in shown])
-            low = [
-                week["auc_low"] if week["auc_low"] is not None else week["auc"] for week in shown
-            ]
-            high = [
-                week["auc_high"] if week["auc_high"] is not None else week["auc"] for week in shown
-            ]
-            errors = np.array([aucs - np.array(low), np.array(high) - aucs])
+            # No interval (too few outcomes to draw one): a bar of zero length.
+            low = [week["auc"] if week["auc_low"] is None else week["auc_low"] for week in shown]
+            high = [week["auc"] if week["auc_high"] is None else week["auc_high"] for week in shown]
+            days = [np.datetime64(week["week"]) for week in shown]
+            errors = [aucs - np.array(low), np.array(high) - aucs]
             axes.errorbar(days, aucs, yerr=errors, fmt="o-", capsize=4, color=colour, label=label)
         if label in promised:
             axes.axhline(promised[label], linestyle="--", color=colour, label=f"{label} promised")
@@ -216,4 +206,19 @@ def weekly_auc(
     axes.set_ylim(max(0.0, min([0.45, *lows]) - 0.05), 1.0)
     axes.legend(loc="lower left", fontsize="small")
     figure.autofmt_xdate()
-    return png(figure)
+    return save(figure)
+
+
+def drift(name: str, shares: dict[str, tuple[float, float]]) -> str:
+    """One feature's bins: the training share beside this file's share, as inline SVG."""
+    figure, axes = plt.subplots(figsize=(6, 2.6))
+    positions = np.arange(len(shares))
+    training, live = zip(*shares.values(), strict=True)
+    axes.bar(positions - 0.2, training, width=0.4, label="training")
+    axes.bar(positions + 0.2, live, width=0.4, label="this file")
+    axes.set_xticks(positions, list(shares), rotation=45, ha="right", fontsize=7)
+    axes.set_ylabel("share")
+    axes.set_title(name, fontsize=9)
+    axes.legend(fontsize=7)
+    svg = save(figure, "svg").decode()
+    return svg.split("?>", 1)[-1]  # drop the XML declaration: the SVG sits inside HTML

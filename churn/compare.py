@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn import artifact
 from churn.artifact import ModelFileError
-from churn.evaluation import decision_changes, evaluate
+from churn.evaluation import evaluate
 from churn.model import feature_dicts
 from churn.predictor import Predictor
 
@@ -25,14 +24,13 @@ class Baseline:
     path: Path
     predictor: Predictor
     probabilities: np.ndarray  # on the held-out split
-    weights: dict[str, float]  # feature -> coefficient
 
 
 def load_baseline(path: Path, held_out: pd.DataFrame) -> Baseline:
     """The model at ``path`` and its scores on ``held_out``; raises ``ModelFileError``."""
     predictor = Predictor.load(path)
-    probabilities = predictor.probabilities(predictor.validator.check_json(feature_dicts(held_out)))
-    return Baseline(path, predictor, probabilities, artifact.load_weights(path).weights)
+    checked = predictor.validator.check_json(feature_dicts(held_out))
+    return Baseline(path, predictor, predictor.probabilities(checked))
 
 
 def existing_baseline(path: Path, held_out: pd.DataFrame) -> Baseline | None:
@@ -62,8 +60,8 @@ def compare(
     old_threshold = baseline.predictor.threshold
     old_held_out = evaluate(churned, baseline.probabilities, old_threshold)
     difference = new_held_out["auc"] - old_held_out["auc"]
-    worse = difference < -tolerance
-    new_threshold = new_held_out["confusion"]["threshold"]
+    old_flags = baseline.probabilities >= old_threshold
+    new_flags = new_probabilities >= new_held_out["confusion"]["threshold"]
     return {
         "baseline_file": str(baseline.path),
         "baseline_version": baseline.predictor.version,
@@ -71,11 +69,9 @@ def compare(
         "baseline_threshold": old_threshold,
         "baseline_held_out": old_held_out,
         "auc_difference": difference,
-        "decision_changes": decision_changes(
-            baseline.probabilities, old_threshold, new_probabilities, new_threshold
-        ),
+        "decision_changes": int((old_flags != new_flags).sum()),  # customers flagged by one only
         "tolerance": tolerance,
-        "verdict": ("forced" if force else "refused") if worse else "accepted",
+        "verdict": "accepted" if difference >= -tolerance else "forced" if force else "refused",
     }
 
 

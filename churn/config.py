@@ -26,7 +26,6 @@ DEFAULT_DATA_PATH = Path("data") / DATA_FILENAME
 DEFAULT_C = 1.0
 DEFAULT_FOLDS = 5
 DEFAULT_MODEL_FILE = "model_C=1.0.bin"
-DEFAULT_PORT = 9696
 DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out AUC needs --force
 # The decision threshold in force comes from the course's default, from costs at training (both
 # saved in the model's metadata), or from the environment where the service runs.
@@ -125,7 +124,7 @@ class Settings(_FromEnv):
         "API_KEY", None, "key the API asks for (`Authorization: Bearer KEY` or `X-API-Key: KEY`)"
     )
     host: str = var("HOST", "0.0.0.0", "interface to listen on")  # noqa: S104 - a container's
-    port: int = var("PORT", DEFAULT_PORT, "port to listen on", 1, 65535)
+    port: int = var("PORT", 9696, "port to listen on", 1, 65535)
     workers: int = var("WEB_CONCURRENCY", CORES, "worker processes", 1, 256, shown="cores")
     threads: int = var("GUNICORN_THREADS", 2, "threads per worker", 1, 64)
     keepalive: int = var("GUNICORN_KEEPALIVE", 5, "seconds an idle connection stays", 0, 3600)

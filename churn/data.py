@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 
+from churn.artifact import write_atomically
 from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
 from churn.features import FEATURE_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
 
 RAW_COLUMNS = 21
+HOW_TO_PROVIDE = f"""Provide the Telco churn CSV in one of three ways:
+  1. python train.py --data PATH/TO/{DEFAULT_DATA_PATH.name}
+  2. export CHURN_DATA=PATH/TO/{DEFAULT_DATA_PATH.name}
+  3. save it as {DEFAULT_DATA_PATH} (downloaded from {DATA_URL})"""
 
 
 class DataFileError(Exception):
@@ -23,11 +26,8 @@ class DataFileError(Exception):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def resolve_data_path(cli_path: str | None, settings: DataSettings | None = None) -> Path:
@@ -48,61 +48,44 @@ def _existing(path: Path, source: str) -> Path:
     return path
 
 
-def _how_to_provide() -> str:
-    return (
-        "Provide the Telco churn CSV in one of three ways:\n"
-        "  1. python train.py --data PATH/TO/" + DEFAULT_DATA_PATH.name + "\n"
-        "  2. export CHURN_DATA=PATH/TO/" + DEFAULT_DATA_PATH.name + "\n"
-        f"  3. save it as {DEFAULT_DATA_PATH} (downloaded from {DATA_URL})"
-    )
-
-
 def download(url: str, target: Path, expected_sha256: str) -> Path:
     """Download ``url`` to ``target`` atomically, showing progress and checking its SHA-256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"{target} not found; downloading {url}", file=sys.stderr)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            _copy_with_progress(url, out)
-        actual = sha256_of(tmp)
+        data = _read_with_progress(url)
+        actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256:
             raise DataFileError(
                 f"Downloaded file has SHA-256 {actual}, expected {expected_sha256}; not using it.\n"
-                + _how_to_provide()
+                + HOW_TO_PROVIDE
             )
-        os.replace(tmp, target)
+        write_atomically(target, data)
     except (urllib.error.URLError, OSError) as error:
-        raise DataFileError(
-            f"Could not download the data ({error}).\n" + _how_to_provide()
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise DataFileError(f"Could not download the data ({error}).\n" + HOW_TO_PROVIDE) from None
     return target
 
 
-def _copy_with_progress(url: str, out) -> None:
+def _read_with_progress(url: str) -> bytes:
+    data = bytearray()
     with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - URL is configuration
         total = int(response.headers.get("Content-Length") or 0)
-        done = 0
         while block := response.read(64 * 1024):
-            out.write(block)
-            done += len(block)
-            shown = f"{done * 100 // total:3d}% " if total else ""
-            print(f"\r  {shown}{done / 1024:,.0f} KiB", end="", file=sys.stderr, flush=True)
+            data += block
+            shown = f"{len(data) * 100 // total:3d}% " if total else ""
+            print(f"\r  {shown}{len(data) / 1024:,.0f} KiB", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
+    return bytes(data)
 
 
 def load_raw(path: Path) -> pd.DataFrame:
     """Read the CSV as text, refusing files that are empty or not CSV."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise DataFileError(f"{path} is empty; expected the Telco churn CSV.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataFileError(f"{path} is not a readable CSV file: {error}") from None
-    return frame
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:

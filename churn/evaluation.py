@@ -1,8 +1,8 @@
-"""How good a model's scores are on the held-out split: the numbers the metadata and report share.
+"""How good a model's scores are: the figures the training report and the realized report share.
 
-``evaluate`` computes every figure once; the metadata stores them and the report renders the
-stored values, so the two cannot disagree. ``curves`` gives the chart-only points (ROC and
-precision-recall), too many to store.
+Each figure is computed once here and stored (the model's metadata, the realized metrics.json);
+the pages render the stored values, so a page and its JSON cannot disagree. ``curves`` gives
+the chart-only points (ROC and precision-recall), too many to store.
 """
 
 from __future__ import annotations
@@ -23,31 +23,33 @@ LIFT_GROUPS = 10  # deciles
 
 
 def evaluate(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
-    """AUC, average precision, Brier score, confusion matrix, calibration and lift by decile."""
+    """Training's held-out figures: ``scores`` at ``threshold``, average precision and lift."""
+    figures = scores(churned, probabilities, probabilities >= threshold)
+    figures["confusion"] = {"threshold": threshold, **figures["confusion"]}
     return {
         "rows": len(churned),
-        "churn_rate": float(churned.mean()),
-        "auc": float(roc_auc_score(churned, probabilities)),
+        **figures,
         "average_precision": float(average_precision_score(churned, probabilities)),
-        "brier": float(brier_score_loss(churned, probabilities)),
-        "confusion": confusion(churned, probabilities, threshold),
-        "calibration": calibration(churned, probabilities),
         "lift": lift_by_decile(churned, probabilities),
     }
 
 
-def confusion(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
-    return {"threshold": threshold, **decision_counts(churned, probabilities >= threshold)}
-
-
-def decision_counts(churned: np.ndarray, flagged: np.ndarray) -> dict[str, int]:
-    """The confusion matrix of decisions already taken (``flagged``) against what happened."""
+def scores(churned: np.ndarray, probabilities: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
+    """AUC (None unless both churners and stayers are there), Brier score, churn rate, the
+    confusion matrix of the decisions taken (``flagged``) and calibration."""
     actual = churned.astype(bool)
+    both = 0 < actual.sum() < len(actual)
     return {
-        "true_negative": int((~flagged & ~actual).sum()),
-        "false_positive": int((flagged & ~actual).sum()),
-        "false_negative": int((~flagged & actual).sum()),
-        "true_positive": int((flagged & actual).sum()),
+        "auc": float(roc_auc_score(actual, probabilities)) if both else None,
+        "brier": float(brier_score_loss(actual, probabilities, pos_label=True)),
+        "churn_rate": float(churned.mean()),
+        "confusion": {
+            "true_negative": int((~flagged & ~actual).sum()),
+            "false_positive": int((flagged & ~actual).sum()),
+            "false_negative": int((~flagged & actual).sum()),
+            "true_positive": int((flagged & actual).sum()),
+        },
+        "calibration": calibration(churned, probabilities),
     }
 
 
@@ -76,7 +78,7 @@ def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str
     """Equal-width probability bins: mean predicted probability against the observed churn rate."""
     edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
     # A probability of exactly 1.0 belongs in the last bin, not in an eleventh.
-    bins = np.minimum(np.digitize(probabilities, edges[1:-1], right=False), CALIBRATION_BINS - 1)
+    bins = np.minimum(np.digitize(probabilities, edges[1:-1]), CALIBRATION_BINS - 1)
     rows = []
     for number in range(CALIBRATION_BINS):
         inside = bins == number
@@ -99,11 +101,8 @@ def lift_by_decile(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[
     Ties in score are broken by position (a stable sort), so the table is reproducible.
     """
     order = np.argsort(-probabilities, kind="stable")
-    groups = np.array_split(churned[order], LIFT_GROUPS)
-    total_churners = churned.sum()
-    base_rate = churned.mean()
     rows, seen, caught = [], 0, 0
-    for number, group in enumerate(groups, start=1):
+    for number, group in enumerate(np.array_split(churned[order], LIFT_GROUPS), start=1):
         seen += len(group)
         caught += int(group.sum())
         rows.append(
@@ -111,8 +110,8 @@ def lift_by_decile(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[
                 "decile": number,
                 "customers": len(group),
                 "churners": int(group.sum()),
-                "cumulative_gain": float(caught / total_churners),
-                "cumulative_lift": float((caught / seen) / base_rate),
+                "cumulative_gain": float(caught / churned.sum()),
+                "cumulative_lift": float((caught / seen) / churned.mean()),
             }
         )
     return rows
@@ -123,10 +122,3 @@ def curves(churned: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarr
     fpr, tpr, _ = roc_curve(churned, probabilities)
     precision, recall, _ = precision_recall_curve(churned, probabilities)
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
-
-
-def decision_changes(
-    old: np.ndarray, old_threshold: float, new: np.ndarray, new_threshold: float
-) -> int:
-    """How many customers one model would flag and the other would not."""
-    return int(((old >= old_threshold) != (new >= new_threshold)).sum())

@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, has_request_context, request
+from flask import has_request_context, request
 from gunicorn.glogging import Logger
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -21,14 +21,9 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 REQUEST_ID_KEY = "churn.request_id"
 MODEL_VERSION_KEY = "churn.model_version"
 
-APP_LOGGER = "churn"  # every module's logger (churn.app, churn.shadow, ...) is its child
-
-
-def use_gunicorn_logging(app: Flask) -> None:
-    """Under gunicorn the app's records go to gunicorn's error log, through the "churn" logger
-    that ``JsonLogger`` sets up (the app's logger, ``churn.app``, is its child)."""
-    if logging.getLogger(APP_LOGGER).handlers:
-        app.logger.handlers.clear()  # Flask's own handler, if it added one before gunicorn's
+# Every module's logger (churn.app, churn.shadow, ...) is its child. Under gunicorn it has the
+# error log's handlers before the app is built, so Flask adds none of its own to churn.app.
+APP_LOGGER = "churn"
 
 
 class RequestId(logging.Filter):

@@ -1,4 +1,4 @@
-"""The model: a DictVectorizer + LogisticRegression pair, its training and its evaluation."""
+"""The model: a DictVectorizer + LogisticRegression pair, the course's split, cross-validation."""
 
 from __future__ import annotations
 
@@ -57,10 +57,6 @@ def fit(frame: pd.DataFrame, C: float) -> tuple[DictVectorizer, LogisticRegressi
 
 def predict(dv: DictVectorizer, model: LogisticRegression, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(dv.transform(feature_dicts(frame)))[:, 1]
-
-
-def auc(dv: DictVectorizer, model: LogisticRegression, frame: pd.DataFrame) -> float:
-    return float(roc_auc_score(frame[TARGET].to_numpy(), predict(dv, model, frame)))
 
 
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

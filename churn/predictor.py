@@ -50,7 +50,6 @@ class Predictor:
         _check_fields(weights, metadata["schema"], model_file)
         validator = Validator(metadata["schema"])
         scorer = Scorer.of(weights, validator.vocabularies)
-        _check_vocabulary(weights, metadata["schema"], model_file)
         reference = load_reference(metadata)
         _check_reference(reference, metadata["schema"], model_file)
         source = metadata.get("threshold_source", THRESHOLD_FROM_DEFAULT)
@@ -130,30 +129,24 @@ def _check_metadata(metadata: dict[str, Any], version: str, model_file: Path) ->
 
 
 def _check_fields(weights: artifact.ModelWeights, schema: dict[str, Any], model_file: Path) -> None:
-    """The model's fields must be the ones this code declares (churn/features.py)."""
-    trained = {f.partition(weights.separator)[0] for f in weights.weights}
-    for section in ("categorical", "flags", "numeric"):
-        trained |= set(schema.get(section, ()))
+    """The model's fields must be the ones this code declares (churn/features.py), and its
+    metadata may allow only the values the model was trained with."""
+    trained: dict[str, set[str]] = {}
+    for name in weights.weights:
+        field, _, value = name.partition(weights.separator)
+        trained.setdefault(field, set()).add(value)
+    sections = ("categorical", "flags", "numeric")
+    fields = set(trained).union(*(schema.get(section, ()) for section in sections))
     expected = set(CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS)
-    if trained != expected:
-        differences = [f"{f} (only in the model)" for f in sorted(trained - expected)]
-        differences += [f"{f} (missing from the model)" for f in sorted(expected - trained)]
+    if fields != expected:
+        differences = [f"{f} (only in the model)" for f in sorted(fields - expected)]
+        differences += [f"{f} (missing from the model)" for f in sorted(expected - fields)]
         raise ModelFileError(
             f"{model_file} was trained with other fields than this code declares: "
             f"{', '.join(differences)}. Retrain with `python train.py`."
         )
-
-
-def _check_vocabulary(
-    weights: artifact.ModelWeights, schema: dict[str, Any], model_file: Path
-) -> None:
     for field, values in schema["categorical"].items():
-        known = {
-            name.partition(weights.separator)[2]
-            for name in weights.weights
-            if name.partition(weights.separator)[0] == field
-        }
-        unknown = set(values) - known
+        unknown = set(values) - trained.get(field, set())
         if unknown:
             raise ModelFileError(
                 f"metadata of {model_file} allows {field} values the model never saw: "

@@ -9,6 +9,8 @@ steps would only fit the noise of one data set.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,31 +29,39 @@ class Costs:
     customer_value: float
     offer_acceptance: float
 
-    def problems(self) -> list[tuple[str, str]]:
-        """(option, what is wrong) for each value the profit model cannot use."""
-        found = [
-            (option, f"must be a finite number >= 0, got {value:g}")
-            for option, value in (
-                ("--offer-cost", self.offer_cost),
-                ("--customer-value", self.customer_value),
-            )
-            if not (math.isfinite(value) and value >= 0)
-        ]
-        if not 0 <= self.offer_acceptance <= 1:  # NaN fails this too
-            found.append(
-                (
-                    "--offer-acceptance",
-                    f"is a probability from 0 to 1, got {self.offer_acceptance:g}",
-                )
-            )
-        return found
-
     def as_dict(self) -> dict[str, float]:
-        return {
-            "offer_cost": self.offer_cost,
-            "customer_value": self.customer_value,
-            "offer_acceptance": self.offer_acceptance,
-        }
+        return dataclasses.asdict(self)
+
+
+def add_cost_options(parser: argparse.ArgumentParser, title: str) -> None:
+    costs = parser.add_argument_group(title)
+    costs.add_argument("--offer-cost", type=float, help="what one retention offer costs")
+    costs.add_argument("--customer-value", type=float, help="what a kept churner is worth")
+    costs.add_argument(
+        "--offer-acceptance", type=float, help="probability a churner who gets an offer stays"
+    )
+
+
+def costs_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Costs | None:
+    """The cost options as ``Costs`` (None when none is given); a usage error names a bad one."""
+    given = {
+        "--offer-cost": args.offer_cost,
+        "--customer-value": args.customer_value,
+        "--offer-acceptance": args.offer_acceptance,
+    }
+    if all(value is None for value in given.values()):
+        return None
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        parser.error(f"{', '.join(missing)} missing: the costs need all of {', '.join(given)}")
+    for option in ("--offer-cost", "--customer-value"):
+        if not (math.isfinite(given[option]) and given[option] >= 0):
+            parser.error(f"{option} must be a finite number >= 0, got {given[option]:g}")
+    if not 0 <= args.offer_acceptance <= 1:  # NaN fails this too
+        parser.error(
+            f"--offer-acceptance is a probability from 0 to 1, got {args.offer_acceptance:g}"
+        )
+    return Costs(*given.values())
 
 
 def offer_values(costs: Costs, churned: np.ndarray) -> np.ndarray:
@@ -59,28 +69,26 @@ def offer_values(costs: Costs, churned: np.ndarray) -> np.ndarray:
     return churned * costs.offer_acceptance * costs.customer_value - costs.offer_cost
 
 
-def profits(
-    costs: Costs, churned: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray
-) -> np.ndarray:
-    """Expected profit of offering to everyone at or above each threshold."""
-    offered = probabilities[np.newaxis, :] >= thresholds[:, np.newaxis]
-    return offered.astype(np.float64) @ offer_values(costs, churned)
-
-
-def realized(costs: Costs, churned: np.ndarray, offered: np.ndarray) -> dict[str, float]:
-    """The expected profit of offers already made (``offered``), on the observed outcomes."""
+def offers_profit(costs: Costs, churned: np.ndarray, offered: np.ndarray) -> dict[str, float]:
+    """The expected profit of the offers in ``offered``, given who churned."""
     return {
         "profit": float(offer_values(costs, churned)[offered].sum()),
         "offers": int(offered.sum()),
     }
 
 
-def outcome(
-    costs: Costs, churned: np.ndarray, probabilities: np.ndarray, threshold: float
+def chosen_and_default(
+    costs: Costs, churned: np.ndarray, probabilities: np.ndarray, threshold: float, prefix: str
 ) -> dict[str, float]:
-    """The expected profit and the number of offers at one threshold."""
-    profit = profits(costs, churned, probabilities, np.array([threshold]))[0]
-    return {"profit": float(profit), "offers": int((probabilities >= threshold).sum())}
+    """Profit and offers at ``threshold`` and at the default, as the metadata names them."""
+    chosen = offers_profit(costs, churned, probabilities >= threshold)
+    default = offers_profit(costs, churned, probabilities >= DEFAULT_THRESHOLD)
+    return {
+        f"{prefix}profit": chosen["profit"],
+        f"{prefix}offers": chosen["offers"],
+        f"{prefix}profit_at_default": default["profit"],
+        f"{prefix}offers_at_default": default["offers"],
+    }
 
 
 @dataclass(frozen=True)
@@ -103,30 +111,12 @@ def choose_threshold(costs: Costs, churned: np.ndarray, out_of_fold: np.ndarray)
 
     On a tie the highest threshold wins: the same money with the fewest offers.
     """
-    curve = profits(costs, churned, out_of_fold, THRESHOLD_GRID)
+    offered = out_of_fold[np.newaxis, :] >= THRESHOLD_GRID[:, np.newaxis]
+    curve = offered.astype(np.float64) @ offer_values(costs, churned)
     threshold = float(THRESHOLD_GRID[np.flatnonzero(curve == curve.max())[-1]])
-    chosen = outcome(costs, churned, out_of_fold, threshold)
-    default = outcome(costs, churned, out_of_fold, DEFAULT_THRESHOLD)
     summary = {
         **costs.as_dict(),
         "customers": len(out_of_fold),
-        "profit": chosen["profit"],
-        "offers": chosen["offers"],
-        "profit_at_default": default["profit"],
-        "offers_at_default": default["offers"],
+        **chosen_and_default(costs, churned, out_of_fold, threshold, prefix=""),
     }
     return ThresholdChoice(threshold, summary, curve)
-
-
-def held_out_check(
-    costs: Costs, churned: np.ndarray, probabilities: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """The same comparison on the held-out split, which the search never saw."""
-    chosen = outcome(costs, churned, probabilities, threshold)
-    default = outcome(costs, churned, probabilities, DEFAULT_THRESHOLD)
-    return {
-        "held_out_profit": chosen["profit"],
-        "held_out_offers": chosen["offers"],
-        "held_out_profit_at_default": default["profit"],
-        "held_out_offers_at_default": default["offers"],
-    }

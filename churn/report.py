@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from churn import charts
 from churn.artifact import write_atomically
@@ -23,7 +23,12 @@ from churn.config import DEFAULT_THRESHOLD
 from churn.evaluation import curves
 from churn.profit import THRESHOLD_GRID, ThresholdChoice
 
-TEMPLATES = Path(__file__).parent / "templates"
+# Escaped, and failing on a name the context lacks.
+PAGES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+)
 STYLES = {
     "auc": "{:.4f}",
     "ratio": "{:.3f}",
@@ -35,69 +40,40 @@ STYLES = {
 }
 
 
+def render(template: str, **context: Any) -> str:
+    return PAGES.get_template(template).render(**context)
+
+
 @dataclass(frozen=True)
 class Report:
     html: str
     images: dict[str, bytes]  # file name -> PNG
 
+    @classmethod
+    def of(cls, template: str, images: dict[str, bytes], **context: Any) -> Report:
+        """The page with its images inlined as data URIs, so it needs no other file."""
+        inline = {
+            name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            for name, data in images.items()
+        }
+        return cls(render(template, images=inline, **context), images)
+
     def write(self, html_path: Path) -> None:
         """The PNGs into a folder named after the page, then the page; each atomically."""
-        folder = html_path.with_suffix("")
         for name, data in self.images.items():
-            write_atomically(folder / name, data)
+            write_atomically(html_path.with_suffix("") / name, data)
         write_atomically(html_path, self.html.encode("utf-8"))
-
-
-def lookup(metadata: dict[str, Any], key: str) -> Any:
-    """``evaluation.held_out.lift.0.cumulative_gain`` -> that value in the metadata."""
-    value: Any = metadata
-    for part in key.split("."):
-        value = value[int(part)] if isinstance(value, list) else value[part]
-    return value
 
 
 def fact_renderer(metadata: dict[str, Any]):
     def fact(key: str, style: str = "text") -> Markup:
-        text = STYLES[style].format(lookup(metadata, key))
-        return Markup('<span data-key="{}">{}</span>').format(key, escape(text))
+        """The metadata's value at ``key`` (``lift.0.cumulative_gain``), in a span naming it."""
+        value: Any = metadata
+        for part in key.split("."):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        return Markup('<span data-key="{}">{}</span>').format(key, STYLES[style].format(value))
 
     return fact
-
-
-def build(
-    metadata: dict[str, Any],
-    models: list[charts.Series],
-    weights: list[tuple[str, float]],
-    baseline_weights: dict[str, float] | None,
-    profit_curve: np.ndarray | None,
-) -> Report:
-    """Draw the charts and render the page; ``models[0]`` is the new model."""
-    evaluation = metadata["evaluation"]
-    images = {
-        "cross_validation.png": charts.cross_validation(
-            evaluation["cross_validation"], metadata["params"]["C"]
-        ),
-        "roc.png": charts.roc(models),
-        "precision_recall.png": charts.precision_recall(models),
-        "calibration.png": charts.calibration(models),
-        "gain.png": charts.gain(models),
-        "confusion.png": charts.confusion(models),
-        "coefficients.png": charts.coefficients(weights, baseline_weights),
-    }
-    if profit_curve is not None:
-        images["profit.png"] = charts.profit(
-            THRESHOLD_GRID, profit_curve, metadata["threshold"], DEFAULT_THRESHOLD
-        )
-    html = render(
-        "report.html",
-        meta=metadata,
-        fact=fact_renderer(metadata),
-        images={name: data_uri(data) for name, data in images.items()},
-        weights=weights,
-        baseline_weights=baseline_weights,
-        default_threshold=DEFAULT_THRESHOLD,
-    )
-    return Report(html, images)
 
 
 def for_training(
@@ -110,28 +86,37 @@ def for_training(
     choice: ThresholdChoice | None,
 ) -> Report:
     """The report of a training run: the new model, and the current one when comparing."""
-    label = "new" if baseline else "model"
     held_out = metadata["evaluation"]["held_out"]
-    models = [charts.Series(label, held_out, curves(churned, probabilities))]
+    models = [
+        charts.Series("new" if baseline else "model", held_out, curves(churned, probabilities))
+    ]
     if baseline:
         old = metadata["comparison"]["baseline_held_out"]
         models.append(charts.Series("current", old, curves(churned, baseline.probabilities)))
     weights = sorted(
         zip(dv.feature_names_, map(float, model.coef_[0]), strict=True), key=lambda w: -abs(w[1])
     )
-    old_weights = baseline.weights if baseline else None
-    return build(metadata, models, weights, old_weights, choice.curve if choice else None)
-
-
-def render(template: str, **context: Any) -> str:
-    """One of churn/templates' pages, escaped, failing on a name the context lacks."""
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
+    old_weights = baseline.predictor.weights.weights if baseline else None
+    runs = metadata["evaluation"]["cross_validation"]
+    images = {
+        "cross_validation.png": charts.cross_validation(runs, metadata["params"]["C"]),
+        "roc.png": charts.roc(models),
+        "precision_recall.png": charts.precision_recall(models),
+        "calibration.png": charts.calibration(models),
+        "gain.png": charts.gain(models),
+        "confusion.png": charts.confusion(models),
+        "coefficients.png": charts.coefficients(weights, old_weights),
+    }
+    if choice:
+        images["profit.png"] = charts.profit(
+            THRESHOLD_GRID, choice.curve, choice.threshold, DEFAULT_THRESHOLD
+        )
+    return Report.of(
+        "report.html",
+        images,
+        meta=metadata,
+        fact=fact_renderer(metadata),
+        weights=weights,
+        baseline_weights=old_weights,
+        default_threshold=DEFAULT_THRESHOLD,
     )
-    return environment.get_template(template).render(**context)
-
-
-def data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

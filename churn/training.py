@@ -8,6 +8,7 @@ Everything a run measures is computed once here and stored in the metadata; the 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import platform
 import sys
@@ -15,10 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import numpy as np
 import pandas as pd
-import sklearn
 
 from churn import artifact, report
 from churn.artifact import ModelFileError
@@ -40,10 +38,16 @@ from churn.drift import reference_from
 from churn.evaluation import evaluate
 from churn.features import TARGET, learn_schema
 from churn.model import CrossValidation, cross_validate, fit, predict, split
-from churn.profit import Costs, ThresholdChoice, choose_threshold, held_out_check
+from churn.profit import (
+    ThresholdChoice,
+    add_cost_options,
+    choose_threshold,
+    chosen_and_default,
+    costs_from,
+)
 
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
-COST_OPTIONS = ("--offer-cost", "--customer-value", "--offer-acceptance")
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,14 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds (default: 5)"
     )
     parser.add_argument("--output", help="model file to write (default: model_C={C}.bin)")
-    costs = parser.add_argument_group(
-        "threshold from costs (all three, or none for the course's 0.5)"
-    )
-    costs.add_argument("--offer-cost", type=float, help="what one retention offer costs")
-    costs.add_argument("--customer-value", type=float, help="what a kept churner is worth")
-    costs.add_argument(
-        "--offer-acceptance", type=float, help="probability a churner who gets an offer stays"
-    )
+    add_cost_options(parser, "threshold from costs (all three, or none for the course's 0.5)")
     gate = parser.add_argument_group("comparison with the current model")
     gate.add_argument(
         "--compare-with",
@@ -95,40 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be at least 2")
-    if any(not np.isfinite(c) or c <= 0 for c in args.C_values):
+    if not all(math.isfinite(C) and C > 0 for C in args.C_values):
         parser.error("--C values must be positive numbers")
     if not (math.isfinite(args.auc_tolerance) and args.auc_tolerance >= 0):
         parser.error("--auc-tolerance must be a finite number >= 0")
     args.costs = costs_from(args, parser)
     return args
-
-
-def costs_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Costs | None:
-    values = [args.offer_cost, args.customer_value, args.offer_acceptance]
-    if all(value is None for value in values):
-        return None
-    missing = [option for option, value in zip(COST_OPTIONS, values, strict=True) if value is None]
-    if missing:
-        parser.error(
-            f"{', '.join(missing)} missing: the costs need all of {', '.join(COST_OPTIONS)}"
-        )
-    costs = Costs(*values)
-    for option, problem in costs.problems():
-        parser.error(f"{option} {problem}")
-    return costs
-
-
-def cross_validate_each(
-    frame: pd.DataFrame, C_values: list[float], folds: int
-) -> list[CrossValidation]:
-    results = []
-    for C in C_values:
-        result = cross_validate(frame, C, folds)
-        for number, fold_auc in enumerate(result.fold_aucs, start=1):
-            print(f"  C={C} fold {number}: AUC {fold_auc:.3f}")
-        print(f"C={C} {result.mean:.3f} ± {result.std:.3f}")
-        results.append(result)
-    return results
 
 
 def build_metadata(
@@ -151,10 +120,7 @@ def build_metadata(
         },
         "versions": {
             "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "pandas": pd.__version__,
-            "matplotlib": matplotlib.__version__,
+            **{name: importlib.metadata.version(name) for name in LIBRARIES},
         },
         "params": {"C": best.C, "folds": folds, "solver": "newton-cholesky"},
         "metrics": {
@@ -186,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
     full_train, test = split(frame)
     # A named model to compare with is read first, so a wrong path stops before any training.
     named = load_baseline(Path(args.compare_with), test) if args.compare_with else None
-    runs = cross_validate_each(full_train, args.C_values, args.folds)
+    runs = []
+    for C in args.C_values:
+        result = cross_validate(full_train, C, args.folds)
+        for number, fold_auc in enumerate(result.fold_aucs, start=1):
+            print(f"  C={C} fold {number}: AUC {fold_auc:.3f}")
+        print(f"C={C} {result.mean:.3f} ± {result.std:.3f}")
+        runs.append(result)
     best = max(runs, key=lambda r: r.mean)
     output = Path(args.output or model_filename(best.C))
     baseline = named if args.compare_with else existing_baseline(output, test)
@@ -195,7 +167,10 @@ def run(args: argparse.Namespace) -> int:
     choice = None
     if args.costs:
         choice = choose_threshold(args.costs, full_train[TARGET].to_numpy(), best.out_of_fold)
-        choice.summary.update(held_out_check(args.costs, churned, probabilities, choice.threshold))
+        held_out_profits = chosen_and_default(
+            args.costs, churned, probabilities, choice.threshold, prefix="held_out_"
+        )
+        choice.summary.update(held_out_profits)  # the search never saw the held-out split
     held_out = evaluate(churned, probabilities, choice.threshold if choice else DEFAULT_THRESHOLD)
     print(
         f"Final model C={best.C} on {len(full_train):,} customers: test AUC {held_out['auc']:.3f}"

@@ -46,16 +46,8 @@ def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
     for name in NUMERIC_FIELDS:
         limits = schema["numeric"][name]
         step = "1" if limits["integer"] else "0.01"
-        fields.append(
-            {
-                "name": name,
-                "kind": "number",
-                "value_type": "number",
-                "min": limits["min"],
-                "max": limits["max"],
-                "step": step,
-            }
-        )
+        bounds = {"min": limits["min"], "max": limits["max"], "step": step}
+        fields.append({"name": name, "kind": "number", "value_type": "number", **bounds})
     for field in fields:
         field["label"] = LABELS[field["name"]]
         default = EXAMPLE_CUSTOMER[field["name"]]

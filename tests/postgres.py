@@ -1,107 +1,23 @@
-"""A real PostgreSQL for the tests: Debian's server (`make system-deps`), in a temporary folder,
-on a free loopback port, run as the unprivileged ``postgres`` user when the tests run as root.
-
-The ``postgres`` fixture starts one server for the session; ``database`` gives each test a fresh
-database with the capture tables made by ``python -m churn.outcomes init``. The package's own
-"main" cluster (port 5432) plays no part.
+"""PostgreSQL for the tests (bench/postgres.py starts it): one server for the session, and a
+fresh database holding the capture tables for each test that asks for one.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
 import pytest
 
-from bench.servers import free_port
-
-BIN = Path("/usr/lib/postgresql/15/bin")
-USER = "churn"
-
-
-def _as_postgres() -> list[str]:
-    # initdb and the server refuse to run as root.
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-
-@dataclass
-class Postgres:
-    folder: Path
-    port: int
-    password: str
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    def url(self, database: str = "postgres", password: str | None = None) -> str:
-        secret = self.password if password is None else password
-        return f"postgresql://{USER}:{secret}@127.0.0.1:{self.port}/{database}"
-
-    def _pg_ctl(self, *args: str) -> None:
-        command = [*_as_postgres(), str(BIN / "pg_ctl"), "-D", str(self.data), *args]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        options = (
-            f"-k {self.folder} -p {self.port} -c listen_addresses=127.0.0.1 "
-            # Throwaway data: no waiting for the disk.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._pg_ctl("-l", str(self.folder / "server.log"), "-w", "-o", options, "start")
-
-    def stop(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "stop")
-
-    def create_database(self) -> str:
-        """A new, empty database; its URL."""
-        name = "t_" + secrets.token_hex(6)
-        with psycopg.connect(self.url(), autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")  # a name of hex digits only
-        return self.url(name)
+from bench.postgres import Postgres, started
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    if not (BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is not installed: run `make system-deps`")
-    folder = Path(tempfile.mkdtemp(prefix="churn-postgres-"))
-    server = Postgres(folder, free_port(), secrets.token_hex(12))
-    password_file = folder / "password"
-    password_file.write_text(server.password)
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-        shutil.chown(password_file, "postgres", "postgres")
-    initdb = [
-        *_as_postgres(),
-        str(BIN / "initdb"),
-        "-D",
-        str(server.data),
-        "-U",
-        USER,
-        f"--pwfile={password_file}",
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--no-sync",
-    ]
-    subprocess.run(initdb, check=True, capture_output=True, timeout=120)
-    server.start()
     try:
-        yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        with started() as server:
+            yield server
+    except RuntimeError as error:  # not installed
+        pytest.fail(str(error))
 
 
 @pytest.fixture()

@@ -87,5 +87,5 @@ def test_the_apps_records_are_json_lines_with_their_traceback(tmp_path):
     assert failed and failed[0]["level"] == "ERROR" and failed[0]["logger"].startswith("churn")
     assert (
         failed[0]["exception"].startswith("Traceback")
-        and "ExplodingScorer" in failed[0]["exception"]
+        and "injected: the shadow model fails" in failed[0]["exception"]
     )

@@ -144,7 +144,7 @@ def every_path(customer: dict, others: list[dict], tmp: Path) -> dict[str, Any]:
     return found
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(customer=customers(), others=st.lists(valid_customers(), max_size=3))
 def test_every_path_gives_the_same_decision_and_bits(customer, others, tmp_path_factory):
     found = every_path(customer, others, tmp_path_factory.mktemp("paths"))

@@ -7,13 +7,9 @@ file of outcomes from the CRM, ``report`` writes the realized performance of eac
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 
 from churn.capture import connect, one_line
-
-SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "outcomes.sql"
 
 
 class OutcomesError(Exception):
@@ -26,9 +22,3 @@ def open_database(url: str) -> psycopg.Connection:
         return connect(url)
     except psycopg.Error as error:
         raise OutcomesError(f"--database: cannot connect: {one_line(error, url)}") from None
-
-
-def init_tables(url: str) -> None:
-    """Create the tables (and indexes) that do not exist yet."""
-    with open_database(url) as connection:
-        connection.execute(SQL_FILE.read_text())

@@ -21,10 +21,11 @@ from churn.batch.cli import (
     too_many_invalid,
 )
 from churn.config import DEFAULT_MODEL_FILE, metadata_path
-from churn.outcomes import OutcomesError, init_tables, loading, page, realized
-from churn.profit import Costs
+from churn.outcomes import OutcomesError, loading, open_database, realized
+from churn.profit import add_cost_options, costs_from
 
 PROG = "python -m churn.outcomes"
+SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "outcomes.sql"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,33 +66,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         help=f"a model whose metadata says what AUC it promised; repeatable ({DEFAULT_MODEL_FILE})",
     )
-    for option in ("--offer-cost", "--customer-value", "--offer-acceptance"):
-        report.add_argument(option, type=float, help="as train.py's, for the realized profit")
+    add_cost_options(report, "realized profit, with the training report's costs")
     args = parser.parse_args(argv)
     if args.command == "report":
-        _check_report_args(parser, args)
+        if args.window_days < 0:
+            parser.error("--window-days must be 0 or more")
+        args.costs = costs_from(args, parser)
     return args
-
-
-def _check_report_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.window_days < 0:
-        parser.error("--window-days must be 0 or more")
-    given = [args.offer_cost, args.customer_value, args.offer_acceptance]
-    if any(value is not None for value in given):
-        if any(value is None for value in given):
-            parser.error("--offer-cost, --customer-value and --offer-acceptance go together")
-        args.costs = Costs(*given)
-        for option, problem in args.costs.problems():
-            parser.error(f"{option} {problem}")
-    else:
-        args.costs = None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "init":
-            init_tables(args.database)
+            with open_database(args.database) as connection:
+                connection.execute(SQL_FILE.read_text())  # CREATE ... IF NOT EXISTS: repeatable
             print(f"{PROG}: the tables are ready", file=sys.stderr)
             return 0
         if args.command == "load":
@@ -134,10 +123,10 @@ def report(args: argparse.Namespace) -> int:
     promised = realized.promises(models)
     rows, outcomes = realized.fetch(args.database, args.window_days, args.since)
     metrics = realized.compute(rows, outcomes, args.window_days, args.since, args.costs, promised)
-    page.write(metrics, args.output)
+    realized.write_report(metrics, args.output)
     live = metrics["live_version"]
     line = metrics["versions"][live]["verdict"] if live else "no captured predictions"
-    print(f"{PROG}: live model {live[: page.SHORT] if live else '-'}: {line}", file=sys.stderr)
+    print(f"{PROG}: live model {live[: realized.SHORT] if live else '-'}: {line}", file=sys.stderr)
     print(orjson.dumps({"output": str(args.output), "versions": len(metrics["versions"])}).decode())
     return 0
 

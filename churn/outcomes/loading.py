@@ -40,11 +40,11 @@ Outcome = tuple[str, date, bool]  # customer id, observed on, churned
 
 @dataclass
 class Checked:
-    """A file's rows: the good ones (and their row numbers), and one line per problem."""
+    """A file's rows: the good ones, and one line per problem (row, id, field, why)."""
 
     rows_in: int = 0
     good: list[Outcome] = field(default_factory=list)
-    problems: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, id, field, why
+    problems: list[tuple[int, str, str, str]] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -56,74 +56,69 @@ def default_rejects_path(source: Path) -> Path:
     return source.with_name(source.stem + ".rejects.csv")
 
 
-def check_file(path: Path, today: date | None = None) -> Checked:
+def check_file(path: Path) -> Checked:
     """Read ``path`` (.csv or .parquet) and check every row; ``OutcomesError`` if unreadable."""
-    today = today or datetime.now(UTC).date()
+    today = datetime.now(UTC).date()
     checked = Checked()
     first_seen: dict[tuple[str, date], int] = {}
     for number, record in enumerate(_records(path), start=1):
         checked.rows_in = number
         outcome, problems = _check(record, today)
         if outcome is not None:
-            key = (outcome[0], outcome[1])
+            key = outcome[:2]  # the customer and the date
             if key in first_seen:
-                message = f"a second outcome for this customer on {outcome[1]} (first on row "
-                problems = [("observed_on", message + f"{first_seen[key]})")]
+                first = first_seen[key]
+                message = f"a second outcome for this customer on {key[1]} (first on row {first})"
+                problems = [("observed_on", message)]
             else:
                 first_seen[key] = number
-        shown = str(record["customer_id"]) if record["customer_id"] is not None else ""
-        if problems:
-            checked.problems += [(number, shown, name, why) for name, why in problems]
-        elif outcome is not None:
-            checked.good.append(outcome)
+                checked.good.append(outcome)
+        shown = "" if record["customer_id"] is None else str(record["customer_id"])
+        checked.problems += [(number, shown, name, why) for name, why in problems]
     return checked
 
 
 def _check(record: dict[str, Any], today: date) -> tuple[Outcome | None, list[tuple[str, str]]]:
+    """The row as an outcome, or None and (field, why) for each value that is wrong."""
+    parsers = {
+        "customer_id": _customer,
+        "churned": _churned,
+        "observed_on": lambda value: _observed(value, today),
+    }
+    values: dict[str, Any] = {}
     problems = []
-    customer = _customer(record["customer_id"])
-    if isinstance(customer, Problem):
-        problems.append(("customer_id", customer.message))
-    churned = _churned(record["churned"])
-    if isinstance(churned, Problem):
-        problems.append(("churned", churned.message))
-    observed = _observed(record["observed_on"], today)
-    if isinstance(observed, Problem):
-        problems.append(("observed_on", observed.message))
+    for name, parse in parsers.items():
+        try:
+            values[name] = parse(record[name])
+        except ValueError as error:
+            problems.append((name, str(error)))
     if problems:
         return None, problems
-    return (customer, observed, churned), []  # type: ignore[return-value]  # checked above
+    return (values["customer_id"], values["observed_on"], values["churned"]), []
 
 
-@dataclass(frozen=True)
-class Problem:
-    message: str
-
-
-def _customer(value: Any) -> str | Problem:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return Problem("is missing" if value is None else "must be text")
-    text = str(value).strip()
+def _customer(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | None):
+        raise ValueError("must be text")
+    text = "" if value is None else str(value).strip()
     if not text:
-        return Problem("is missing")
+        raise ValueError("is missing")
     if len(text) > MAX_ID_LENGTH:
-        return Problem(f"is longer than {MAX_ID_LENGTH} characters")
+        raise ValueError(f"is longer than {MAX_ID_LENGTH} characters")
     return text
 
 
-def _churned(value: Any) -> bool | Problem:
+def _churned(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = "" if value is None else str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
+    if text in TRUE_WORDS | FALSE_WORDS:
+        return text in TRUE_WORDS
     shown = repr(text) if text else "nothing"
-    return Problem(f"must be yes/no, true/false or 1/0, got {shown}")
+    raise ValueError(f"must be yes/no, true/false or 1/0, got {shown}")
 
 
-def _observed(value: Any, today: date) -> date | Problem:
+def _observed(value: Any, today: date) -> date:
     if isinstance(value, datetime):
         day = value.date()
     elif isinstance(value, date):
@@ -131,12 +126,12 @@ def _observed(value: Any, today: date) -> date | Problem:
     else:
         text = "" if value is None else str(value).strip()
         try:
-            day = date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
+            day = date.fromisoformat(text[:10])  # a time after the date is ignored
         except ValueError:
-            shown = "nothing" if not text else repr(text)
-            return Problem(f"must be a date as YYYY-MM-DD, got {shown}")
+            shown = repr(text) if text else "nothing"
+            raise ValueError(f"must be a date as YYYY-MM-DD, got {shown}") from None
     if day > today + timedelta(days=1):  # a day of slack for time zones
-        return Problem(f"{day} is in the future")
+        raise ValueError(f"{day} is in the future")
     return day
 
 
@@ -147,10 +142,7 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
     if suffix not in (".csv", ".parquet"):
         raise OutcomesError(f"{path}: outcomes must be a .csv or .parquet file")
     try:
-        if suffix == ".csv":
-            yield from _csv_records(path)
-        else:
-            yield from _parquet_records(path)
+        yield from _csv_records(path) if suffix == ".csv" else _parquet_records(path)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as error:
         raise OutcomesError(f"{path}: cannot read it ({error})") from None
 
@@ -168,17 +160,14 @@ def _csv_records(path: Path) -> Iterator[dict[str, Any]]:
             yield {name: line[i] if i < len(line) else None for name, i in positions.items()}
 
 
-def _parquet_records(path: Path) -> Iterator[dict[str, Any]]:
+def _parquet_records(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq  # the batch category (score.py's); the service never loads
 
-    parquet = pq.ParquetFile(path)
-    positions = _positions(path, parquet.schema_arrow.names)
-    wanted = list(positions.values())
-    for batch in parquet.iter_batches(columns=[parquet.schema_arrow.names[i] for i in wanted]):
-        columns = dict(zip(positions, batch.columns, strict=True))
-        lists = {name: column.to_pylist() for name, column in columns.items()}
-        for row in range(batch.num_rows):
-            yield {name: values[row] for name, values in lists.items()}
+    names = pq.read_schema(path).names
+    positions = _positions(path, names)
+    wanted = [names[i] for i in positions.values()]
+    table = pq.read_table(path, columns=wanted).select(wanted)
+    return table.rename_columns(list(positions)).to_pylist()
 
 
 def _positions(path: Path, header: list[str]) -> dict[str, int]:
@@ -214,32 +203,28 @@ def store(url: str, outcomes: list[Outcome]) -> dict[str, int]:
     """Insert or correct ``outcomes`` in one transaction: {new, corrected, unchanged}."""
     with open_database(url) as connection:
         try:
-            return _store(connection, outcomes)
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.execute(
+                    "CREATE TEMP TABLE incoming (customer_id text, observed_on date, "
+                    "churned boolean) ON COMMIT DROP"
+                )
+                copy_in = "COPY incoming (customer_id, observed_on, churned) FROM STDIN"
+                with cursor.copy(copy_in) as copy:
+                    for outcome in outcomes:
+                        copy.write_row(outcome)
+                cursor.execute(
+                    "INSERT INTO churn_outcomes (customer_id, observed_on, churned) "
+                    "SELECT customer_id, observed_on, churned FROM incoming "
+                    "ON CONFLICT (customer_id, observed_on) DO UPDATE "
+                    "SET churned = EXCLUDED.churned, loaded_at = now() "
+                    "WHERE churn_outcomes.churned IS DISTINCT FROM EXCLUDED.churned "
+                    "RETURNING (xmax = 0)"  # true: a new row; false: an update of an old one
+                )
+                changes = [row[0] for row in cursor.fetchall()]
         except psycopg.errors.UndefinedTable:
             raise OutcomesError(
                 "--database has no churn_outcomes table; create it with "
                 "`python -m churn.outcomes init --database URL`"
             ) from None
-
-
-def _store(connection: psycopg.Connection, outcomes: list[Outcome]) -> dict[str, int]:
-    with connection.transaction(), connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE incoming (customer_id text, observed_on date, churned boolean) "
-            "ON COMMIT DROP"
-        )
-        with cursor.copy("COPY incoming (customer_id, observed_on, churned) FROM STDIN") as copy:
-            for outcome in outcomes:
-                copy.write_row(outcome)
-        cursor.execute(
-            "INSERT INTO churn_outcomes (customer_id, observed_on, churned) "
-            "SELECT customer_id, observed_on, churned FROM incoming "
-            "ON CONFLICT (customer_id, observed_on) DO UPDATE "
-            "SET churned = EXCLUDED.churned, loaded_at = now() "
-            "WHERE churn_outcomes.churned IS DISTINCT FROM EXCLUDED.churned "
-            "RETURNING (xmax = 0)"  # true: a new row; false: an update of one loaded before
-        )
-        changes = [row[0] for row in cursor.fetchall()]
-    new = sum(changes)
-    corrected = len(changes) - new
+    new, corrected = sum(changes), len(changes) - sum(changes)
     return {"new": new, "corrected": corrected, "unchanged": len(outcomes) - new - corrected}

@@ -1,5 +1,5 @@
-"""Realized performance: each captured prediction joined with its customer's outcome, per model
-version.
+"""The realized-performance report: each captured prediction joined with its customer's
+outcome, per model version, written as ``report.html`` (PNGs beside it) and ``metrics.json``.
 
 A prediction made at time t is joined with the outcomes observed for its customer from t's date
 to ``window_days`` after it; the customer churned if any of them says so. A prediction with no
@@ -10,23 +10,27 @@ Every figure is computed on the joined pairs, by the functions training uses
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import psycopg
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from psycopg.rows import namedtuple_row
 
-from churn.config import DEFAULT_AUC_TOLERANCE, metadata_path
-from churn.evaluation import bootstrap_auc, calibration, decision_counts
+from churn import charts
+from churn.artifact import ModelFileError, load_metadata, write_atomically
+from churn.config import DEFAULT_AUC_TOLERANCE
+from churn.evaluation import bootstrap_auc, scores
 from churn.outcomes import OutcomesError, open_database
-from churn.profit import Costs, realized
+from churn.profit import Costs, offers_profit
+from churn.report import Report
 
 DEFAULT_WINDOW_DAYS = 90
+SHORT = 12  # characters of a version (a SHA-256) shown in charts and headings
 
 # One row per prediction: its outcome, aggregated over the window (null: none observed).
 JOINED = """
@@ -67,23 +71,23 @@ def promises(model_files: list[Path]) -> dict[str, Promise]:
     """Model version (artifact SHA-256) -> promise, from each model's metadata beside it."""
     found = {}
     for model_file in model_files:
-        path = metadata_path(model_file)
         try:
-            metadata = json.loads(path.read_text())
-            found[metadata["artifact_sha256"]] = Promise(
-                model_file.name, float(metadata["metrics"]["test_auc"])
-            )
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise OutcomesError(f"--model {model_file}: cannot read {path} ({error})") from None
+            metadata = load_metadata(model_file)
+            promise = Promise(model_file.name, float(metadata["metrics"]["test_auc"]))
+            found[metadata["artifact_sha256"]] = promise
+        except (ModelFileError, KeyError, TypeError, ValueError) as error:
+            raise OutcomesError(
+                f"--model {model_file}: cannot use its metadata ({error})"
+            ) from None
     return found
 
 
-def fetch(url: str, window_days: int, since: date | None) -> tuple[list[tuple], dict[str, int]]:
-    """The joined rows and the outcome counts."""
+def fetch(url: str, window_days: int, since: date | None) -> tuple[list[Any], dict[str, int]]:
+    """The joined rows (named as JOINED's columns) and the outcome counts."""
     params = {"window": window_days, "since": since or date(1970, 1, 1)}
-    with open_database(url) as connection:
+    with open_database(url) as connection, connection.cursor(row_factory=namedtuple_row) as cursor:
         try:
-            rows = connection.execute(JOINED, params).fetchall()
+            rows = cursor.execute(JOINED, params).fetchall()
             loaded, joined = connection.execute(OUTCOMES, params).fetchone() or (0, 0)
         except psycopg.errors.UndefinedTable:
             raise OutcomesError(
@@ -96,7 +100,7 @@ def fetch(url: str, window_days: int, since: date | None) -> tuple[list[tuple], 
 
 
 def compute(
-    rows: list[tuple],
+    rows: list[Any],
     outcomes: dict[str, int],
     window_days: int,
     since: date | None,
@@ -104,91 +108,73 @@ def compute(
     promised: dict[str, Promise],
 ) -> dict[str, Any]:
     """metrics.json: ``{"versions": {version: figures}, ...}``, the live version first."""
-    by_version: dict[str, list[tuple]] = defaultdict(list)
+    by_version: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
-        by_version[row[0]].append(row)
+        by_version[row.model_version].append(row)
     # The live model: the one that answered last. Then the others, latest first.
-    order = sorted(by_version, key=lambda version: by_version[version][-1][1], reverse=True)
-    versions = {
-        version: version_figures(by_version[version], costs, promised.get(version))
-        for version in order
-    }
+    order = sorted(by_version, key=lambda v: by_version[v][-1].predicted_at, reverse=True)
     return {
         "window_days": window_days,
         "since": since.isoformat() if since else None,
         "live_version": order[0] if order else None,
         "outcomes": outcomes,
         "costs": costs.as_dict() if costs else None,
-        "versions": versions,
+        "versions": {v: version_figures(by_version[v], costs, promised.get(v)) for v in order},
     }
 
 
-def version_figures(rows: list[tuple], costs: Costs | None, promise: Promise | None) -> dict:
+def version_figures(rows: list[Any], costs: Costs | None, promise: Promise | None) -> dict:
     """One version's figures over all its predictions, and week by week."""
     figures = pair_figures(rows, costs)
-    identified = [row for row in rows if row[2] is not None]
-    figures.update(
-        {
-            "first_prediction": rows[0][1].isoformat(),
-            "last_prediction": rows[-1][1].isoformat(),
-            "without_customer_id": len(rows) - len(identified),
-            "distinct_customers": len({row[2] for row in identified}),
-            "thresholds": sorted({row[5] for row in rows}),
-        }
-    )
-    weeks: dict[date, list[tuple]] = defaultdict(list)
+    identified = [row.customer_id for row in rows if row.customer_id is not None]
+    weeks: dict[date, list[Any]] = defaultdict(list)
     for row in rows:
-        weeks[_week_of(row[1])].append(row)
-    figures["weeks"] = [
-        {"week": week.isoformat(), **_week_figures(weeks[week])} for week in sorted(weeks)
-    ]
-    figures["promised_auc"] = promise.auc if promise else None
+        day = row.predicted_at.date()
+        weeks[day - timedelta(days=day.weekday())].append(row)  # its week's Monday (UTC)
+    figures |= {
+        "first_prediction": rows[0].predicted_at.isoformat(),
+        "last_prediction": rows[-1].predicted_at.isoformat(),
+        "without_customer_id": len(rows) - len(identified),
+        "distinct_customers": len(set(identified)),
+        "thresholds": sorted({row.threshold for row in rows}),
+        "weeks": [
+            {"week": week.isoformat(), **week_figures(weeks[week])} for week in sorted(weeks)
+        ],
+        "promised_auc": promise.auc if promise else None,
+    }
     figures["verdict"] = verdict(figures, promise)
     return figures
 
 
-def pair_figures(rows: list[tuple], costs: Costs | None) -> dict[str, Any]:
+def pair_figures(rows: list[Any], costs: Costs | None) -> dict[str, Any]:
     """Counts, AUC (with its bootstrap interval), Brier, calibration, precision and recall at
     the decisions taken, and profit, over the predictions in ``rows`` that have an outcome."""
-    joined = [row for row in rows if row[6] is not None]
+    joined = [row for row in rows if row.churned is not None]
     figures: dict[str, Any] = {"customers": len(rows), "with_outcome": len(joined)}
     if not joined:
         return figures | dict.fromkeys(("auc", "auc_low", "auc_high", "brier", "churn_rate"))
-    churned = np.array([row[6] for row in joined], dtype=bool)
-    probabilities = np.array([row[3] for row in joined], dtype=np.float64)
-    flagged = np.array([row[4] for row in joined], dtype=bool)
-    both = 0 < churned.sum() < len(churned)  # AUC needs churners and stayers
-    interval = bootstrap_auc(churned, probabilities) if both else None
-    counts = decision_counts(churned, flagged)
-    offers, churners = counts["true_positive"] + counts["false_positive"], int(churned.sum())
-    figures.update(
-        {
-            "auc": float(roc_auc_score(churned, probabilities)) if both else None,
-            "auc_low": interval[0] if interval else None,
-            "auc_high": interval[1] if interval else None,
-            "brier": float(brier_score_loss(churned, probabilities, pos_label=True)),
-            "churn_rate": float(churned.mean()),
-            "confusion": counts,
-            "precision": counts["true_positive"] / offers if offers else None,
-            "recall": counts["true_positive"] / churners if churners else None,
-            "calibration": calibration(churned.astype(np.float64), probabilities),
-        }
-    )
+    churned = np.array([row.churned for row in joined], dtype=np.float64)
+    probabilities = np.array([row.probability for row in joined], dtype=np.float64)
+    flagged = np.array([row.churn for row in joined], dtype=bool)
+    figures |= scores(churned, probabilities, flagged)
+    interval = bootstrap_auc(churned, probabilities) if figures["auc"] is not None else None
+    caught = figures["confusion"]["true_positive"]
+    offers, churners = flagged.sum(), churned.sum()
+    figures |= {
+        "auc_low": interval[0] if interval else None,
+        "auc_high": interval[1] if interval else None,
+        "precision": float(caught / offers) if offers else None,
+        "recall": float(caught / churners) if churners else None,
+    }
     if costs is not None:
-        figures["realized"] = realized(costs, churned.astype(np.float64), flagged)
+        figures["realized"] = offers_profit(costs, churned, flagged)
     return figures
 
 
-def _week_figures(rows: list[tuple]) -> dict[str, Any]:
+def week_figures(rows: list[Any]) -> dict[str, Any]:
     figures = pair_figures(rows, None)
     keys = ("customers", "with_outcome", "auc", "auc_low", "auc_high", "brier", "churn_rate")
-    return {key: figures.get(key) for key in keys}
-
-
-def _week_of(moment: datetime) -> date:
-    """The Monday (UTC) of ``moment``'s week."""
-    day = moment.date()
-    return day - timedelta(days=day.weekday())
+    return {key: figures[key] for key in keys}
 
 
 def verdict(figures: dict[str, Any], promise: Promise | None) -> str:
@@ -211,3 +197,28 @@ def verdict(figures: dict[str, Any], promise: Promise | None) -> str:
     if high is not None and high < floor:
         return f"falls short: {realized_text} is below {promised}; retrain it or roll back"
     return f"below its promise but within noise: {realized_text} against {promised}"
+
+
+def write_report(metrics: dict[str, Any], folder: Path) -> None:
+    """``folder/report.html`` with its PNGs in ``folder/report/``, and ``folder/metrics.json``."""
+    scored = {
+        version[:SHORT]: figures
+        for version, figures in metrics["versions"].items()
+        if figures.get("calibration")
+    }
+    images = {}
+    if scored:
+        series = [charts.Series(label, figures, {}) for label, figures in scored.items()]
+        title = "Calibration on realized outcomes (10 equal-width bins)"
+        images["calibration.png"] = charts.calibration(series, title)
+        promised = {
+            label: figures["promised_auc"]
+            for label, figures in scored.items()
+            if figures["promised_auc"] is not None
+        }
+        weeks = {label: figures["weeks"] for label, figures in scored.items()}
+        images["weekly_auc.png"] = charts.weekly_auc(weeks, promised)
+    page = Report.of("outcomes.html", images, metrics=metrics, short=SHORT)
+    page.write(folder / "report.html")
+    data = orjson.dumps(metrics, option=orjson.OPT_INDENT_2) + b"\n"
+    write_atomically(folder / "metrics.json", data)
