@@ -191,19 +191,17 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
 
 
 def _collect(frame: DataFrame, path: str) -> list[Any]:
-    """``frame.collect()``, the first action: a file Spark cannot read, or a model a task
+    """``frame.collect()``, the first action: a file Spark cannot read, or model bytes a task
     refused, surface as the errors the local engine raises (exit code 2)."""
     try:
         return frame.collect()
     except Exception as error:
-        text = str(error)
-        for refused in (ModelFileError, InputFileError):  # raised by a task: same message
-            marker = f"{refused.__name__}: "
-            line = next((line for line in text.splitlines() if marker in line), None)
-            if line is not None:
-                raise refused(line.partition(marker)[2]) from None
+        lines = str(error).splitlines()
+        refused = next((line for line in lines if "ModelFileError: " in line), None)
+        if refused is not None:  # raised in a task: the same message
+            raise ModelFileError(refused.partition("ModelFileError: ")[2]) from None
         for marker in ("Malformed records", "FAILED_READ_FILE"):  # the most telling line first
-            reason = next((line for line in text.splitlines() if marker in line), None)
+            reason = next((line for line in lines if marker in line), None)
             if reason is not None:
                 reason = reason.rpartition("Exception: ")[2].strip()
                 raise InputFileError(f"cannot read {path}: {reason}") from None
