@@ -24,6 +24,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from churn.batch.columns import InputFileError, wanted
+from churn.batch.csv_text import convert_options
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
 ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the CSV reader's blocks
@@ -79,14 +80,8 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
         raise InputFileError(f"{path} is not a UTF-8 CSV file ({error})") from None
     if not header:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    columns = wanted(header)
-    convert = pa_csv.ConvertOptions(
-        column_types=dict.fromkeys(columns, pa.string()),
-        include_columns=columns,
-        strings_can_be_null=False,  # an empty field is "", as in a /predict body
-    )
     read = pa_csv.ReadOptions(block_size=block_bytes)
-    return pa_csv.open_csv(path, read_options=read, convert_options=convert)
+    return pa_csv.open_csv(path, read_options=read, convert_options=convert_options(header))
 
 
 def _json_keys(path: Path) -> pa.Schema:

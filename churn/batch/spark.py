@@ -1,8 +1,9 @@
 """The ``--engine spark`` engine: the same scoring as a Spark job, for bases beyond one machine.
 
-The driver reads the input with Spark's own readers; the executors run ``score_record_batch``
-through ``mapInArrow``, the model shipped as a ``BatchModel`` that each task checks. Nothing is
-cast with Spark SQL (CSV fields are read as text), so Spark 4's ANSI mode changes nothing.
+The driver reads Parquet with Spark's reader and CSV as lines (Spark's text reader), which the
+tasks parse with Arrow as the local engine does (churn/batch/csv_text.py); the executors run
+``score_record_batch`` through ``mapInArrow``, the model shipped as a ``BatchModel`` that each
+task checks. Nothing is cast with Spark SQL, so Spark 4's ANSI mode changes nothing.
 ``python score.py --engine spark`` runs Spark in local mode when no master is configured;
 ``spark-submit score.py --engine spark`` runs on the cluster it names (YARN, EMR Serverless).
 Paths are text: they may be URIs (s3://).
@@ -38,21 +39,20 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from churn import artifact
 from churn.artifact import ModelFileError
 from churn.batch.columns import ROW, InputFileError, Layout, score_record_batch, wanted
+from churn.batch.csv_text import header_names, parse_lines
 from churn.batch.files import BATCH_ROWS, file_format
 from churn.batch.model import BatchModel
 from churn.config import metadata_path
 
 APP_NAME = "churn-score"
 FORMATS = (".csv", ".parquet")
-# Object stores cannot rename atomically: there Spark's committer writes in place and the
-# _SUCCESS file marks a complete output.
-NO_RENAME_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs"})
 # Columns the driver adds to every input row (from Spark's hidden _metadata column): its split.
 FILE, BLOCK = "_churn_file", "_churn_block"
 # Columns of the tasks' stream besides the scored and rejects columns, and its kinds of rows.
 KIND, SPLIT_ROWS, SPLIT_SCORED = "_churn_kind", "_churn_split_rows", "_churn_split_scored"
 SCORED, REJECT, SPLIT = 0, 1, 2
 OFFSET = "_churn_offset"
+LINE = "value"  # the one column of Spark's text reader: a line without its line end
 SplitKey = tuple[str, int]
 _SHIPPED_TO: set[str] = set()  # Spark applications that have this package already
 
@@ -89,18 +89,15 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
     Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
     """
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
-    # Every field of a CSV row parsed, not just those read: a row with more or fewer fields
-    # than the header is then an error, as it is for the local engine.
-    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     file_format(run.output, FORMATS)
     file_format(run.rejects, FORMATS)
     ship_package(spark)
     model = load_model(spark, run.model, run.threshold)
-    frame, layout = read_input(spark, run.input)
+    frame, layout, csv_header = read_input(spark, run.input)
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
     schema = stream_schema(spark, scored_schema, rejects_schema)
     numbered = layout.id_column is None  # scored rows are then named by their row number
-    task = partial(score_partition, model, schema, numbered)
+    task = partial(score_partition, model, schema, numbered, csv_header)
     stream = frame.mapInArrow(task, from_arrow_schema(schema))
     stream = stream.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -138,34 +135,31 @@ def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
     return lines.withColumn(ROW, col(ROW) + col(OFFSET))
 
 
-def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout]:
-    """The input with each row's split (file, byte offset), and the layout of its columns.
+def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, list[str] | None]:
+    """The input with each row's split (file, byte offset), its layout, and a CSV's header.
 
-    CSV is read as the local engine reads it: every field as text, an empty field as "" (Spark
-    reads it as null, which nothing else is in a CSV), quotes as in RFC 4180, and a row with
-    more or fewer fields than the header an error. Raises ``InputFileError`` as the local engine
-    does: unknown format, unreadable or empty file, missing or doubled columns.
+    A CSV file arrives at the tasks as lines (Spark's text reader) that they parse as the local
+    engine does (churn/batch/csv_text.py); Parquet as its columns. Raises ``InputFileError`` as
+    the local engine does: unknown format, unreadable or empty file, missing or doubled columns.
     """
     is_csv = file_format(path, FORMATS) == ".csv"
     try:
-        if is_csv:
-            frame = spark.read.options(header=True, escape='"', mode="FAILFAST").csv(path)
-        else:
-            frame = spark.read.parquet(path)
-        names = wanted(frame.columns)
+        frame = spark.read.text(path) if is_csv else spark.read.parquet(path)
+        first = frame.first() if is_csv else None
     except Exception as error:  # Spark's AnalysisException: missing path, unreadable file
         raise InputFileError(f"cannot read {path}: {first_line(error)}") from None
-    if not frame.columns:
+    header = header_names(first[0]) if first is not None else None
+    names = header if is_csv else frame.columns
+    if not names:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    layout = Layout.of(pa.schema([(name, pa.string()) for name in names]))
-    if is_csv:
-        frame = frame.fillna("", subset=names)
+    layout = Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
+    data = [col(LINE)] if is_csv else [col(f"`{name}`") for name in wanted(names)]
     frame = frame.select(
-        *[col(f"`{name}`") for name in names],
+        *data,
         col("_metadata.file_path").alias(FILE),
         col("_metadata.file_block_start").alias(BLOCK),
     )
-    return frame, layout
+    return frame, layout, header
 
 
 def load_model(spark: SparkSession, model: str, threshold: float | None) -> BatchModel:
@@ -191,20 +185,22 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
 
 
 def _collect(frame: DataFrame, path: str) -> list[Any]:
-    """``frame.collect()``, the first action: a file Spark cannot read, or model bytes a task
-    refused, surface as the errors the local engine raises (exit code 2)."""
+    """``frame.collect()``, the first action: a file Spark cannot read, a line a task could not
+    parse, or model bytes a task refused, surface as the errors the local engine raises (exit
+    code 2)."""
     try:
         return frame.collect()
     except Exception as error:
         lines = str(error).splitlines()
-        refused = next((line for line in lines if "ModelFileError: " in line), None)
-        if refused is not None:  # raised in a task: the same message
-            raise ModelFileError(refused.partition("ModelFileError: ")[2]) from None
-        for marker in ("Malformed records", "FAILED_READ_FILE"):  # the most telling line first
-            reason = next((line for line in lines if marker in line), None)
-            if reason is not None:
-                reason = reason.rpartition("Exception: ")[2].strip()
-                raise InputFileError(f"cannot read {path}: {reason}") from None
+        for refused in (ModelFileError, InputFileError):  # raised in a task: the same message
+            marker = f"{refused.__name__}: "
+            line = next((line for line in lines if marker in line), None)
+            if line is not None:
+                raise refused(line.partition(marker)[2]) from None
+        reason = next((line for line in lines if "FAILED_READ_FILE" in line), None)
+        if reason is not None:
+            reason = reason.rpartition("Exception: ")[2].strip()
+            raise InputFileError(f"cannot read {path}: {reason}") from None
         raise
 
 
@@ -214,28 +210,26 @@ def first_line(error: Exception) -> str:
 
 
 def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
-    """Write ``frame`` to a hidden folder beside ``path``, then rename it to ``path``.
-
-    A failed or killed run leaves at most the hidden folder, never a half-written ``path``.
-    """
+    """Write ``frame`` to ``path``. In local mode the folder is written beside it under a hidden
+    name and renamed into place, so a failed or killed run never leaves a half-written ``path``;
+    on a cluster's storage (s3://, HDFS) Spark's committer writes in place and its ``_SUCCESS``
+    file marks a complete output (object stores cannot rename atomically anyway)."""
     kind = file_format(path, FORMATS).lstrip(".")
     writer = frame.write.mode("overwrite").format(kind)
     if kind == "csv":
         writer = writer.option("header", "true").option("escape", '"')
-    hadoop = spark.sparkContext._jvm.org.apache.hadoop.fs  # type: ignore[union-attr]
-    target = hadoop.Path(path)
-    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.getScheme() in NO_RENAME_SCHEMES:
+    scheme, _, local = path.rpartition("://")
+    if scheme not in ("", "file") or not str(spark.sparkContext.master).startswith("local"):
         writer.save(path)
         return
-    hidden = hadoop.Path(target.getParent(), f".{target.getName()}.{uuid.uuid4().hex}.tmp")
+    target = Path(local)
+    hidden = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        writer.save(hidden.toString())
-        fs.delete(target, True)
-        if not fs.rename(hidden, target):
-            raise OSError(f"could not rename {hidden.toString()} to {path}")
+        writer.save(str(hidden))
+        shutil.rmtree(target, ignore_errors=True)
+        hidden.rename(target)
     finally:
-        fs.delete(hidden, True)
+        shutil.rmtree(hidden, ignore_errors=True)
 
 
 def ship_package(spark: SparkSession) -> None:
@@ -283,18 +277,24 @@ def score_partition(
     model: BatchModel,
     schema: pa.Schema,
     locate_scored: bool,
+    csv_header: list[str] | None,
     batches: Iterator[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
     """One partition's batches scored into the tasks' stream of ``schema``.
 
     ``locate_scored``: scored rows carry their split too, for the driver to renumber (an input
-    without customer ids). The split's own columns are ignored by the batch function.
+    without customer ids). ``csv_header``: the pieces are CSV lines of files with this header.
+    The split's own columns are ignored by the batch function.
     """
     rows: dict[SplitKey, int] = {}
     scored_rows: dict[SplitKey, int] = {}
     for batch in batches:
         for key, piece in splits_of(batch):
             done = rows.get(key, 0)
+            if csv_header is not None:
+                if key not in rows and key[1] == 0:  # the split that starts a file: its header
+                    piece = piece.slice(1)
+                piece = parse_lines(piece.column(LINE), csv_header, key[0])
             scored, rejects = score_record_batch(piece, model, done + 1)
             rows[key] = done + piece.num_rows
             scored_rows[key] = scored_rows.get(key, 0) + scored.num_rows
