@@ -37,7 +37,7 @@ help:
 # benchmark). The service's own `pipenv install` and the image never take the last two.
 .venv/.installed: Pipfile.lock
 	@$(ENSURE_PIPENV)
-	$(PIPENV) install --categories="packages dev-packages batch spark" --deploy
+	$(PIPENV) install --categories="packages dev-packages batch spark pkg-resources" --deploy
 	@touch $@ .venv/.service
 
 # What `make run` needs: the service and the course's client (requests, a dev package as in the
