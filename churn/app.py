@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -63,7 +63,7 @@ api = Blueprint("api", __name__)
 def request_id_for(environ: dict) -> str:
     """The caller's X-Request-ID if it is sane (so logs join up across hops), else a new one."""
     given = environ.get("HTTP_X_REQUEST_ID")
-    return given if given and SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if given and SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
 
 
 class ApiError(Exception):
@@ -179,7 +179,7 @@ class Service:
             raise ApiError(422, "validation_error", "the request has invalid customers", problems)
         probabilities = self.predictor.probabilities(checked)
         results = self.predictor.results(checked, probabilities, explain)
-        count_predictions(probabilities, probabilities >= self.predictor.threshold)
+        count_predictions(results)
         self.watch.add(checked, probabilities)
         if self.capture is not None:  # queued only: written off the request path
             self.capture.submit(environ[REQUEST_ID_KEY], self.predictor.version,

@@ -12,6 +12,7 @@ killed with SIGKILL loses at most that second of drift and shadow counts, never 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import random
@@ -82,6 +83,7 @@ DIFFERENCE = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5),
 )
 SHADOW_ERRORS = Counter("churn_shadow_errors", "Requests the shadow model failed to score")
+CHURNED, STAYING = PREDICTIONS.labels("churn"), PREDICTIONS.labels("no_churn")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DECISION_NAMES = ("no_churn", "churn")
 # pydantic's error types folded into the few reasons rejections are counted by.
@@ -90,19 +92,27 @@ REASONS = {"literal_error": UNSEEN_VALUE, "missing": "missing"}
 
 
 def count_request(route: str, method: str, status: int, seconds: float) -> None:
+    requests, latency = _request_series(route, method, status)
+    requests.inc()
+    latency.observe(seconds)
+
+
+@functools.lru_cache(maxsize=512)
+def _request_series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The labelled series, looked up once per label set (``labels`` takes a lock each time)."""
     # Unknown methods share one label so a client cannot grow the metric without bound.
     method = method if method in KNOWN_METHODS else "other"
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route)
 
 
-def count_predictions(probabilities: np.ndarray, churn: np.ndarray) -> None:
-    churned = int(churn.sum())
+def count_predictions(results: Sequence[dict[str, Any]]) -> None:
+    """Count answered customers by decision, and add up their probabilities."""
+    churned = sum(1 for result in results if result["churn"])
     if churned:
-        PREDICTIONS.labels("churn").inc(churned)
-    if len(churn) - churned:
-        PREDICTIONS.labels("no_churn").inc(len(churn) - churned)
-    PROBABILITY_SUM.inc(float(probabilities.sum()))
+        CHURNED.inc(churned)
+    if len(results) - churned:
+        STAYING.inc(len(results) - churned)
+    PROBABILITY_SUM.inc(sum(result["churn_probability"] for result in results))
 
 
 def count_rejections(problems: Sequence[Problem]) -> None:

@@ -46,17 +46,19 @@ class Scorer:
         )
 
     @functools.cached_property
-    def _by_value(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every category's weights in one array, and each field's first position in it."""
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The numbers' weights; every category's weights in one array, and each field's first
+        position in it."""
         sizes = [len(weights) for weights in self.code_weights]
-        return np.concatenate(self.code_weights), np.cumsum([0, *sizes[:-1]])
+        first = np.cumsum([0, *sizes[:-1]])
+        return np.array(self.number_weights), np.concatenate(self.code_weights), first
 
     def logits(self, checked: Checked) -> np.ndarray:
-        weights, first = self._by_value
-        numbers = len(self.number_weights)
+        number_weights, code_weights, first = self._arrays
+        numbers = len(number_weights)
         terms = np.empty((len(checked.numbers), numbers + len(self.code_weights)))
-        terms[:, :numbers] = checked.numbers * np.array(self.number_weights)
-        terms[:, numbers:] = weights[checked.codes + first]
+        terms[:, :numbers] = checked.numbers * number_weights
+        terms[:, numbers:] = code_weights[checked.codes + first]
         return terms.sum(axis=1) + self.intercept
 
     def probabilities(self, checked: Checked) -> np.ndarray:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ebcli.operations import configops
 from parliament import analyze_policy_string
 
 from bench.servers import gunicorn_command, running
 from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 from tests.ebconfig import assert_documented, option_settings
+from tests.test_eb_https import sent_by_eb_config
 
 DOCS = PROJECT_ROOT / "docs" / "elastic-beanstalk.md"
 # AWS's figures for the instance type the group runs (EC2 "Burstable performance instances";
@@ -68,18 +68,8 @@ def test_the_docs_say_how_to_change_settings_under_immutable_deploys(tmp_path, m
     assert_documented(settings)
     path = tmp_path / "rolling.yml"
     path.write_text(rolling)
-    sent: dict = {}
-    monkeypatch.setattr(
-        configops.commonops,
-        "update_environment",
-        lambda env, changes, *a, **k: sent.update(changes=changes),
-    )
-    configops.modify_environment_configuration("env", f"file://{path}", True)
-    (change,) = sent["changes"]
-    assert (change["OptionName"], change["Value"]) == (
-        "DeploymentPolicy",
-        "RollingWithAdditionalBatch",
-    )
+    (change,) = sent_by_eb_config(path, monkeypatch)
+    assert change[1:] == ("DeploymentPolicy", "RollingWithAdditionalBatch")
 
 
 def test_the_t3_surplus_figure_follows_from_the_scaling_settings():
