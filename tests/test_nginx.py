@@ -29,6 +29,8 @@ from churn.features import EXAMPLE_CUSTOMER
 from tests.bareclient import run_client
 from tests.ebconfig import option_settings
 
+pytestmark = pytest.mark.nginx  # Debian's nginx: `make test`, not `make check`
+
 SERVER_CONF = PLATFORM_NGINX / "conf.d" / "elasticbeanstalk" / "churn.conf"
 HTTP_CONF = PLATFORM_NGINX / "conf.d" / "churn.conf"
 DEFAULTS = Settings.from_env({})
