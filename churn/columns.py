@@ -177,7 +177,7 @@ class Validator:
             if field in self.rules.whole:
                 accepted &= values == np.floor(values)
         refused = np.flatnonzero(~accepted)
-        if refused.size:  # the rule names what is wrong with each (and keeps the last word)
+        if refused.size:  # the rule decides the rest: what is wrong, or what arrays cannot read
             among_refused: list = []
             picked = _take(column, refused)
             values[refused] = self._distinct(field, picked, refused.size, order, among_refused)
@@ -186,18 +186,22 @@ class Validator:
 
     def _ids(self, columns: Mapping[str, Column], size: int, found: list) -> list[str | None]:
         """The id each row echoes, as text: the first id key given wins (``ID_KEYS``)."""
-        chosen: list[str | None] = [None] * size
+        chosen: list[str | None] | None = None
         for key in reversed(ID_KEYS):
             if key in columns:
                 texts = self._id_texts(key, columns[key], size, found)
-                chosen = [c if t is None else t for c, t in zip(chosen, texts, strict=True)]
-        return chosen
+                if chosen is not None:  # both keys given: a row's later key fills its gaps
+                    texts = [c if t is None else t for c, t in zip(chosen, texts, strict=True)]
+                chosen = texts
+        return [None] * size if chosen is None else chosen
 
     def _id_texts(self, key: str, column: Column, size: int, found: list) -> list[Any]:
         if not isinstance(column, list | tuple):
             import pyarrow as pa
             import pyarrow.compute as pc
 
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
             if _is_text(column.type) or pa.types.is_integer(column.type):
                 column = pc.cast(column, pa.string())
                 if (pc.max(pc.utf8_length(column)).as_py() or 0) <= MAX_ID_LENGTH:
@@ -290,22 +294,25 @@ def _distinct_values(column: Column, size: int) -> tuple[list[Any], np.ndarray]:
 
 
 def _plain_numbers(column: Column) -> np.ndarray | None:
-    """The column as float64 when it holds only numbers (nulls as NaN), else None.
+    """The column as float64 where it holds numbers, NaN elsewhere (nulls, other text: the rule
+    decides those rows); None when it is not a column of numbers or text.
 
-    Text goes through here only when it is a plain decimal (``schema.DECIMAL``), which Arrow
-    parses to the same float as the rule's ``float()``: both round correctly.
+    Text counts as a number here only when it is a plain decimal (``schema.DECIMAL``), which
+    Arrow parses to the same float as the rule's ``float()``: both round correctly.
     """
     if not isinstance(column, list | tuple):
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
         kind = column.type
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
             return column.to_numpy(zero_copy_only=False).astype(np.float64)
-        if _is_text(kind) and column.null_count == 0:
-            plain = pc.match_substring_regex(column, f"^{DECIMAL.pattern}$")
-            if pc.all(plain).as_py():
-                return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).copy()
+        if _is_text(kind):
+            plain = pc.fill_null(pc.match_substring_regex(column, f"^{DECIMAL.pattern}$"), False)
+            numbers = pc.if_else(plain, column, pa.scalar(None, kind))  # others: null, NaN
+            return pc.cast(numbers, pa.float64()).to_numpy(zero_copy_only=False).copy()
         return None
     kinds = set(map(type, column))
     if kinds <= {int, float} or (kinds == {str} and all(map(DECIMAL.fullmatch, column))):
@@ -315,7 +322,10 @@ def _plain_numbers(column: Column) -> np.ndarray | None:
 
 def _take(column: Column, rows: np.ndarray) -> Column:
     if not isinstance(column, list | tuple):
-        return column.take(rows)
+        import pyarrow as pa
+
+        taken = column.take(rows)  # a dictionary column keeps its whole dictionary: drop it
+        return taken.dictionary_decode() if pa.types.is_dictionary(taken.type) else taken
     return [column[row] for row in rows.tolist()]
 
 

@@ -92,7 +92,8 @@ def score_record_batch(
     valid = np.flatnonzero(checked.valid)
     probabilities = model.predictor.probabilities(checked)[valid]
     if layout.id_column:
-        key = pa.array([checked.ids[row] for row in valid], pa.string())
+        key = pa.array(checked.ids, pa.string())
+        key = key if len(valid) == len(checked.ids) else key.take(valid)
     else:
         key = pa.array(valid + first_row, pa.int64())
     scored = [
