@@ -11,7 +11,6 @@ promtool's answer equals this one on the same counts).
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import sys
@@ -61,15 +60,8 @@ class NumericBins:
         inner[-1] = inner[-1][:-1] + "]"
         return [BELOW, *inner, ABOVE]
 
-    def index(self, value: float) -> int:
-        if value < self.low:
-            return 0
-        if value > self.high:
-            return len(self.cuts) + 2
-        return 1 + bisect.bisect_right(self.cuts, value)
-
     def indices(self, values: np.ndarray) -> np.ndarray:
-        """``index`` for a whole column at once."""
+        """Each value's bin: below the minimum 0, inside 1 + the cuts passed, above the last."""
         inner = 1 + np.searchsorted(np.asarray(self.cuts), values, side="right")
         above = np.where(values > self.high, len(self.cuts) + 2, inner)
         return np.where(values < self.low, 0, above)

@@ -93,12 +93,18 @@ def test_tenure_shifted_by_one_std_drifts_and_nothing_else(training):
     assert all(value < 0.05 for value in others.values()), others
 
 
-def test_bins_of_single_values_and_of_columns_agree(training):
+def test_values_at_the_edges_fall_in_the_bins_their_names_say(training):
     _, reference = training
     tenure = reference["tenure"].numeric
-    values = np.array([-1, 0, 0.5, 1, 2, 5, 6, 30, 71.9, 72, 72.5, 1e6])
-    assert tenure.indices(values).tolist() == [tenure.index(v) for v in values]
-    assert tenure.index(-1) == 0 and tenure.index(1e6) == len(reference["tenure"].bins) - 1
+    values = [-1, 0, 0.5, 1, 2, 5, 6, 30, 71.9, 72, 72.5, 1e6]
+    # Below the minimum: bin 0; above the maximum: the last; inside: 1 + the cuts at or below.
+    expected = [
+        0 if v < tenure.low else len(tenure.cuts) + 2 if v > tenure.high
+        else 1 + sum(cut <= v for cut in tenure.cuts)
+        for v in values
+    ]  # fmt: skip
+    assert tenure.indices(np.array(values)).tolist() == expected
+    assert expected[0] == 0 and expected[-1] == len(reference["tenure"].bins) - 1
 
 
 def test_the_report_gives_json_and_html_for_a_file(tmp_path, capsys):
