@@ -2,10 +2,9 @@
 
 A request only queues its results (``submit``); a thread in each process, started at its first
 ``submit`` (gunicorn's master never submits), writes the queue about once a second in one
-``COPY``. A slow or down database, or a full queue, drops rows and counts them
-(``churn_capture_rows_total{outcome="dropped"}``): capture never slows or fails a prediction,
-and resumes on its own. Stopping writes what is pending (docs/outcomes.md has the SIGKILL bound).
-"""
+``COPY``. A slow or down database, or a full queue, drops rows and counts them: capture never
+slows or fails a prediction, and resumes on its own. Stopping writes what is pending
+(docs/outcomes.md, with the SIGKILL bound)."""
 
 from __future__ import annotations
 
@@ -28,29 +27,22 @@ from psycopg.types.json import Jsonb
 
 from churn.config import ConfigError
 
-ROWS = Counter(
-    "churn_capture_rows_total",
-    "Predictions captured to PostgreSQL: written, or dropped (database down or slow)",
-    ["outcome"],
-)
+ROWS = Counter("churn_capture_rows_total", "Predictions captured: written, or dropped", ["outcome"])
 WRITE_INTERVAL_SECONDS = 1.0
 MAX_QUEUED_ROWS = 10_000  # per process, rows being written included: ten busy seconds
 # A slower write is abandoned, its rows dropped: a slow database cannot hold the queue.
 STATEMENT_TIMEOUT_MS = 5_000
 # An unreachable or vanished database noticed within seconds, not the kernel's ~15 minutes.
-NETWORK: dict[str, Any] = conninfo_to_dict(
-    "connect_timeout=5 tcp_user_timeout=5000 keepalives=1 keepalives_idle=5 "
-    "keepalives_interval=2 keepalives_count=2"
+CONNECTION: dict[str, Any] = conninfo_to_dict(
+    "application_name='churn-serving capture' connect_timeout=5 tcp_user_timeout=5000 "
+    "keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=2"
 )
-# A full queue takes well under a second to a healthy database; gunicorn's graceful timeout
-# (8 s) must cover the requests in flight too.
-STOP_WAIT_SECONDS = 3.0
+STOP_WAIT_SECONDS = 3.0  # for the last write: within gunicorn's graceful timeout (8 s)
 TABLE = "churn_predictions"
 COPY = (
     f"COPY {TABLE} (predicted_at, request_id, customer_id, model_version, probability, churn, "
     "threshold, source, features) FROM STDIN"
 )
-
 # (submitted at, request id, model version, threshold, results, customers as sent or None)
 Item = tuple[float, str, str, float, Sequence[Mapping[str, Any]], Any]
 
@@ -81,10 +73,9 @@ class Capture:
         cls, url: str | None, source: str, features: bool, logger: logging.Logger, name: str
     ) -> Capture | None:
         """None if ``url`` is; ``ConfigError`` naming ``name`` if the database is unusable."""
-        if url is None:
-            return None
-        check_database(url, name)
-        return cls(url, source, features, logger)
+        if url is not None:
+            check_database(url, name)
+        return None if url is None else cls(url, source, features, logger)
 
     def submit(
         self,
@@ -116,7 +107,7 @@ class Capture:
             return
         try:
             if self._connection is None or self._connection.closed:
-                self._connection = connect(self.url)
+                self._connection = connect(self.url, STATEMENT_TIMEOUT_MS)
             with self._connection.transaction():
                 copy_rows(self._connection, self.source, items)
         except Exception as error:
@@ -152,14 +143,9 @@ class Capture:
             self._connection = None
 
     def _run(self) -> None:
-        while True:
-            stopping = self._stopping.wait(WRITE_INTERVAL_SECONDS)
-            try:
-                self.flush()
-            except Exception:  # a bug here must not end capture for the worker's lifetime
-                self.logger.exception("prediction capture: unexpected error")
-            if stopping:
-                return
+        while not self._stopping.wait(WRITE_INTERVAL_SECONDS):
+            self.flush()  # never raises: a failed write is dropped, counted and logged
+        self.flush()  # a graceful stop: what is pending
 
 
 def copy_rows(connection: psycopg.Connection, source: str, items: Iterable[Item]) -> None:
@@ -187,7 +173,7 @@ class RunCapture:
         self.run_id = "score.py-" + uuid.uuid4().hex  # the rows' request id: one per run
         self.rows = 0
         # No statement timeout: a batch's COPY takes as long as its rows do.
-        self._connection: psycopg.Connection | None = connect(url, statement_timeout_ms=0)
+        self._connection: psycopg.Connection | None = connect(url)
 
     def write(self, scored: Any) -> None:
         """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
@@ -224,19 +210,17 @@ class RunCapture:
             self._connection = None
 
 
-def connect(url: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> psycopg.Connection:
-    """``statement_timeout_ms`` 0: statements may take as long as they need."""
-    # UTC: the outcomes report cuts weeks and windows by UTC dates.
+def connect(url: str, statement_timeout_ms: int = 0) -> psycopg.Connection:
+    """A connection in UTC, as the outcomes report cuts weeks and windows; by default with no
+    statement timeout."""
     options = f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC"
-    return psycopg.connect(
-        url, options=options, application_name="churn-serving capture", **NETWORK
-    )
+    return psycopg.connect(url, options=options, **CONNECTION)
 
 
 def check_database(url: str, name: str) -> None:
     """Connect once and look for the table; ``ConfigError`` naming ``name`` if either fails."""
     try:
-        with connect(url) as connection:
+        with connect(url, STATEMENT_TIMEOUT_MS) as connection:
             found = connection.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
     except psycopg.Error as error:
         raise ConfigError(f"{name}: cannot use the database: {one_line(error, url)}") from None
@@ -247,12 +231,10 @@ def check_database(url: str, name: str) -> None:
         )
 
 
-def one_line(error: BaseException, url: str | None = None) -> str:
+def one_line(error: BaseException, url: str) -> str:
     """An error's message on one line (libpq's span several), never showing ``url``'s
     password: libpq quotes the part of a malformed URL it could not parse."""
     text = str(error)
-    if url:
-        password = urlsplit(url).password if "://" in url else None
-        for secret in filter(None, (url, password)):
-            text = text.replace(secret, "***")
+    for secret in filter(None, (url, urlsplit(url).password if "://" in url else None)):
+        text = text.replace(secret, "***")
     return re.sub(r"\s+", " ", text).strip()
