@@ -22,10 +22,9 @@ DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out A
 # The threshold in force: the course's, or chosen from costs at training, or the environment's.
 DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_COSTS = 0.5, "default", "costs"
 THRESHOLD_FROM_ENVIRONMENT = "CHURN_THRESHOLD"
-Level = Annotated[
-    Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(str.lower)
-]
-Format = Annotated[Literal["json", "text"], BeforeValidator(str.lower)]  # LOG_FORMAT=TEXT is text
+Lower = BeforeValidator(str.lower)  # LOG_FORMAT=TEXT is text
+Level = Annotated[Literal["debug", "info", "warning", "error", "critical"], Lower]
+Format = Annotated[Literal["json", "text"], Lower]
 
 
 def model_filename(c: float) -> str:
@@ -49,11 +48,11 @@ class ConfigError(ValueError):
 
 def var(env: str, default: Any, doc: str, ge: float | None = None, le: float | None = None,
         shown: str = "") -> Any:  # fmt: skip
-    """A setting read from ``env``, between ``ge`` and ``le`` if given; ``shown``: the README's
-    default where it is not the literal one."""
+    """A setting read from ``env``, within [ge, le]; ``shown``: the README's default if not it."""
     literal = f"{default:d}" if isinstance(default, bool) else default  # `1`, not `True`
-    extra: dict[str, Any] = {"shown": shown or ("unset" if default is None else f"`{literal}`")}
-    return Field(default, alias=env, description=doc, ge=ge, le=le, json_schema_extra=extra)
+    shown = shown or ("unset" if default is None else f"`{literal}`")
+    # The description is the README table's two cells after the name (markdown_table).
+    return Field(default, alias=env, description=f"{shown} | {doc}", ge=ge, le=le)
 
 
 class _FromEnv(BaseModel):
@@ -125,10 +124,8 @@ class DataSettings(_FromEnv):
 
 def markdown_table() -> str:
     """The README's configuration table."""
-    rows = [
-        f"| `{item.alias}` | {item.json_schema_extra['shown']} | {item.description} |"  # type: ignore[index]
-        for item in (*Settings.model_fields.values(), *DataSettings.model_fields.values())
-    ]
+    variables = [*Settings.model_fields.values(), *DataSettings.model_fields.values()]
+    rows = [f"| `{variable.alias}` | {variable.description} |" for variable in variables]
     return "\n".join(["| variable | default | what |", "| --- | --- | --- |", *rows])
 
 
