@@ -15,10 +15,9 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.servers import free_port, poll, stop
+from bench.servers import Server, free_port, poll, stop
 from churn.config import PROJECT_ROOT
 
 PLATFORM_NGINX = PROJECT_ROOT / ".platform" / "nginx"
@@ -99,19 +98,12 @@ upstream docker {{
 HEALTHD_CONF = "access_log {logs}/healthd/application.log healthd;\n"
 
 
-@dataclass
-class Proxy:
-    process: subprocess.Popen
-    port: int
-    prefix: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class Proxy(Server):
+    """nginx running, its stderr in ``log``, beside its other logs."""
 
     def access_lines(self) -> list[dict]:
         """nginx's JSON access log (the project's log format), one dict per request."""
-        path = self.prefix / "log" / CHURN_ACCESS_LOG
+        path = self.log.parent / CHURN_ACCESS_LOG
         text = path.read_text() if path.exists() else ""
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -180,6 +172,6 @@ def nginx_in_front(
         up = poll(lambda: listening(port) or process.poll() is not None, bool, 20, 0.02)
         if not up or process.poll() is not None:
             raise RuntimeError(f"nginx did not listen on {port} (exit code {process.poll()})")
-        yield Proxy(process, port, prefix)
+        yield Proxy(process, port, prefix / "log" / "stderr.log")
     finally:
         stop(process)
