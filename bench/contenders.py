@@ -68,6 +68,9 @@ def contenders(workers: int, work: Path, build_peers: bool, containers: bool) ->
     course = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "-w", str(workers)]
     rows = [
         Contender("ours", "churn-serving", gunicorn, ours, workers),
+        # As the image ships, and as gunicorn runs the course's way: no access line per request.
+        Contender("quiet", "churn-serving, access log off (the image's default)", gunicorn,
+                  {**ours, "GUNICORN_ACCESSLOG": ""}, workers),
         Contender("unmonitored", "churn-serving, no drift, no shadow", gunicorn, no_drift, workers),
         Contender("monitored", "churn-serving, drift + shadow model", gunicorn, shadow, workers),
         Contender("capture", "churn-serving, capture to PostgreSQL", gunicorn, ours, workers,

@@ -52,7 +52,7 @@ def test_the_smoke_run_measures_every_row_and_judges_each_floor_on_them(tmp_path
         if floor["least"] is not None:
             assert floor["met"] is (floor["ratio"] >= floor["least"])
     judged = {floor["row"] + "/" + floor["against"] for floor in report["floors"]}
-    assert {"ours/fastapi", "ours/course", "monitored/unmonitored"} <= judged
+    assert {"ours/fastapi", "quiet/course", "monitored/unmonitored"} <= judged
     assert "container/container-no-log" in judged
     assert report["batch"]["server_ms"] > 0
 
