@@ -18,7 +18,7 @@ from churn import model
 from churn.config import PROJECT_ROOT
 from churn.data import clean
 from churn.training import main
-from tests.conftest import COMMITTED_MODEL
+from tests.conftest import COMMITTED_MODEL, model_with_extra_field
 from tests.modelcheck import feature_names_of, held_out_auc
 from tests.synthetic import raw_frame, write_csv
 
@@ -87,6 +87,16 @@ def test_training_is_deterministic(tmp_path, synthetic_csv):
     (_, lr1), (_, lr2) = (pickle.loads(p.read_bytes()) for p in (first, second))
     assert np.array_equal(lr1.coef_, lr2.coef_) and np.array_equal(lr1.intercept_, lr2.intercept_)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_model_trained_with_other_fields_is_named_and_replaced(tmp_path, synthetic_csv, capsys):
+    output = model_with_extra_field(tmp_path, "region")
+    assert main(["--data", synthetic_csv, "--output", str(output), "--folds", "3"]) == 0
+    warning = capsys.readouterr().out
+    assert "not comparing with the existing" in warning and "region (only in the model)" in warning
+    assert output.read_bytes() != COMMITTED_MODEL.read_bytes()
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert "region" not in metadata["schema"]["categorical"] and metadata["comparison"] is None
 
 
 @pytest.mark.parametrize("content", [b"", b"a,b\n1,2\n", b"\x00\x01\x02garbage\xff"])
