@@ -1,8 +1,7 @@
-"""``python train.py``: clean the data, cross-validate, train, evaluate, report and save.
+"""``python train.py``: clean the data, cross-validate, train, evaluate, compare, report and save.
 
-Everything a run measures is computed once here and stored in the metadata; the report
-(churn/report.py) renders that metadata. A run may also choose the threshold from costs
-(churn/profit.py) and compare the new model with the one it would replace (churn/compare.py).
+Everything a run measures is computed once here and stored in the metadata; the report renders
+that metadata. The model is the course's DictVectorizer + LogisticRegression pair.
 """
 
 from __future__ import annotations
@@ -16,11 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import KFold, train_test_split
 
-from churn import artifact, report
+from churn import artifact, charts, report
 from churn.artifact import ModelFileError
-from churn.compare import compare, describe_comparison, existing_baseline, load_baseline
 from churn.config import (
     DEFAULT_AUC_TOLERANCE,
     DEFAULT_C,
@@ -35,19 +38,20 @@ from churn.config import (
 )
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.drift import reference_from
-from churn.evaluation import evaluate
-from churn.features import TARGET, learn_schema
-from churn.model import CrossValidation, cross_validate, fit, predict, split
+from churn.evaluation import curves, evaluate
+from churn.features import FEATURE_FIELDS, TARGET, learn_schema
+from churn.predictor import Predictor
 from churn.profit import (
-    ThresholdChoice,
     add_cost_options,
     choose_threshold,
     chosen_and_default,
     costs_from,
+    describe_choice,
 )
 
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
+RANDOM_STATE = 1  # the course's, for the split and the folds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,16 +104,97 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def feature_dicts(frame: pd.DataFrame) -> list[dict]:
+    return frame[list(FEATURE_FIELDS)].to_dict(orient="records")
+
+
+def fit(frame: pd.DataFrame, C: float) -> tuple[DictVectorizer, LogisticRegression]:
+    dv = DictVectorizer(sparse=False)
+    X = dv.fit_transform(feature_dicts(frame))
+    # The course's lbfgs fails to converge on these unscaled features (charges run to thousands,
+    # one-hot columns are 0/1); Newton-Cholesky's second-order steps reach the same optimum.
+    model = LogisticRegression(C=C, solver="newton-cholesky", max_iter=1000)
+    return dv, model.fit(X, frame[TARGET].to_numpy())
+
+
+def predict(dv: DictVectorizer, model: LogisticRegression, frame: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(dv.transform(feature_dicts(frame)))[:, 1]
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The course's split: 20% held out for the final test."""
+    full_train, test = train_test_split(frame, test_size=0.2, random_state=RANDOM_STATE)
+    return full_train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def cross_validate(frame: pd.DataFrame, C: float, folds: int) -> tuple[dict, np.ndarray]:
+    """One C's fold AUCs as the metadata keeps them, and every row's out-of-fold probability
+    (the threshold search's honest scores, without touching the held-out split)."""
+    aucs, out_of_fold = [], np.empty(len(frame), dtype=np.float64)
+    for train_idx, val_idx in KFold(folds, shuffle=True, random_state=RANDOM_STATE).split(frame):
+        validation = frame.iloc[val_idx]
+        out_of_fold[val_idx] = predict(*fit(frame.iloc[train_idx], C), validation)
+        aucs.append(float(roc_auc_score(validation[TARGET].to_numpy(), out_of_fold[val_idx])))
+        print(f"  C={C} fold {len(aucs)}: AUC {aucs[-1]:.3f}")
+    run = {"C": C, "fold_aucs": aucs, "mean": float(np.mean(aucs)), "std": float(np.std(aucs))}
+    print(f"C={C} {run['mean']:.3f} ± {run['std']:.3f}")
+    return run, out_of_fold
+
+
+def current_model(path: Path) -> Predictor | None:
+    """The model already at the output path, if readable: an unreadable one (or one trained with
+    other fields) is reported and replaced, since retraining is how such a file gets fixed."""
+    if not path.exists():
+        return None
+    try:
+        return Predictor.load(path)
+    except ModelFileError as error:
+        print(f"warning: not comparing with the existing {path}: {error}")
+        return None
+
+
+def compare(
+    old: Predictor,
+    path: Path,
+    test: pd.DataFrame,
+    new_probabilities: np.ndarray,
+    new: dict[str, Any],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The old model (read by the service's own loader, scored by its scorer) against the new
+    one (its held-out figures ``new``) on the same customers, and the old one's probabilities.
+    The verdict is ``refused`` when the new AUC is more than the tolerance lower."""
+    churned = test[TARGET].to_numpy()
+    probabilities = old.probabilities(old.validator.check_json(feature_dicts(test)))
+    old_held_out = evaluate(churned, probabilities, old.threshold)
+    difference = new["auc"] - old_held_out["auc"]
+    new_flags = new_probabilities >= new["confusion"]["threshold"]
+    changes = (probabilities >= old.threshold) != new_flags  # flagged by one model only
+    worse = "forced" if args.force else "refused"
+    comparison = {
+        "baseline_file": str(path),
+        "baseline_version": old.version,
+        "baseline_trained_at": old.metadata.get("created_at", "unknown"),
+        "baseline_threshold": old.threshold,
+        "baseline_held_out": old_held_out,
+        "auc_difference": difference,
+        "decision_changes": int(changes.sum()),
+        "tolerance": args.auc_tolerance,
+        "verdict": "accepted" if difference >= -args.auc_tolerance else worse,
+    }
+    print(
+        f"Compared with {path} ({old.version[:12]}) on the held-out split: AUC "
+        f"{old_held_out['auc']:.4f} -> {new['auc']:.4f} ({difference:+.4f}), "
+        f"{comparison['decision_changes']:,} decisions change"
+    )
+    return comparison, probabilities
+
+
 def build_metadata(
-    data_path: Path,
-    frame: pd.DataFrame,
-    train_frame: pd.DataFrame,
-    runs: list[CrossValidation],
-    folds: int,
-    held_out: dict[str, Any],
-    choice: ThresholdChoice | None,
-) -> dict[str, Any]:
-    best = max(runs, key=lambda r: r.mean)
+    data_path: Path, frame: pd.DataFrame, train_frame: pd.DataFrame, runs: list[dict],
+    folds: int, held_out: dict[str, Any], choice: dict[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    best = max(runs, key=lambda run: run["mean"])
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": {
@@ -122,23 +207,17 @@ def build_metadata(
             "python": platform.python_version(),
             **{name: importlib.metadata.version(name) for name in LIBRARIES},
         },
-        "params": {"C": best.C, "folds": folds, "solver": "newton-cholesky"},
+        "params": {"C": best["C"], "folds": folds, "solver": "newton-cholesky"},
         "metrics": {
-            "cv_auc_mean": best.mean,
-            "cv_auc_std": best.std,
-            "cv_fold_aucs": list(best.fold_aucs),
+            "cv_auc_mean": best["mean"],
+            "cv_auc_std": best["std"],
+            "cv_fold_aucs": best["fold_aucs"],
             "test_auc": held_out["auc"],
         },
-        "evaluation": {
-            "cross_validation": [
-                {"C": run.C, "fold_aucs": list(run.fold_aucs), "mean": run.mean, "std": run.std}
-                for run in runs
-            ],
-            "held_out": held_out,
-        },
+        "evaluation": {"cross_validation": runs, "held_out": held_out},
         "threshold": held_out["confusion"]["threshold"],
         "threshold_source": THRESHOLD_FROM_COSTS if choice else THRESHOLD_FROM_DEFAULT,
-        "threshold_choice": choice.summary if choice else None,
+        "threshold_choice": choice,
         "comparison": None,  # filled in when there is a model to compare with
         "schema": learn_schema(train_frame),
         "drift_reference": reference_from(train_frame),
@@ -151,44 +230,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"Data: {data_path} ({len(frame):,} customers, churn rate {frame[TARGET].mean():.1%})")
     full_train, test = split(frame)
     # A named model to compare with is read first, so a wrong path stops before any training.
-    named = load_baseline(Path(args.compare_with), test) if args.compare_with else None
-    runs = []
-    for C in args.C_values:
-        result = cross_validate(full_train, C, args.folds)
-        for number, fold_auc in enumerate(result.fold_aucs, start=1):
-            print(f"  C={C} fold {number}: AUC {fold_auc:.3f}")
-        print(f"C={C} {result.mean:.3f} ± {result.std:.3f}")
-        runs.append(result)
-    best = max(runs, key=lambda r: r.mean)
-    output = Path(args.output or model_filename(best.C))
-    baseline = named if args.compare_with else existing_baseline(output, test)
-    dv, model = fit(full_train, best.C)
+    named = Predictor.load(Path(args.compare_with)) if args.compare_with else None
+    results = [cross_validate(full_train, C, args.folds) for C in args.C_values]
+    best, out_of_fold = max(results, key=lambda result: result[0]["mean"])
+    output = Path(args.output or model_filename(best["C"]))
+    old_path = Path(args.compare_with) if args.compare_with else output
+    old = named if args.compare_with else current_model(output)
+    dv, model = fit(full_train, best["C"])
     churned, probabilities = test[TARGET].to_numpy(), predict(dv, model, test)
-    choice = None
+    threshold, choice, profit_curve = DEFAULT_THRESHOLD, None, None
     if args.costs:
-        choice = choose_threshold(args.costs, full_train[TARGET].to_numpy(), best.out_of_fold)
-        held_out_profits = chosen_and_default(
-            args.costs, churned, probabilities, choice.threshold, prefix="held_out_"
-        )
-        choice.summary.update(held_out_profits)  # the search never saw the held-out split
-    held_out = evaluate(churned, probabilities, choice.threshold if choice else DEFAULT_THRESHOLD)
-    print(
-        f"Final model C={best.C} on {len(full_train):,} customers: test AUC {held_out['auc']:.3f}"
-    )
-    print(choice.describe() if choice else f"Threshold {DEFAULT_THRESHOLD} (default: no costs)")
+        train_churned = full_train[TARGET].to_numpy()
+        threshold, choice, profit_curve = choose_threshold(args.costs, train_churned, out_of_fold)
+        # The held-out profits: the search never saw these customers.
+        choice |= chosen_and_default(args.costs, churned, probabilities, threshold, "held_out_")
+    held_out = evaluate(churned, probabilities, threshold)
+    auc = held_out["auc"]
+    print(f"Final model C={best['C']} on {len(full_train):,} customers: test AUC {auc:.3f}")
+    print(describe_choice(threshold, choice))
+    runs = [run for run, _ in results]
     metadata = build_metadata(data_path, frame, full_train, runs, args.folds, held_out, choice)
-    if baseline:
-        metadata["comparison"] = compare(
-            baseline, churned, probabilities, held_out, args.auc_tolerance, args.force
+    models = [charts.Series("new" if old else "model", held_out, curves(churned, probabilities))]
+    if old:
+        metadata["comparison"], old_probabilities = compare(
+            old, old_path, test, probabilities, held_out, args
         )
-        print(describe_comparison(metadata["comparison"], held_out["auc"]))
+        old_held_out = metadata["comparison"]["baseline_held_out"]
+        models.append(charts.Series("current", old_held_out, curves(churned, old_probabilities)))
     raw, metadata = artifact.pack(output, dv, model, metadata)
-    page = report.for_training(metadata, dv, model, churned, probabilities, baseline, choice)
-    if baseline and metadata["comparison"]["verdict"] == "refused":
+    weights = dict(zip(dv.feature_names_, map(float, model.coef_[0]), strict=True))
+    old_weights = old.weights.weights if old else None
+    page = report.for_training(metadata, models, weights, old_weights, profit_curve)
+    if old and metadata["comparison"]["verdict"] == "refused":
         page.write(report_path(output, refused=True))
         print(
             f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
-            f"{baseline.path}'s, which stays as it was; see {report_path(output, refused=True)}, "
+            f"{old_path}'s, which stays as it was; see {report_path(output, refused=True)}, "
             "or save it anyway with --force",
             file=sys.stderr,
         )

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churn import model
+from churn import training
 from churn.config import PROJECT_ROOT
 from churn.data import clean
 from churn.training import main
@@ -30,9 +30,9 @@ def synthetic_csv(tmp_path):
 
 def test_fit_on_a_synthetic_frame_learns_the_planted_signal():
     frame = clean(raw_frame(600, seed=2))
-    train, test = model.split(frame)
-    dv, lr = model.fit(train, C=1.0)
-    assert roc_auc_score(test["churn"], model.predict(dv, lr, test)) > 0.8
+    train, test = training.split(frame)
+    dv, lr = training.fit(train, C=1.0)
+    assert roc_auc_score(test["churn"], training.predict(dv, lr, test)) > 0.8
     weights = dict(zip(dv.feature_names_, lr.coef_[0], strict=True))
     assert weights["contract=month-to-month"] > 0 > weights["tenure"]
 
