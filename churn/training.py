@@ -20,7 +20,8 @@ import pandas as pd
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold, cross_val_predict, train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from churn import artifact, charts, report
 from churn.artifact import ModelFileError
@@ -108,17 +109,11 @@ def feature_dicts(frame: pd.DataFrame) -> list[dict]:
     return frame[list(FEATURE_FIELDS)].to_dict(orient="records")
 
 
-def fit(frame: pd.DataFrame, C: float) -> tuple[DictVectorizer, LogisticRegression]:
-    dv = DictVectorizer(sparse=False)
-    X = dv.fit_transform(feature_dicts(frame))
-    # The course's lbfgs fails to converge on these unscaled features (charges run to thousands,
-    # one-hot columns are 0/1); Newton-Cholesky's second-order steps reach the same optimum.
+def pipeline(C: float) -> Pipeline:
+    """The course's pair. Its lbfgs solver fails to converge on these unscaled features (charges
+    run to thousands, one-hot columns are 0/1); Newton-Cholesky reaches the same optimum."""
     model = LogisticRegression(C=C, solver="newton-cholesky", max_iter=1000)
-    return dv, model.fit(X, frame[TARGET].to_numpy())
-
-
-def predict(dv: DictVectorizer, model: LogisticRegression, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(dv.transform(feature_dicts(frame)))[:, 1]
+    return make_pipeline(DictVectorizer(sparse=False), model)
 
 
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,12 +125,13 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def cross_validate(frame: pd.DataFrame, C: float, folds: int) -> tuple[dict, np.ndarray]:
     """One C's fold AUCs as the metadata keeps them, and every row's out-of-fold probability
     (the threshold search's honest scores, without touching the held-out split)."""
-    aucs, out_of_fold = [], np.empty(len(frame), dtype=np.float64)
-    for train_idx, val_idx in KFold(folds, shuffle=True, random_state=RANDOM_STATE).split(frame):
-        validation = frame.iloc[val_idx]
-        out_of_fold[val_idx] = predict(*fit(frame.iloc[train_idx], C), validation)
-        aucs.append(float(roc_auc_score(validation[TARGET].to_numpy(), out_of_fold[val_idx])))
-        print(f"  C={C} fold {len(aucs)}: AUC {aucs[-1]:.3f}")
+    churned, kfold = frame[TARGET].to_numpy(), KFold(folds, shuffle=True, random_state=RANDOM_STATE)
+    out_of_fold = cross_val_predict(
+        pipeline(C), feature_dicts(frame), churned, cv=kfold, method="predict_proba"
+    )[:, 1]
+    aucs = [float(roc_auc_score(churned[v], out_of_fold[v])) for _, v in kfold.split(frame)]
+    for number, auc in enumerate(aucs, start=1):
+        print(f"  C={C} fold {number}: AUC {auc:.3f}")
     run = {"C": C, "fold_aucs": aucs, "mean": float(np.mean(aucs)), "std": float(np.std(aucs))}
     print(f"C={C} {run['mean']:.3f} ± {run['std']:.3f}")
     return run, out_of_fold
@@ -236,8 +232,10 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output or model_filename(best["C"]))
     old_path = Path(args.compare_with) if args.compare_with else output
     old = named if args.compare_with else current_model(output)
-    dv, model = fit(full_train, best["C"])
-    churned, probabilities = test[TARGET].to_numpy(), predict(dv, model, test)
+    final = pipeline(best["C"]).fit(feature_dicts(full_train), full_train[TARGET].to_numpy())
+    dv, model = (step for _, step in final.steps)
+    churned = test[TARGET].to_numpy()
+    probabilities = final.predict_proba(feature_dicts(test))[:, 1]
     threshold, choice, profit_curve = DEFAULT_THRESHOLD, None, None
     if args.costs:
         train_churned = full_train[TARGET].to_numpy()

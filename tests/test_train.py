@@ -31,8 +31,10 @@ def synthetic_csv(tmp_path):
 def test_fit_on_a_synthetic_frame_learns_the_planted_signal():
     frame = clean(raw_frame(600, seed=2))
     train, test = training.split(frame)
-    dv, lr = training.fit(train, C=1.0)
-    assert roc_auc_score(test["churn"], training.predict(dv, lr, test)) > 0.8
+    fitted = training.pipeline(C=1.0).fit(training.feature_dicts(train), train["churn"])
+    probabilities = fitted.predict_proba(training.feature_dicts(test))[:, 1]
+    assert roc_auc_score(test["churn"], probabilities) > 0.8
+    dv, lr = (step for _, step in fitted.steps)
     weights = dict(zip(dv.feature_names_, lr.coef_[0], strict=True))
     assert weights["contract=month-to-month"] > 0 > weights["tenure"]
 
