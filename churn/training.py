@@ -23,32 +23,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from churn import artifact, charts, report
+from churn import artifact, charts, config, profit, report
 from churn.artifact import ModelFileError
-from churn.config import (
-    DEFAULT_AUC_TOLERANCE,
-    DEFAULT_C,
-    DEFAULT_DATA_PATH,
-    DEFAULT_FOLDS,
-    DEFAULT_THRESHOLD,
-    THRESHOLD_FROM_COSTS,
-    THRESHOLD_FROM_DEFAULT,
-    ConfigError,
-    model_filename,
-    report_path,
-)
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.drift import reference_from
 from churn.evaluation import curves, evaluate
 from churn.features import FEATURE_FIELDS, TARGET, learn_schema
 from churn.predictor import Predictor
-from churn.profit import (
-    add_cost_options,
-    choose_threshold,
-    chosen_and_default,
-    costs_from,
-    describe_choice,
-)
 
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
@@ -61,26 +42,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train the churn model (DictVectorizer + LogisticRegression), report on it "
         "and save it.",
     )
-    parser.add_argument(
-        "--data",
-        help=f"the Telco churn CSV (default: $CHURN_DATA, else {DEFAULT_DATA_PATH}, "
-        "downloaded when missing)",
-    )
+    default_data = f"$CHURN_DATA, else {config.DEFAULT_DATA_PATH}, downloaded when missing"
+    parser.add_argument("--data", help=f"the Telco churn CSV (default: {default_data})")
     parser.add_argument(
         "--C",
         type=float,
         nargs="+",
-        default=[DEFAULT_C],
+        default=[config.DEFAULT_C],
         dest="C_values",
         metavar="C",
         help="inverse regularization strength; several values keep the best mean CV AUC "
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds (default: 5)"
+        "--folds",
+        type=int,
+        default=config.DEFAULT_FOLDS,
+        help="cross-validation folds (default: 5)",
     )
     parser.add_argument("--output", help="model file to write (default: model_C={C}.bin)")
-    add_cost_options(parser, "threshold from costs (all three, or none for the course's 0.5)")
+    profit.add_cost_options(
+        parser, "threshold from costs (all three, or none for the course's 0.5)"
+    )
     gate = parser.add_argument_group("comparison with the current model")
     gate.add_argument(
         "--compare-with",
@@ -90,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gate.add_argument(
         "--auc-tolerance",
         type=float,
-        default=DEFAULT_AUC_TOLERANCE,
+        default=config.DEFAULT_AUC_TOLERANCE,
         help="refuse a model this much worse on held-out AUC (default: %(default)s)",
     )
     gate.add_argument("--force", action="store_true", help="save even a refused model")
@@ -101,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--C values must be positive numbers")
     if not (math.isfinite(args.auc_tolerance) and args.auc_tolerance >= 0):
         parser.error("--auc-tolerance must be a finite number >= 0")
-    args.costs = costs_from(args, parser)
+    args.costs = profit.costs_from(args, parser)
     return args
 
 
@@ -187,9 +170,14 @@ def compare(
 
 
 def build_metadata(
-    data_path: Path, frame: pd.DataFrame, train_frame: pd.DataFrame, runs: list[dict],
-    folds: int, held_out: dict[str, Any], choice: dict[str, Any] | None,
-) -> dict[str, Any]:  # fmt: skip
+    data_path: Path,
+    frame: pd.DataFrame,
+    train_frame: pd.DataFrame,
+    runs: list[dict],
+    folds: int,
+    held_out: dict[str, Any],
+    choice: dict[str, Any] | None,
+) -> dict[str, Any]:
     best = max(runs, key=lambda run: run["mean"])
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -212,12 +200,29 @@ def build_metadata(
         },
         "evaluation": {"cross_validation": runs, "held_out": held_out},
         "threshold": held_out["confusion"]["threshold"],
-        "threshold_source": THRESHOLD_FROM_COSTS if choice else THRESHOLD_FROM_DEFAULT,
+        "threshold_source": config.THRESHOLD_FROM_COSTS
+        if choice
+        else config.THRESHOLD_FROM_DEFAULT,
         "threshold_choice": choice,
         "comparison": None,  # filled in when there is a model to compare with
         "schema": learn_schema(train_frame),
         "drift_reference": reference_from(train_frame),
     }
+
+
+def threshold_for(
+    costs: profit.Costs | None,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+) -> tuple[float, dict[str, Any] | None, np.ndarray | None]:
+    """The course's 0.5 without costs; with them, the most profitable on the out-of-fold scores
+    of ``train`` (churned, probabilities), its profits on ``test`` added to the summary."""
+    if costs is None:
+        return config.DEFAULT_THRESHOLD, None, None
+    threshold, choice, curve = profit.choose_threshold(costs, *train)
+    # The held-out profits: the search never saw these customers.
+    choice |= profit.chosen_and_default(costs, *test, threshold, "held_out_")
+    return threshold, choice, curve
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,26 +231,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"Data: {data_path} ({len(frame):,} customers, churn rate {frame[TARGET].mean():.1%})")
     full_train, test = split(frame)
     # A named model to compare with is read first, so a wrong path stops before any training.
-    named = Predictor.load(Path(args.compare_with)) if args.compare_with else None
+    old_path = Path(args.compare_with) if args.compare_with else None
+    old = Predictor.load(old_path) if old_path else None
     results = [cross_validate(full_train, C, args.folds) for C in args.C_values]
     best, out_of_fold = max(results, key=lambda result: result[0]["mean"])
-    output = Path(args.output or model_filename(best["C"]))
-    old_path = Path(args.compare_with) if args.compare_with else output
-    old = named if args.compare_with else current_model(output)
+    output = Path(args.output or config.model_filename(best["C"]))
+    if old_path is None:
+        old_path, old = output, current_model(output)
     final = pipeline(best["C"]).fit(feature_dicts(full_train), full_train[TARGET].to_numpy())
-    dv, model = (step for _, step in final.steps)
-    churned = test[TARGET].to_numpy()
-    probabilities = final.predict_proba(feature_dicts(test))[:, 1]
-    threshold, choice, profit_curve = DEFAULT_THRESHOLD, None, None
-    if args.costs:
-        train_churned = full_train[TARGET].to_numpy()
-        threshold, choice, profit_curve = choose_threshold(args.costs, train_churned, out_of_fold)
-        # The held-out profits: the search never saw these customers.
-        choice |= chosen_and_default(args.costs, churned, probabilities, threshold, "held_out_")
+    churned, probabilities = test[TARGET].to_numpy(), final.predict_proba(feature_dicts(test))[:, 1]
+    threshold, choice, profit_curve = threshold_for(
+        args.costs, (full_train[TARGET].to_numpy(), out_of_fold), (churned, probabilities)
+    )
     held_out = evaluate(churned, probabilities, threshold)
     auc = held_out["auc"]
     print(f"Final model C={best['C']} on {len(full_train):,} customers: test AUC {auc:.3f}")
-    print(describe_choice(threshold, choice))
+    print(profit.describe_choice(threshold, choice))
     runs = [run for run, _ in results]
     metadata = build_metadata(data_path, frame, full_train, runs, args.folds, held_out, choice)
     models = [charts.Series("new" if old else "model", held_out, curves(churned, probabilities))]
@@ -255,22 +256,24 @@ def run(args: argparse.Namespace) -> int:
         )
         old_held_out = metadata["comparison"]["baseline_held_out"]
         models.append(charts.Series("current", old_held_out, curves(churned, old_probabilities)))
+    dv, model = (step for _, step in final.steps)
     raw, metadata = artifact.pack(output, dv, model, metadata)
     weights = dict(zip(dv.feature_names_, map(float, model.coef_[0]), strict=True))
-    old_weights = old.weights.weights if old else None
-    page = report.for_training(metadata, models, weights, old_weights, profit_curve)
+    page = report.for_training(
+        metadata, models, weights, old.weights.weights if old else None, profit_curve
+    )
     if old and metadata["comparison"]["verdict"] == "refused":
-        page.write(report_path(output, refused=True))
+        refused = config.report_path(output, refused=True)
+        page.write(refused)
         print(
             f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
-            f"{old_path}'s, which stays as it was; see {report_path(output, refused=True)}, "
-            "or save it anyway with --force",
+            f"{old_path}'s, which stays as it was; see {refused}, or save it anyway with --force",
             file=sys.stderr,
         )
         return EXIT_REFUSED
     artifact.write(output, raw, metadata)
-    page.write(report_path(output))
-    print(f"Saved {output}, {output.with_suffix('.json')} and {report_path(output)}")
+    page.write(config.report_path(output))
+    print(f"Saved {output}, {output.with_suffix('.json')} and {config.report_path(output)}")
     return 0
 
 
@@ -278,6 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (DataFileError, ModelFileError, ConfigError) as error:
+    except (DataFileError, ModelFileError, config.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
