@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter
 SIZE = (6.4, 4.2)
 DPI = 100
 COEFFICIENTS_SHOWN = 20
+CONFUSION_CELLS = ("true_negative", "false_positive", "false_negative", "true_positive")  # rows
 
 
 @dataclass(frozen=True)
@@ -127,12 +128,7 @@ def confusion(models: Sequence[Series]) -> bytes:
     figure, panels = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
     for axes, series in zip(panels[0], models, strict=True):
         matrix = series.held_out["confusion"]
-        cells = np.array(
-            [
-                [matrix["true_negative"], matrix["false_positive"]],
-                [matrix["false_negative"], matrix["true_positive"]],
-            ]
-        )
+        cells = np.array([matrix[cell] for cell in CONFUSION_CELLS]).reshape(2, 2)
         axes.imshow(cells, cmap="Blues")
         for (row, column), count in np.ndenumerate(cells):
             colour = "white" if count > cells.max() / 2 else "black"
@@ -157,7 +153,7 @@ def coefficients(weights: Sequence[tuple[str, float]], baseline: dict[str, float
         axes.legend(loc="lower right")
     axes.set_yticks(positions, [name for name, _ in shown])
     axes.axvline(0, color="black", linewidth=0.8)
-    axes.set_xlabel("weight (log-odds; red pushes towards churn)")
+    axes.set(xlabel="weight (log-odds; red pushes towards churn)")
     axes.set_title(f"Largest {len(shown)} coefficients")
     return save(figure)
 
@@ -168,12 +164,8 @@ def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: fl
     for threshold, colour, name in ((chosen, "C3", "chosen"), (default, "grey", "default")):
         value = float(curve[np.isclose(thresholds, threshold)][0])
         axes.scatter([threshold], [value], color=colour, zorder=3, s=40)
-        axes.annotate(
-            f"{name} {threshold:g}: {value:,.0f}",
-            (threshold, value),
-            textcoords="offset points",
-            xytext=(8, 8),
-        )
+        label = f"{name} {threshold:g}: {value:,.0f}"
+        axes.annotate(label, (threshold, value), textcoords="offset points", xytext=(8, 8))
     axes.axhline(0, color="black", linewidth=0.8)
     low, high = axes.get_ylim()
     axes.set_ylim(low, high + 0.12 * (high - low))  # room for the labels above the peak
