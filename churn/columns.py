@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ NUMBER_FIELDS = FLAG_FIELDS + NUMERIC_FIELDS  # the matrix's number columns, in 
 ALL_FIELDS = CATEGORICAL_FIELDS + NUMBER_FIELDS  # codes first, then numbers: the matrix order
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 NOT_AN_OBJECT = "a customer must be a JSON object"
-MEMO_LIMIT = 4096  # answers remembered per field: a flood of junk must not grow memory
+MEMO_LIMIT = 4096  # answers remembered per field
 Column = Any  # a list or tuple of JSON values, or a pyarrow.Array
 
 
@@ -90,13 +89,13 @@ class Validator:
         }
         code = {f: {v: i for i, v in enumerate(vs)} for f, vs in self.vocabularies.items()}
         self._distinct_checks = {
-            field: _remembered(self._as_code(self.rules[field], code[field]))
+            field: Remembered(self._as_code(self.rules[field], code[field]))
             for field in CATEGORICAL_FIELDS
         }
         self._distinct_checks.update(
-            {field: _remembered(self._as_float(self.rules[field])) for field in NUMBER_FIELDS}
+            {field: Remembered(self._as_float(self.rules[field])) for field in NUMBER_FIELDS}
         )
-        self._checks_in_order = [self._distinct_checks[field] for field in ALL_FIELDS]
+        self._checks = [(field, self._distinct_checks[field]) for field in ALL_FIELDS]
 
     def check_json(self, customers: Sequence[Any]) -> Checked:
         """JSON customers (objects with fields in any spelling) as one batch."""
@@ -136,16 +135,18 @@ class Validator:
         return Checked(numbers, codes, ids, problems)
 
     def _check_one(self, customer: dict[str, Any]) -> Checked:
-        """One customer, value by value: the same remembered checks ``check`` asks of each
-        distinct value, without the arrays a column costs (most requests are one customer)."""
+        """One customer, value by value: the answers ``check`` remembered for each distinct
+        value, without the arrays a column costs (most requests are one customer)."""
+        values = [(check, customer.get(field, MISSING)) for field, check in self._checks]
+        try:  # the usual customer: every value was answered before
+            answers = [check.seen[type(value), value] for check, value in values]
+        except (KeyError, TypeError):  # a new value, or a list or an object: ask the rules
+            answers = [check(value) for check, value in values]
         found: list[tuple[int, int, str, RefusedValueError]] = []
-        values = map(customer.get, ALL_FIELDS, repeat(MISSING))
-        answers = list(map(_call, self._checks_in_order, values))  # in C: no loop per field
-        if RefusedValueError in set(map(type, answers)):
-            for order, (field, answer) in enumerate(zip(ALL_FIELDS, answers, strict=True)):
-                if type(answer) is RefusedValueError:
-                    found.append((0, order, field, answer))
-                    answers[order] = 0
+        for order, answer in enumerate(answers):
+            if type(answer) is RefusedValueError:
+                found.append((0, order, ALL_FIELDS[order], answer))
+                answers[order] = 0
         ids = self._ids({k: [customer[k]] for k in ID_KEYS if k in customer}, 1, found)
         problems = [Problem(0, ids[0], field, refusal.message, refusal.kind)
                     for _, _, field, refusal in found]  # fmt: skip
@@ -232,30 +233,28 @@ class Validator:
         return lambda value: float(check(value))
 
 
-def _call(check: Callable[[Any], Any], value: Any) -> Any:
-    return check(value)
+class Remembered:
+    """A field's check answering with the value or its ``RefusedValueError``, remembered per
+    distinct value in ``seen`` (keyed by exact type: True must not find the answer for 1)."""
 
+    def __init__(self, check: Callable[[Any], Any]):
+        self.check = check
+        self.seen: dict[tuple[type, Any], Any] = {}
 
-def _remembered(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``check`` answering with the value or its ``RefusedValueError``, remembered per value."""
-    seen: dict[tuple[type, Any], Any] = {}
-
-    def answer(value: Any) -> Any:
+    def __call__(self, value: Any) -> Any:
         if value is MISSING:
             return RefusedValueError("Field required", "missing")
-        key = (type(value), value)  # exact types: True must not find the answer for 1
+        key = (type(value), value)
         try:
-            return seen[key]
+            return self.seen[key]
         except KeyError:
             pass
         except TypeError:  # a list or an object: never remembered
-            return _run(check, value)
-        result = _run(check, value)
-        if len(seen) < MEMO_LIMIT:
-            seen[key] = result
+            return _run(self.check, value)
+        result = _run(self.check, value)
+        if len(self.seen) < MEMO_LIMIT:  # a flood of junk must not grow memory
+            self.seen[key] = result
         return result
-
-    return answer
 
 
 def _run(check: Callable[[Any], Any], value: Any) -> Any:

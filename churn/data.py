@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from churn.artifact import write_atomically
-from churn.config import DATA_SHA256, DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
+from churn.config import DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
 from churn.features import FEATURE_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
 
+DATA_SHA256 = "88be4b93fbe0cc83421af1c503794c97c342eca914c1576db7c276e61d61358a"
 HOW_TO_PROVIDE = f"""Provide the Telco churn CSV in one of three ways:
   1. python train.py --data PATH/TO/{DEFAULT_DATA_PATH.name}
   2. export CHURN_DATA=PATH/TO/{DEFAULT_DATA_PATH.name}

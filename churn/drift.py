@@ -1,12 +1,11 @@
-"""Drift against the training data: the frozen reference bins and the one PSI implementation.
+"""Drift against the training data: the frozen reference bins, counting into them, and PSI.
 
 Training records, per feature, the bins a customer can fall in and the training share of each
 (``reference_from``): about ten quantile bins plus below/above the training range for a numeric
-field, the known values for a categorical one. The bins never move after training, so drift is
-always measured against the same reference. ``psi`` is the population stability index over those
-bins; GET /drift, the report (``python -m churn.drift``) and, written in PromQL,
-monitoring/rules/drift.yml all compute it the same way (tests/test_monitoring.py checks that
-promtool's answer equals this one on the same counts).
+field, the known values for a categorical one; they never move after training. ``psi``, the
+population stability index over those bins, is computed the same way by GET /drift, the report
+(``python -m churn.drift``) and monitoring/rules/drift.yml (tests/test_monitoring_rules.py
+checks that promtool's answer equals this one on the same counts).
 """
 
 from __future__ import annotations
@@ -140,44 +139,34 @@ class DriftBins:
     def __init__(self, reference: Mapping[str, FeatureReference], vocabularies: Mapping[str, Any]):
         self.reference = dict(reference)
         self.names = [(name, b) for name, feature in self.reference.items() for b in feature.bins]
-        first = dict(zip(self.reference, np.cumsum([0, *map(len, self._bins())]), strict=False))
+        sizes = itertools.accumulate((len(f.bins) for f in self.reference.values()), initial=0)
+        self._first = dict(zip(self.reference, sizes, strict=False))  # each feature's first bin
         # A category's bin number by its vocabulary code; a flag's by its value (0 or 1).
-        self._by_code = [
-            first[field]
-            + np.array([self.reference[field].bins.index(v) for v in vocabularies[field]])
-            for field in CATEGORICAL_FIELDS
-        ]
-        self._by_flag = [
-            first[field] + np.array([self.reference[field].bins.index(str(v)) for v in (0, 1)])
-            for field in FLAG_FIELDS
-        ]
-        self._numeric = [(first[field], self.reference[field].numeric) for field in NUMERIC_FIELDS]
+        known: dict[str, Any] = dict.fromkeys(FLAG_FIELDS, (0, 1))
+        known.update((field, vocabularies[field]) for field in CATEGORICAL_FIELDS)
+        self._by_code = {
+            field: self._first[field]
+            + np.array([self.reference[field].bins.index(str(v)) for v in values])
+            for field, values in known.items()
+        }
+        self._numeric = {f: bins for f in NUMERIC_FIELDS if (bins := self.reference[f].numeric)}
 
     def by_feature(self, counts: np.ndarray) -> dict[str, list[int]]:
         """``counts`` (in the order of ``names``) split into each feature's list."""
-        split, first = {}, 0
-        for name, feature in self.reference.items():
-            split[name] = counts[first : first + len(feature.bins)].tolist()
-            first += len(feature.bins)
-        return split
-
-    def _bins(self) -> list[tuple[str, ...]]:
-        return [feature.bins for feature in self.reference.values()]
+        return {
+            name: counts[first : first + len(self.reference[name].bins)].tolist()
+            for name, first in self._first.items()
+        }
 
     def counts(self, checked: Any) -> np.ndarray:
         """Customers per bin, in the order of ``names``, for a ``churn.columns.Checked``."""
-        numbers = dict(zip(FLAG_FIELDS + NUMERIC_FIELDS, checked.numbers.T, strict=True))
+        columns = dict(zip(CATEGORICAL_FIELDS, checked.codes.T, strict=True))
+        columns.update(zip(FLAG_FIELDS + NUMERIC_FIELDS, checked.numbers.T, strict=True))
         numbered = [
-            table[codes] for table, codes in zip(self._by_code, checked.codes.T, strict=True)
+            table[columns[field].astype(np.intp, copy=False)]
+            for field, table in self._by_code.items()
         ]
-        numbered += [
-            table[numbers[field].astype(np.intp)]
-            for table, field in zip(self._by_flag, FLAG_FIELDS, strict=True)
-        ]
-        numbered += [
-            first + bins.indices(numbers[field])  # type: ignore[union-attr]
-            for (first, bins), field in zip(self._numeric, NUMERIC_FIELDS, strict=True)
-        ]
+        numbered += [self._first[f] + bins.indices(columns[f]) for f, bins in self._numeric.items()]
         return np.bincount(np.concatenate(numbered), minlength=len(self.names))
 
 

@@ -13,18 +13,16 @@ def refuse_taken_ports(addresses: Iterable[Any]) -> None:
     """Stop, naming the address, if something already listens on one of ``addresses``: with
     SO_REUSEPORT a second server would not fail but quietly share the first one's port. A probe
     bound without it fails in exactly that case. Unix sockets (strings) are left to gunicorn."""
-    for address in addresses:
-        if isinstance(address, tuple):
-            host, port = address[0], address[1]
-            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind((host, port))
-                except OSError as error:
-                    raise SystemExit(
-                        f"churn-serving cannot start: cannot listen on {host}:{port} "
-                        f"({error.strerror}); stop what uses it or set PORT to another port"
-                    ) from None
+    for host, port, *_ in (address for address in addresses if isinstance(address, tuple)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise SystemExit(
+                    f"churn-serving cannot start: cannot listen on {host}:{port} "
+                    f"({error.strerror}); stop what uses it or set PORT to another port"
+                ) from None
 
 
 class HideEmptyListeningLine(logging.Filter):

@@ -92,10 +92,12 @@ class JsonLogger(Logger):
             "request_id": environ.get(REQUEST_ID_KEY),
             "model_version": environ.get(MODEL_VERSION_KEY),
         }
+        # The record is made and handed over directly: ``info`` would also look up the
+        # calling source line, a stack walk: a fifth of the line's cost (docs/performance.md).
         line = "%s %s %s %.1f ms"  # the message: what a person reads first
-        self.access_log.info(
-            line, fields["method"], fields["path"], status, duration_ms, extra=fields
-        )
+        args = (fields["method"], fields["path"], status, duration_ms)
+        log = self.access_log
+        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, args, None, extra=fields))
 
 
 class TextLogger(JsonLogger):

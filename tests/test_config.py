@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -125,7 +124,7 @@ def test_data_settings():
 
 def test_the_table_lists_every_variable_once():
     names = re.findall(r"^\| `(\w+)` \|", markdown_table(), re.MULTILINE)
-    every = [item.metadata["env"] for cls in (Settings, DataSettings) for item in fields(cls)]
+    every = [item.alias for cls in (Settings, DataSettings) for item in cls.model_fields.values()]
     assert sorted(names) == sorted(set(every)) and len(every) == len(set(every))
 
 
