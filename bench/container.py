@@ -1,11 +1,9 @@
 """The "in the container" rows of `make bench`: the image run as production runs it.
 
-The image is built in the private engine of bench/engine.py (the one the tests use, with its
-cache) and run detached with ``--network host``, so its stdout goes only to the engine's log
-(json-file), as under Elastic Beanstalk.
-
-``python -m bench.container NAME DOCKER-RUN-OPTIONS...`` is the process a row's server is: it
-starts the container, waits for it, and stops it (`docker stop`) when told to stop.
+Built in the private engine of tests/engine.py and run detached with ``--network host``, so its
+stdout goes only to the engine's log (json-file), as under Elastic Beanstalk. A row's server is
+``python -m bench.container NAME DOCKER-RUN-OPTIONS...``: it starts the container and stops it
+(`docker stop`) when told to stop.
 """
 
 from __future__ import annotations
@@ -22,15 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.contenders import Contender
-from bench.engine import (
-    Engine,
-    EngineError,
-    build_context,
-    build_image,
-    docker_client,
-    start_private_engine,
-)
-from bench.stand_in import base_images, ensure_base_image
+from tests import engine as docker
 
 IMAGE_TAG = "churn-serving:bench"
 
@@ -39,43 +29,33 @@ def in_container(ours: Contender, key: str, name: str, env: dict[str, str]) -> C
     """``ours`` in the container with ``env`` added, or saying why no engine runs here."""
     try:
         engine = engine_with_image()
-    except (EngineError, OSError, subprocess.SubprocessError) as error:
-        return replace(
-            ours, key=key, name=name, command=[], unavailable=f"no Docker engine: {error}"
-        )
+    except (docker.EngineError, OSError, subprocess.SubprocessError) as error:
+        why = f"no Docker engine: {error}"
+        return replace(ours, key=key, name=name, command=[], unavailable=why)
     container = f"churn-bench-{uuid.uuid4().hex[:8]}"
     options = [f"--env={k}={v}" for k, v in {"WEB_CONCURRENCY": str(ours.workers), **env}.items()]
-    return replace(
-        ours,
-        key=key,
-        name=name,
-        command=[sys.executable, "-m", "bench.container", container, *options],
-        env={"DOCKER_HOST": engine.env["DOCKER_HOST"]},
-        master_pid=functools.partial(gunicorn_master, engine, container),
-        start_timeout_s=60.0,
-    )
-
-
-def gunicorn_master(engine: Engine, container: str) -> int:
-    """The container's first process on the host: the gunicorn master, the workers' parent."""
-    return int(engine.docker("inspect", "--format", "{{.State.Pid}}", container))
+    # The container's first process on the host is the gunicorn master, the workers' parent.
+    pid = functools.partial(engine.docker, "inspect", "--format", "{{.State.Pid}}", container)
+    return replace(ours, key=key, name=name, env={"DOCKER_HOST": engine.env["DOCKER_HOST"]},
+                   command=[sys.executable, "-m", "bench.container", container, *options],
+                   master_pid=lambda: int(pid()), start_timeout_s=60.0)  # fmt: skip
 
 
 @functools.cache
-def engine_with_image() -> Engine:
+def engine_with_image() -> docker.Engine:
     """The private engine, started once per run, with the image built from a clean checkout."""
-    engine = start_private_engine()
+    engine = docker.start_private_engine()
     atexit.register(engine.stop)
-    for base in base_images():
-        print(f"  {ensure_base_image(engine, base)}", flush=True)
+    for base in docker.base_images():
+        print(f"  {docker.ensure_base_image(engine, base)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="churn-bench-context-") as work:
-        build_image(engine, build_context(Path(work)), IMAGE_TAG)
+        docker.build_image(engine, docker.build_context(Path(work)), IMAGE_TAG)
     return engine
 
 
 def serve(container: str, options: list[str]) -> int:
     """Run the image detached as ``container`` on $PORT; stop it on SIGTERM; its exit code."""
-    client = docker_client()
+    client = docker.docker_client()
     run = [client, "run", "--detach", "--name", container, "--network=host"]
     run += ["--env=HOST=127.0.0.1", f"--env=PORT={os.environ['PORT']}", *options, IMAGE_TAG]
     subprocess.run(run, check=True, stdout=subprocess.DEVNULL)

@@ -1,10 +1,12 @@
-"""Synthetic Telco-like customer files of any size, for the batch benchmark and its smoke test.
+"""Synthetic Telco-like customers of any size, for the batch benchmarks: never the real rows.
 
-Generated, never copied: each column follows the real export's category mix (shares measured on
-the public Telco CSV, rounded), with its structure (no internet service means "No internet
-service" in the six internet add-ons; no phone service means "No phone service"), a tenure of
-1 to 72 months, blank TotalCharges for the 0.16% of brand-new customers. Written chunk by chunk
-in the raw export's layout, as CSV text or as the Parquet a pandas export of it would give.
+Each column follows the real export's category mix (shares measured on the public Telco CSV,
+rounded) and its structure ("No internet service" in the six internet add-ons when there is no
+internet, "No phone service" likewise), tenure 1-72 months, a blank TotalCharges for the 0.16%
+of brand-new customers. Written chunk by chunk as CSV text, or as the Parquet a pandas export of
+that CSV would give.
+
+    python -m bench.customers PATH ROWS
 """
 
 from __future__ import annotations
@@ -19,82 +21,52 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 CHUNK_ROWS = 500_000
-NEW_CUSTOMER_SHARE = 0.0016
 YES_NO = ("Yes", "No")
-# (values, shares) per column, shares as in the real export.
+INTERNET_ADDONS = ("OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport",
+                   "StreamingTV", "StreamingMovies")  # fmt: skip
+# (values, shares) per column, in the export's order; add-ons' shares among internet users.
 MIX: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "gender": (("Male", "Female"), (0.505, 0.495)),
+    "SeniorCitizen": (("1", "0"), (0.162, 0.838)),
     "Partner": (YES_NO, (0.483, 0.517)),
     "Dependents": (YES_NO, (0.3, 0.7)),
     "PhoneService": (YES_NO, (0.903, 0.097)),
     "MultipleLines": (YES_NO, (0.467, 0.533)),  # among customers with phone service
     "InternetService": (("Fiber optic", "DSL", "No"), (0.44, 0.344, 0.216)),
-    "OnlineSecurity": (YES_NO, (0.366, 0.634)),  # this and the next five: among internet users
-    "OnlineBackup": (YES_NO, (0.44, 0.56)),
-    "DeviceProtection": (YES_NO, (0.439, 0.561)),
-    "TechSupport": (YES_NO, (0.37, 0.63)),
-    "StreamingTV": (YES_NO, (0.491, 0.509)),
-    "StreamingMovies": (YES_NO, (0.495, 0.505)),
+    **dict(zip(INTERNET_ADDONS, [(YES_NO, (share, 1 - share)) for share in
+                                 (0.366, 0.44, 0.439, 0.37, 0.491, 0.495)], strict=True)),
     "Contract": (("Month-to-month", "Two year", "One year"), (0.55, 0.241, 0.209)),
     "PaperlessBilling": (YES_NO, (0.592, 0.408)),
-    "PaymentMethod": (
-        (
-            "Electronic check",
-            "Mailed check",
-            "Bank transfer (automatic)",
-            "Credit card (automatic)",
-        ),
-        (0.336, 0.229, 0.219, 0.216),
-    ),
-}
-INTERNET_ADDONS = tuple(list(MIX)[6:12])
-SENIOR_SHARE = 0.162
+    "PaymentMethod": (("Electronic check", "Mailed check", "Bank transfer (automatic)",
+                       "Credit card (automatic)"), (0.336, 0.229, 0.219, 0.216)),
+    "Churn": (YES_NO, (0.265, 0.735)),
+}  # fmt: skip
 
 
 def chunk(rows: int, first_id: int, rng: np.random.Generator) -> pa.Table:
     """``rows`` customers in the raw export's columns, all text as in the CSV."""
-    picked = {name: _choose(rng, *MIX[name], rows) for name in MIX}
-    picked["MultipleLines"] = _where(
-        picked["PhoneService"] == "No", "No phone service", picked["MultipleLines"]
-    )
-    no_internet = picked["InternetService"] == "No"
+    picked = {}
+    for name, (values, shares) in MIX.items():
+        index = rng.choice(len(values), size=rows, p=np.array(shares) / sum(shares))
+        picked[name] = np.array(values, dtype=object)[index]
+    picked["MultipleLines"][picked["PhoneService"] == "No"] = "No phone service"
     for name in INTERNET_ADDONS:
-        picked[name] = _where(no_internet, "No internet service", picked[name])
+        picked[name][picked["InternetService"] == "No"] = "No internet service"
     tenure = rng.integers(1, 73, size=rows)
-    tenure[rng.random(rows) < NEW_CUSTOMER_SHARE] = 0
+    tenure[rng.random(rows) < 0.0016] = 0  # brand-new: a blank TotalCharges, as in the CSV
     monthly = np.round(rng.uniform(18.25, 118.75, size=rows), 2)
-    total = pc.cast(
-        pa.array(np.round(tenure * monthly * rng.uniform(0.9, 1.1, rows), 2)), pa.string()
-    )
-    total = pc.if_else(pa.array(tenure == 0), " ", total)  # new customers: blank, as in the CSV
-    ids = pc.binary_join_element_wise(
-        pc.cast(pa.array(np.arange(first_id, first_id + rows)), pa.string()), "SYNTH", "-"
-    )
-    columns = {
-        "customerID": ids,
-        "gender": picked["gender"],
-        "SeniorCitizen": pc.cast(
-            pa.array(rng.random(rows) < SENIOR_SHARE).cast(pa.int8()), pa.string()
-        ),
-        **{name: picked[name] for name in ("Partner", "Dependents")},
+    total = np.round(tenure * monthly * rng.uniform(0.9, 1.1, rows), 2)
+    ids = pc.cast(pa.array(np.arange(first_id, first_id + rows)), pa.string())
+    numbers = {
+        "customerID": pc.binary_join_element_wise(ids, "SYNTH", "-"),
         "tenure": pc.cast(pa.array(tenure), pa.string()),
-        **{name: picked[name] for name in list(MIX)[3:]},
         "MonthlyCharges": pc.cast(pa.array(monthly), pa.string()),
-        "TotalCharges": total,
-        "Churn": _choose(rng, YES_NO, (0.265, 0.735), rows),
+        "TotalCharges": pc.if_else(tenure == 0, " ", pc.cast(pa.array(total), pa.string())),
     }
-    return pa.table(columns)
-
-
-def _choose(rng: np.random.Generator, values, shares, rows: int) -> np.ndarray:
-    probabilities = np.array(shares) / sum(shares)
-    return np.array(values, dtype=object)[rng.choice(len(values), size=rows, p=probabilities)]
-
-
-def _where(mask: np.ndarray, value: str, values: np.ndarray) -> np.ndarray:
-    values = values.copy()
-    values[mask] = value
-    return values
+    columns = list(MIX)  # the export's order, with the numbers in their places
+    order = ["customerID", *columns[:4], "tenure", *columns[4:-1], "MonthlyCharges",
+             "TotalCharges", "Churn"]  # fmt: skip
+    return pa.table({name: picked.get(name, numbers.get(name)) for name in order})
 
 
 def as_exported_parquet(table: pa.Table) -> pa.Table:
@@ -126,5 +98,5 @@ def write(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m bench.customers PATH ROWS
+if __name__ == "__main__":
     write(Path(sys.argv[1]), int(sys.argv[2]))

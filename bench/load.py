@@ -26,10 +26,8 @@ def require_wrk() -> str:
 def run_wrk(
     wrk: str, url: str, body_file: Path, seconds: float, connections: int, close: bool = False
 ) -> dict:
-    """One wrk run POSTing ``body_file`` to ``url``: req/s, p50/p99 and errors by kind.
-
-    ``close``: a new connection per request, instead of keep-alive.
-    """
+    """One wrk run POSTing ``body_file`` to ``url`` (``close``: a connection per request):
+    req/s, p50/p99 and errors by kind."""
     command = [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     command += ["-s", str(LUA), url, "--", str(body_file), *(["close"] if close else [])]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
@@ -55,16 +53,12 @@ def worker_rss_mib(master_pid: int) -> list[float]:
     return sorted(sizes)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process ``pid`` has used so far; 0 if it is gone."""
-    try:
-        # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def server_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by process ``pid`` and its children (the workers)."""
-    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in workers_of(pid))
+    """CPU time (user + system) used so far by process ``pid`` and its children (the workers)."""
+    total = 0.0
+    for process in (pid, *workers_of(pid)):
+        with contextlib.suppress(OSError):  # gone: it used no more
+            # After the parenthesised command name, utime and stime are the 12th and 13th fields.
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

@@ -62,8 +62,8 @@ def workers_of(master_pid: int) -> set[int]:
 def poll(read: Callable[[], T], done: Callable[[T], bool], timeout: float, interval: float) -> T:
     """Call ``read`` until ``done`` accepts its value or ``timeout`` passes; the last value.
 
-    For what a server does after answering, or while it boots: no fixed sleep bounds that on a
-    loaded machine.
+    For what a server does after answering, or while it boots: no fixed sleep, which a loaded
+    machine would outlast.
     """
     deadline = time.monotonic() + timeout
     while not done(value := read()) and time.monotonic() < deadline:
@@ -93,10 +93,9 @@ def running(
     port_template: str | None = None,
     timeout: float = 20.0,
 ) -> Iterator[Server]:
-    """Run ``command`` with PORT set to a free port, wait for ``health_path``, stop it after.
+    """Run ``command`` with PORT set to a free port until ``health_path`` answers; stop it after.
 
-    ``port_template``, when given, is replaced by the port in the command's arguments and in the
-    values of ``env``. ``timeout``: seconds the server gets to answer ``health_path``.
+    ``port_template`` is replaced by the port in the command's arguments and ``env``'s values.
     """
     port = port or free_port()
     env = dict(env or {})
@@ -106,14 +105,8 @@ def running(
     log = log_dir / f"server-{port}.log"
     full_env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **env}
     with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=full_env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = subprocess.Popen(list(command), cwd=cwd, env=full_env, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     server = Server(process, port, log)
     try:
         wait_until_up(server.url + health_path, process, timeout)
@@ -138,8 +131,7 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
 def gunicorn_settings(env: dict[str, str] | None = None) -> dict:
     """gunicorn.conf.py's settings as seen with ``env`` (default: this process's environment).
 
-    The file sets variables in os.environ (the metrics folder); they are put back afterwards so
-    nothing leaks into this process or the servers it starts later.
+    The file may set variables in os.environ; they are put back after, so none leaks.
     """
     saved = dict(os.environ)
     try:

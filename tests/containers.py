@@ -1,4 +1,4 @@
-"""Fixtures for the tests that build and run the image in a private Docker engine (bench/engine.py).
+"""Fixtures for the tests that build and run the image in a private Docker engine (tests/engine.py).
 
 One engine per test session, started on first use and stopped at the end; one image built from a
 clean copy of the checkout; containers started by a test are removed after it.
@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.engine import (
+from bench.servers import free_port, poll
+from tests.engine import (
     Engine,
     EngineError,
+    base_images,
     build_context,
     build_image,
+    ensure_base_image,
     start_private_engine,
 )
-from bench.servers import free_port, poll
-from bench.stand_in import base_images, ensure_base_image
 
 IMAGE_TAG = "churn-serving:test"
 DOCKER_STOP_TIMEOUT = 10  # docker stop's default before SIGKILL (and EB's)

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
-from bench.engine import EngineError, build_image
 from churn.config import PROJECT_ROOT
 from tests.containers import BuiltImage, dependency_layer, installed_distributions, run_python
+from tests.engine import EngineError, build_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -1,7 +1,7 @@
 """The instance as Elastic Beanstalk runs it: the project's nginx settings in front of gunicorn.
 
 nginx runs with a main configuration shaped like the Docker platform's and the files of
-.platform/nginx where EB puts them (bench/nginx_rig.py); behind it, the real service with the
+.platform/nginx where EB puts them (tests/nginx_rig.py); behind it, the real service with the
 environment .ebextensions gives it.
 """
 
@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.nginx_rig import PLATFORM_NGINX, Proxy, nginx_in_front
 from bench.servers import Server, gunicorn_command, poll, running, stop
 from churn.app import request_id_for
 from churn.config import Settings
 from churn.features import EXAMPLE_CUSTOMER
 from tests.bareclient import run_client
 from tests.ebconfig import option_settings
+from tests.nginx_rig import PLATFORM_NGINX, Proxy, nginx_in_front
 
 pytestmark = pytest.mark.nginx  # Debian's nginx: `make test`, not `make check`
 

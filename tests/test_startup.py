@@ -3,6 +3,8 @@ and the ways to start it (gunicorn.conf.py, the course's command, python predict
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -116,9 +118,21 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(server):
 def test_worker_heartbeats_live_in_memory_not_on_disk(server):
     # gunicorn touches each worker's heartbeat file on every loop; on a disk-backed /tmp in a
     # container that can stall workers, so gunicorn.conf.py puts it on /dev/shm.
-    for worker in wait_for_workers(server.process.pid, 2):
-        targets = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
-        assert any(target.startswith("/dev/shm/") for target in targets), targets
+    def in_memory(targets: list[str]) -> bool:
+        return any(target.startswith("/dev/shm/") for target in targets)
+
+    for worker in wait_for_workers(server.process.pid, 2):  # a worker opens it as it boots
+        targets = poll(functools.partial(open_files, worker), in_memory, timeout=20, interval=0.1)
+        assert in_memory(targets), targets
+
+
+def open_files(pid: int) -> list[str]:
+    """What process ``pid``'s file descriptors point at (one closed while listed is skipped)."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            targets.append(os.readlink(fd))
+    return targets
 
 
 def test_the_course_command_gets_this_projects_settings(tmp_path, customer):

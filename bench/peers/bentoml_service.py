@@ -4,7 +4,7 @@
 
 The request body is the customer itself (BentoML's "root input": a positional-only argument),
 so it answers the same JSON as churn-serving for the same POST. Runs in its own virtual
-environment (bench/peers/envs.py), not the project's.
+environment (bench/contenders.py), not the project's.
 """
 
 import os

@@ -3,7 +3,7 @@
     MODEL_FILE=../../model_C=1.0.bin uvicorn fastapi_service:app --workers 2
 
 An ``async def`` handler, scoring with scikit-learn per request as the course does, answering the
-same JSON as churn-serving. Runs in its own virtual environment (bench/peers/envs.py).
+same JSON as churn-serving. Runs in its own virtual environment (bench/contenders.py).
 """
 
 import os

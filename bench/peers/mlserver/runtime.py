@@ -4,7 +4,7 @@
 
 MLServer's own protocol (V2 inference, /v2/models/churn/infer) wants tensors; a custom handler
 serves the customer JSON instead, dispatched like a prediction to the parallel inference workers
-(``parallel_workers``). Runs in its own virtual environment (bench/peers/envs.py).
+(``parallel_workers``). Runs in its own virtual environment (bench/contenders.py).
 """
 
 import os
