@@ -27,23 +27,15 @@ VECTORIZER = ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer")
 CLASSIFIER = ("sklearn.linear_model._logistic", "LogisticRegression")
 
 # numpy's array and scalar builders, under numpy 1.x ("numpy.core") and 2.x ("numpy._core").
-NUMPY_GLOBALS = frozenset(
-    {
-        ("numpy", "dtype"),
-        ("numpy", "ndarray"),
-        ("numpy", "float64"),
-        ("numpy", "int64"),
-        *(
-            (f"numpy.{core}.{module}", name)
-            for core in ("core", "_core")
-            for module, name in (
-                ("numeric", "_frombuffer"),
-                ("multiarray", "_reconstruct"),
-                ("multiarray", "scalar"),
-            )
-        ),
-    }
-)
+NUMPY_GLOBALS = {("numpy", name) for name in ("dtype", "ndarray", "float64", "int64")} | {
+    (f"numpy.{core}.{module}", name)
+    for core in ("core", "_core")
+    for module, name in (
+        ("numeric", "_frombuffer"),
+        ("multiarray", "_reconstruct"),
+        ("multiarray", "scalar"),
+    )
+}
 
 
 class ModelFileError(Exception):
@@ -53,10 +45,8 @@ class ModelFileError(Exception):
 class _FittedState:
     """Stands in for a scikit-learn estimator: keeps the pickled attributes, runs nothing."""
 
-    state: dict[str, Any]  # set by __setstate__ when unpickled
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__["state"] = state if isinstance(state, dict) else {}
+    def __setstate__(self, state: Any) -> None:
+        self.state = state if isinstance(state, dict) else {}
 
 
 class _Vectorizer(_FittedState): ...
@@ -172,8 +162,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def pack(path: Path, dv: Any, model: Any, metadata: dict[str, Any]) -> tuple[bytes, dict]:
-    """The course's plain pickle of the pair, and its metadata completed with the pickle's hash
-    (apart from ``write``: training renders its report from them before saving)."""
+    """The course's plain pickle of the pair, and the metadata completed with its hash."""
     raw = pickle.dumps((dv, model), protocol=pickle.HIGHEST_PROTOCOL)
     return raw, {**metadata, "artifact_sha256": sha256_hex(raw), "artifact_file": path.name}
 

@@ -17,12 +17,14 @@ matplotlib.use("Agg")  # no display: training runs on servers and in CI
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 SIZE = (6.4, 4.2)
 DPI = 100
 COEFFICIENTS_SHOWN = 20
+CONFUSION_CELLS = ("true_negative", "false_positive", "false_negative", "true_positive")  # rows
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ def save(figure: Figure, image_format: str = "png") -> bytes:
     return buffer.getvalue()
 
 
+def diagonal(axes: Axes, label: str) -> None:
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label=label)
+
+
 def cross_validation(runs: Sequence[dict[str, Any]], chosen_C: float) -> bytes:
     """Each fold's AUC as a dot, and mean ± std as a bar, for every C tried."""
     figure, axes = plt.subplots(figsize=SIZE)
@@ -52,8 +58,7 @@ def cross_validation(runs: Sequence[dict[str, Any]], chosen_C: float) -> bytes:
         axes.errorbar(position, run["mean"], yerr=run["std"], fmt="s", color=colour, capsize=6)
     axes.set_xticks(range(len(runs)), [f"C={run['C']:g}" for run in runs])
     axes.set_xlim(-0.7, len(runs) - 0.3)
-    axes.set_ylabel("validation AUC")
-    axes.set_title("Cross-validation: folds (dots), mean ± std (squares)")
+    axes.set(ylabel="validation AUC", title="Cross-validation: folds (dots), mean ± std (squares)")
     return save(figure)
 
 
@@ -62,7 +67,7 @@ def roc(models: Sequence[Series]) -> bytes:
     for series in models:
         label = f"{series.label} (AUC {series.held_out['auc']:.3f})"
         axes.plot(series.curves["fpr"], series.curves["tpr"], label=label)
-    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    diagonal(axes, "chance")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, held out")
     axes.legend(loc="lower right")
     return save(figure)
@@ -75,8 +80,8 @@ def precision_recall(models: Sequence[Series]) -> bytes:
         axes.plot(series.curves["recall"], series.curves["precision"], label=label)
     rate = models[0].held_out["churn_rate"]
     axes.axhline(rate, linestyle=":", color="grey", label=f"churn rate {rate:.1%}")
-    axes.set(xlabel="recall", ylabel="precision", title="Precision-recall, held out")
-    axes.set_ylim(0, 1.02)
+    axes.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+    axes.set_title("Precision-recall, held out")
     axes.legend(loc="upper right")
     return save(figure)
 
@@ -89,13 +94,11 @@ def calibration(
         bins = series.held_out["calibration"]
         label = f"{series.label} (Brier {series.held_out['brier']:.4f})"
         predicted, observed = (
-            [b["mean_predicted"] for b in bins],
-            [b["observed_rate"] for b in bins],
+            [b[key] for b in bins] for key in ("mean_predicted", "observed_rate")
         )
         axes.plot(predicted, observed, "o-", label=label)
-    axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
-    axes.set(xlabel="mean predicted probability", ylabel="observed churn rate")
-    axes.set_title(title)
+    diagonal(axes, "perfectly calibrated")
+    axes.set(xlabel="mean predicted probability", ylabel="observed churn rate", title=title)
     axes.legend(loc="upper left")
     return save(figure)
 
@@ -111,7 +114,7 @@ def gain(models: Sequence[Series]) -> bytes:
         left.plot(shares, caught, "o-", label=series.label)
         positions = np.arange(1, len(deciles) + 1) + (number - (len(models) - 1) / 2) * width
         right.bar(positions, [row["cumulative_lift"] for row in deciles], width, label=series.label)
-    left.plot([0, 1], [0, 1], linestyle=":", color="grey", label="random")
+    diagonal(left, "random")
     left.set(xlabel="share of customers, highest scores first", ylabel="share of churners caught")
     left.set_title("Cumulative gain")
     left.legend(loc="lower right")
@@ -125,12 +128,7 @@ def confusion(models: Sequence[Series]) -> bytes:
     figure, panels = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
     for axes, series in zip(panels[0], models, strict=True):
         matrix = series.held_out["confusion"]
-        cells = np.array(
-            [
-                [matrix["true_negative"], matrix["false_positive"]],
-                [matrix["false_negative"], matrix["true_positive"]],
-            ]
-        )
+        cells = np.array([matrix[cell] for cell in CONFUSION_CELLS]).reshape(2, 2)
         axes.imshow(cells, cmap="Blues")
         for (row, column), count in np.ndenumerate(cells):
             colour = "white" if count > cells.max() / 2 else "black"
@@ -155,7 +153,7 @@ def coefficients(weights: Sequence[tuple[str, float]], baseline: dict[str, float
         axes.legend(loc="lower right")
     axes.set_yticks(positions, [name for name, _ in shown])
     axes.axvline(0, color="black", linewidth=0.8)
-    axes.set_xlabel("weight (log-odds; red pushes towards churn)")
+    axes.set(xlabel="weight (log-odds; red pushes towards churn)")
     axes.set_title(f"Largest {len(shown)} coefficients")
     return save(figure)
 
@@ -166,12 +164,8 @@ def profit(thresholds: np.ndarray, curve: np.ndarray, chosen: float, default: fl
     for threshold, colour, name in ((chosen, "C3", "chosen"), (default, "grey", "default")):
         value = float(curve[np.isclose(thresholds, threshold)][0])
         axes.scatter([threshold], [value], color=colour, zorder=3, s=40)
-        axes.annotate(
-            f"{name} {threshold:g}: {value:,.0f}",
-            (threshold, value),
-            textcoords="offset points",
-            xytext=(8, 8),
-        )
+        label = f"{name} {threshold:g}: {value:,.0f}"
+        axes.annotate(label, (threshold, value), textcoords="offset points", xytext=(8, 8))
     axes.axhline(0, color="black", linewidth=0.8)
     low, high = axes.get_ylim()
     axes.set_ylim(low, high + 0.12 * (high - low))  # room for the labels above the peak

@@ -15,7 +15,6 @@ from churn.config import DATA_URL, DEFAULT_DATA_PATH, ConfigError, DataSettings
 from churn.features import FEATURE_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS, TARGET, normalize_token
 
 DATA_SHA256 = "88be4b93fbe0cc83421af1c503794c97c342eca914c1576db7c276e61d61358a"
-RAW_COLUMNS = 21
 HOW_TO_PROVIDE = f"""Provide the Telco churn CSV in one of three ways:
   1. python train.py --data PATH/TO/{DEFAULT_DATA_PATH.name}
   2. export CHURN_DATA=PATH/TO/{DEFAULT_DATA_PATH.name}
@@ -34,49 +33,40 @@ def sha256_of(path: Path) -> str:
 def resolve_data_path(cli_path: str | None, settings: DataSettings | None = None) -> Path:
     """``--data`` first, then ``$CHURN_DATA``, then ``data/`` (downloaded there when missing)."""
     settings = DataSettings.from_env() if settings is None else settings
-    if cli_path:
-        return _existing(Path(cli_path), "--data")
-    if settings.data_file is not None:
-        return _existing(settings.data_file, "CHURN_DATA")
+    for path, source in ((cli_path, "--data"), (settings.data_file, "CHURN_DATA")):
+        if path:
+            if not Path(path).is_file():
+                raise DataFileError(f"{source} points at {path}, which is not a file.")
+            return Path(path)
     if DEFAULT_DATA_PATH.exists():
         return DEFAULT_DATA_PATH
     return download(settings.data_url, DEFAULT_DATA_PATH, DATA_SHA256)
-
-
-def _existing(path: Path, source: str) -> Path:
-    if not path.is_file():
-        raise DataFileError(f"{source} points at {path}, which is not a file.")
-    return path
 
 
 def download(url: str, target: Path, expected_sha256: str) -> Path:
     """Download ``url`` to ``target`` atomically, showing progress and checking its SHA-256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"{target} not found; downloading {url}", file=sys.stderr)
+    data = bytearray()
     try:
-        data = _read_with_progress(url)
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - configured URL
+            total = int(response.headers.get("Content-Length") or 0)
+            while block := response.read(64 * 1024):
+                data += block
+                shown = f"{len(data) * 100 // total:3d}% " if total else ""
+                progress = f"\r  {shown}{len(data) / 1024:,.0f} KiB"
+                print(progress, end="", file=sys.stderr, flush=True)
+            print(file=sys.stderr)
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256:
             raise DataFileError(
                 f"Downloaded file has SHA-256 {actual}, expected {expected_sha256}; not using it.\n"
                 + HOW_TO_PROVIDE
             )
-        write_atomically(target, data)
+        write_atomically(target, bytes(data))
     except (urllib.error.URLError, OSError) as error:
         raise DataFileError(f"Could not download the data ({error}).\n" + HOW_TO_PROVIDE) from None
     return target
-
-
-def _read_with_progress(url: str) -> bytes:
-    data = bytearray()
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - URL is configuration
-        total = int(response.headers.get("Content-Length") or 0)
-        while block := response.read(64 * 1024):
-            data += block
-            shown = f"{len(data) * 100 // total:3d}% " if total else ""
-            print(f"\r  {shown}{len(data) / 1024:,.0f} KiB", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-    return bytes(data)
 
 
 def load_raw(path: Path) -> pd.DataFrame:
@@ -90,61 +80,40 @@ def load_raw(path: Path) -> pd.DataFrame:
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
-    """The course's cleaning, done so it holds on pandas 2 (object) and pandas 3 (str) columns.
+    """The course's cleaning: names and text values lower case with underscores, blank
+    ``totalcharges`` as 0, and ``churn`` 1 for "yes" and 0 for "no".
 
-    Names and text values become lower case with underscores, ``totalcharges`` becomes numeric
-    with blanks as 0, and ``churn`` becomes 1 for "yes" and 0 for "no".
+    Every column is turned to text first, so it holds for pandas 2 (object) and pandas 3 (str)
+    columns alike: the course picks text columns by the object dtype, which pandas 3 lacks.
     """
     frame = raw.copy()
     frame.columns = [normalize_token(str(name)) for name in frame.columns]
-    _require_columns(frame)
-    numeric = set(NUMERIC_FIELDS) | set(FLAG_FIELDS)
-    for column in frame.columns:
-        if column not in numeric and _is_text(frame[column]):
-            frame[column] = frame[column].astype(str).map(normalize_token)
-    for column in NUMERIC_FIELDS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("float64")
-    if len(frame) == 0:
-        raise DataFileError("The data file has a header but no rows.")
-    for column in FLAG_FIELDS:
-        frame[column] = _flag(frame[column], column)
-    frame[TARGET] = _target(frame[TARGET])
-    return frame
-
-
-def _is_text(column: pd.Series) -> bool:
-    # pandas 3 reads text as the "str" dtype, pandas 2 as object: both count as text here.
-    return pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)
-
-
-def _require_columns(frame: pd.DataFrame) -> None:
     missing = [c for c in (*FEATURE_FIELDS, TARGET) if c not in frame.columns]
     if missing:
         raise DataFileError(
-            "The data file is not the Telco churn CSV: missing column(s) "
-            + ", ".join(missing)
-            + f" (found {len(frame.columns)} columns, expected {RAW_COLUMNS})."
+            f"The data file is not the Telco churn CSV: missing column(s) {', '.join(missing)} "
+            f"(found {len(frame.columns)} columns, expected 21)."
         )
-
-
-def _flag(column: pd.Series, name: str) -> pd.Series:
-    values = pd.to_numeric(column, errors="coerce")
-    if values.isna().any() or not values.isin([0, 1]).all():
-        raise DataFileError(f"Column {name} must hold only 0 and 1.")
-    return values.astype("int64")
-
-
-def _target(column: pd.Series) -> pd.Series:
-    labels = column.astype(str).map(normalize_token)
-    unknown = sorted(set(labels) - {"yes", "no"})
+    if len(frame) == 0:
+        raise DataFileError("The data file has a header but no rows.")
+    for column in set(frame.columns) - set(NUMERIC_FIELDS) - set(FLAG_FIELDS):
+        frame[column] = frame[column].astype(str).map(normalize_token)
+    for column in NUMERIC_FIELDS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("float64")
+    for column in FLAG_FIELDS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if not values.isin([0, 1]).all():  # NaN is not in it either
+            raise DataFileError(f"Column {column} must hold only 0 and 1.")
+        frame[column] = values.astype("int64")
+    unknown = sorted(set(frame[TARGET]) - {"yes", "no"})
     if unknown:
         raise DataFileError(f"Column churn must be yes/no; found {unknown[:5]}.")
-    target = (labels == "yes").astype("int64")
-    if target.nunique() < 2:
+    frame[TARGET] = (frame[TARGET] == "yes").astype("int64")
+    if frame[TARGET].nunique() < 2:
         raise DataFileError(
             "Column churn has only one class; a churn model needs both churned and kept customers."
         )
-    return target
+    return frame
 
 
 def load_clean(path: Path) -> pd.DataFrame:

@@ -59,26 +59,20 @@ def drift_of_file(input_path: Path, model: Predictor) -> dict[str, Any]:
     }
 
 
-def by_psi(report: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The features, most drifted first (those without a PSI last)."""
-    return sorted(report["features"].items(), key=lambda item: -(item[1]["psi"] or 0.0))
-
-
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: dict[str, Any], features: list[tuple[str, Any]]) -> str:
     """A page with a PSI table and one bar chart per feature; no external resources."""
     svgs = {}
-    for name, view in report["features"].items():
+    for name, view in features:
         rows = max(view["rows"], 1)
         shares = {b: (view["reference"][b], count / rows) for b, count in view["bins"].items()}
         svgs[name] = Markup(charts.drift(name, shares))  # noqa: S704 - matplotlib escapes its text
     title = f"Drift of {Path(report['input']).name}"
-    features = by_psi(report)
     return render(
         "drift.html", title=title, report=report, features=features, svgs=svgs, alert=PSI_ALERT
     )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m churn.drift",
         description="PSI per feature of a customer file against the model's training data.",
@@ -88,20 +82,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", default="drift-report", help="writes OUTPUT.json and OUTPUT.html"
     )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         report = drift_of_file(Path(args.input), Predictor.load(Path(args.model)))
     except (DataFileError, ModelFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     output = Path(args.output)
+    # The most drifted first; those without a PSI (too few rows) last.
+    features = sorted(report["features"].items(), key=lambda item: -(item[1]["psi"] or 0.0))
     write_atomically(output.with_suffix(".json"), orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    write_atomically(output.with_suffix(".html"), render_html(report).encode())
-    for name, view in by_psi(report):
+    write_atomically(output.with_suffix(".html"), render_html(report, features).encode())
+    for name, view in features:
         psi = "n/a (too few rows)" if view["psi"] is None else f"{view['psi']:.3f}"
         print(f"{name:18} PSI {psi}")
     print(f"Wrote {output.with_suffix('.json')} and {output.with_suffix('.html')}")

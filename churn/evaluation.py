@@ -1,8 +1,7 @@
 """How good a model's scores are: the figures the training report and the realized report share.
 
 Each figure is computed once here and stored (the model's metadata, the realized metrics.json);
-the pages render the stored values, so a page and its JSON cannot disagree. ``curves`` gives
-the chart-only points (ROC and precision-recall), too many to store.
+the pages render the stored values. ``curves`` gives the chart-only points, too many to store.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-CALIBRATION_BINS = 10
+CALIBRATION_EDGES = np.linspace(0.0, 1.0, 11)  # ten equal-width bins
 LIFT_GROUPS = 10  # deciles
 
 
@@ -56,18 +55,14 @@ def scores(churned: np.ndarray, probabilities: np.ndarray, flagged: np.ndarray) 
 def bootstrap_auc(
     churned: np.ndarray, probabilities: np.ndarray, resamples: int = 200, seed: int = 0
 ) -> tuple[float, float] | None:
-    """A 95% confidence interval of the AUC: percentiles of it over resampled customers.
-
-    None when fewer than two resamples hold both classes (too few outcomes to say). Seeded, so
-    a report says the same thing each time it is drawn from the same rows.
-    """
+    """A 95% confidence interval of the AUC over resampled customers; None when fewer than two
+    resamples hold both classes. Seeded, so the same rows always give the same interval."""
     random = np.random.default_rng(seed)
     aucs = []
     for _ in range(resamples):
         picked = random.integers(0, len(churned), len(churned))
-        sample = churned[picked]
-        if 0 < sample.sum() < len(sample):
-            aucs.append(roc_auc_score(sample, probabilities[picked]))
+        if 0 < churned[picked].sum() < len(picked):
+            aucs.append(roc_auc_score(churned[picked], probabilities[picked]))
     if len(aucs) < 2:
         return None
     low, high = np.percentile(aucs, [2.5, 97.5])
@@ -75,46 +70,38 @@ def bootstrap_auc(
 
 
 def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """Equal-width probability bins: mean predicted probability against the observed churn rate."""
-    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    """Per probability bin holding customers: mean predicted probability, observed churn rate."""
+    last = len(CALIBRATION_EDGES) - 2
     # A probability of exactly 1.0 belongs in the last bin, not in an eleventh.
-    bins = np.minimum(np.digitize(probabilities, edges[1:-1]), CALIBRATION_BINS - 1)
-    rows = []
-    for number in range(CALIBRATION_BINS):
-        inside = bins == number
-        if inside.any():
-            rows.append(
-                {
-                    "low": float(edges[number]),
-                    "high": float(edges[number + 1]),
-                    "customers": int(inside.sum()),
-                    "mean_predicted": float(probabilities[inside].mean()),
-                    "observed_rate": float(churned[inside].mean()),
-                }
-            )
-    return rows
+    bins = np.minimum(np.digitize(probabilities, CALIBRATION_EDGES[1:-1]), last)
+    return [
+        {
+            "low": float(CALIBRATION_EDGES[number]),
+            "high": float(CALIBRATION_EDGES[number + 1]),
+            "customers": int(inside.sum()),
+            "mean_predicted": float(probabilities[inside].mean()),
+            "observed_rate": float(churned[inside].mean()),
+        }
+        for number in range(last + 1)
+        if (inside := bins == number).any()
+    ]
 
 
 def lift_by_decile(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """Customers ranked by score, cut into tenths: what share of churners the top k tenths catch.
-
-    Ties in score are broken by position (a stable sort), so the table is reproducible.
-    """
-    order = np.argsort(-probabilities, kind="stable")
-    rows, seen, caught = [], 0, 0
-    for number, group in enumerate(np.array_split(churned[order], LIFT_GROUPS), start=1):
-        seen += len(group)
-        caught += int(group.sum())
-        rows.append(
-            {
-                "decile": number,
-                "customers": len(group),
-                "churners": int(group.sum()),
-                "cumulative_gain": float(caught / churned.sum()),
-                "cumulative_lift": float((caught / seen) / churned.mean()),
-            }
-        )
-    return rows
+    """Customers ranked by score (ties by position), cut into tenths: what share of churners
+    the top k tenths catch, and how much above the overall rate they churn."""
+    groups = np.array_split(churned[np.argsort(-probabilities, kind="stable")], LIFT_GROUPS)
+    caught, seen = np.cumsum([g.sum() for g in groups]), np.cumsum([len(g) for g in groups])
+    return [
+        {
+            "decile": number + 1,
+            "customers": len(group),
+            "churners": int(group.sum()),
+            "cumulative_gain": float(caught[number] / churned.sum()),
+            "cumulative_lift": float((caught[number] / seen[number]) / churned.mean()),
+        }
+        for number, group in enumerate(groups)
+    ]
 
 
 def curves(churned: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from churn.config import DEFAULT_THRESHOLD
 
 # Hundredths from 0 to 1: the grid includes the default, so costs never choose worse than it.
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
+OPTIONS = ("--offer-cost", "--customer-value", "--offer-acceptance")
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,12 @@ def add_cost_options(parser: argparse.ArgumentParser, title: str) -> None:
 
 def costs_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Costs | None:
     """The cost options as ``Costs`` (None when none is given); a usage error names a bad one."""
-    given = {
-        "--offer-cost": args.offer_cost,
-        "--customer-value": args.customer_value,
-        "--offer-acceptance": args.offer_acceptance,
-    }
+    given = {option: getattr(args, option[2:].replace("-", "_")) for option in OPTIONS}
     if all(value is None for value in given.values()):
         return None
     missing = [option for option, value in given.items() if value is None]
     if missing:
-        parser.error(f"{', '.join(missing)} missing: the costs need all of {', '.join(given)}")
+        parser.error(f"{', '.join(missing)} missing: the costs need all of {', '.join(OPTIONS)}")
     for option in ("--offer-cost", "--customer-value"):
         if not (math.isfinite(given[option]) and given[option] >= 0):
             parser.error(f"{option} must be a finite number >= 0, got {given[option]:g}")
@@ -81,33 +78,18 @@ def chosen_and_default(
     costs: Costs, churned: np.ndarray, probabilities: np.ndarray, threshold: float, prefix: str
 ) -> dict[str, float]:
     """Profit and offers at ``threshold`` and at the default, as the metadata names them."""
-    chosen = offers_profit(costs, churned, probabilities >= threshold)
-    default = offers_profit(costs, churned, probabilities >= DEFAULT_THRESHOLD)
-    return {
-        f"{prefix}profit": chosen["profit"],
-        f"{prefix}offers": chosen["offers"],
-        f"{prefix}profit_at_default": default["profit"],
-        f"{prefix}offers_at_default": default["offers"],
-    }
+    figures = {}
+    for suffix, cut in (("", threshold), ("_at_default", DEFAULT_THRESHOLD)):
+        for name, value in offers_profit(costs, churned, probabilities >= cut).items():
+            figures[f"{prefix}{name}{suffix}"] = value
+    return figures
 
 
-@dataclass(frozen=True)
-class ThresholdChoice:
-    threshold: float
-    summary: dict[str, Any]  # what the metadata keeps: the costs and the profits they lead to
-    curve: np.ndarray  # profit at each THRESHOLD_GRID value, for the report's chart
-
-    def describe(self) -> str:
-        s = self.summary
-        return (
-            f"Threshold {self.threshold:g} from costs: expected profit {s['profit']:,.0f} on "
-            f"{s['customers']:,} out-of-fold customers ({s['offers']:,} offers) vs "
-            f"{s['profit_at_default']:,.0f} at {DEFAULT_THRESHOLD} ({s['offers_at_default']:,})"
-        )
-
-
-def choose_threshold(costs: Costs, churned: np.ndarray, out_of_fold: np.ndarray) -> ThresholdChoice:
-    """The most profitable grid threshold on out-of-fold scores, and the whole profit curve.
+def choose_threshold(
+    costs: Costs, churned: np.ndarray, out_of_fold: np.ndarray
+) -> tuple[float, dict[str, Any], np.ndarray]:
+    """The most profitable grid threshold on out-of-fold scores, what the metadata keeps of the
+    choice, and the profit at each grid threshold (the report's chart).
 
     On a tie the highest threshold wins: the same money with the fewest offers.
     """
@@ -119,4 +101,15 @@ def choose_threshold(costs: Costs, churned: np.ndarray, out_of_fold: np.ndarray)
         "customers": len(out_of_fold),
         **chosen_and_default(costs, churned, out_of_fold, threshold, prefix=""),
     }
-    return ThresholdChoice(threshold, summary, curve)
+    return threshold, summary, curve
+
+
+def describe_choice(threshold: float, summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return f"Threshold {DEFAULT_THRESHOLD} (default: no costs)"
+    return (
+        f"Threshold {threshold:g} from costs: expected profit {summary['profit']:,.0f} on "
+        f"{summary['customers']:,} out-of-fold customers ({summary['offers']:,} offers) vs "
+        f"{summary['profit_at_default']:,.0f} at {DEFAULT_THRESHOLD} "
+        f"({summary['offers_at_default']:,})"
+    )

@@ -18,10 +18,8 @@ from markupsafe import Markup
 
 from churn import charts
 from churn.artifact import write_atomically
-from churn.compare import Baseline
 from churn.config import DEFAULT_THRESHOLD
-from churn.evaluation import curves
-from churn.profit import THRESHOLD_GRID, ThresholdChoice
+from churn.profit import THRESHOLD_GRID
 
 # Escaped, and failing on a name the context lacks.
 PAGES = Environment(
@@ -78,45 +76,34 @@ def fact_renderer(metadata: dict[str, Any]):
 
 def for_training(
     metadata: dict[str, Any],
-    dv: Any,
-    model: Any,
-    churned: np.ndarray,
-    probabilities: np.ndarray,
-    baseline: Baseline | None,
-    choice: ThresholdChoice | None,
+    models: list[charts.Series],
+    weights: dict[str, float],
+    old_weights: dict[str, float] | None,
+    profit_curve: np.ndarray | None,
 ) -> Report:
     """The report of a training run: the new model, and the current one when comparing."""
-    held_out = metadata["evaluation"]["held_out"]
-    models = [
-        charts.Series("new" if baseline else "model", held_out, curves(churned, probabilities))
-    ]
-    if baseline:
-        old = metadata["comparison"]["baseline_held_out"]
-        models.append(charts.Series("current", old, curves(churned, baseline.probabilities)))
-    weights = sorted(
-        zip(dv.feature_names_, map(float, model.coef_[0]), strict=True), key=lambda w: -abs(w[1])
-    )
-    old_weights = baseline.predictor.weights.weights if baseline else None
-    runs = metadata["evaluation"]["cross_validation"]
+    by_size = sorted(weights.items(), key=lambda weight: -abs(weight[1]))
     images = {
-        "cross_validation.png": charts.cross_validation(runs, metadata["params"]["C"]),
+        "cross_validation.png": charts.cross_validation(
+            metadata["evaluation"]["cross_validation"], metadata["params"]["C"]
+        ),
         "roc.png": charts.roc(models),
         "precision_recall.png": charts.precision_recall(models),
         "calibration.png": charts.calibration(models),
         "gain.png": charts.gain(models),
         "confusion.png": charts.confusion(models),
-        "coefficients.png": charts.coefficients(weights, old_weights),
+        "coefficients.png": charts.coefficients(by_size, old_weights),
     }
-    if choice:
+    if profit_curve is not None:
         images["profit.png"] = charts.profit(
-            THRESHOLD_GRID, choice.curve, choice.threshold, DEFAULT_THRESHOLD
+            THRESHOLD_GRID, profit_curve, metadata["threshold"], DEFAULT_THRESHOLD
         )
     return Report.of(
         "report.html",
         images,
         meta=metadata,
         fact=fact_renderer(metadata),
-        weights=weights,
+        weights=by_size,
         baseline_weights=old_weights,
         default_threshold=DEFAULT_THRESHOLD,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import shutil
@@ -148,6 +149,17 @@ def _counted_before_the_next_test():
     yield
     for app in APPS:
         app.extensions["churn.watch"].flush()
+
+
+def model_with_extra_field(folder: Path, field: str) -> Path:
+    """A copy of the committed model whose metadata declares one more categorical field, as a
+    model trained on data with another column would."""
+    model_file = folder / COMMITTED_MODEL.name
+    shutil.copy(COMMITTED_MODEL, model_file)
+    metadata = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
+    metadata["schema"]["categorical"][field] = ["north", "south"]
+    model_file.with_suffix(".json").write_text(json.dumps(metadata))
+    return model_file
 
 
 @functools.cache

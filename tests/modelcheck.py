@@ -42,7 +42,7 @@ def sklearn_probabilities(frame: pd.DataFrame) -> np.ndarray:
     """The course's way on raw rows: clean the text as train.py does, then the committed
     DictVectorizer and predict_proba."""
     from churn.data import clean
-    from churn.model import predict
 
     dv, model = committed_pair()
-    return predict(dv, model, clean(frame))
+    records = clean(frame)[list(FEATURE_FIELDS)].to_dict(orient="records")
+    return model.predict_proba(dv.transform(records))[:, 1]

@@ -16,6 +16,7 @@ import requests
 from bench.servers import free_port, gunicorn_command, poll, running, wait_for_workers
 from churn.config import PROJECT_ROOT
 from churn.gunicorn_hooks import listening_message
+from tests.conftest import model_with_extra_field
 from tests.liveserver import access_entries, log_entries
 
 
@@ -37,6 +38,19 @@ def test_gunicorn_refuses_to_start_on_a_bad_model(tmp_path, content, expected):
     )
     assert result.returncode != 0
     assert "churn-serving cannot start" in result.stderr and expected in result.stderr
+    assert "Booting worker" not in result.stderr
+
+
+def test_gunicorn_names_the_fields_a_model_was_trained_with_beyond_the_codes(tmp_path):
+    model_file = model_with_extra_field(tmp_path, "region")
+    env = {**os.environ, "MODEL_FILE": str(model_file), "PORT": str(free_port())}
+    result = subprocess.run(
+        gunicorn_command(), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode != 0
+    assert "churn-serving cannot start" in result.stderr
+    assert "other fields than this code declares: region (only in the model)" in result.stderr
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr
     assert "Booting worker" not in result.stderr
 
 

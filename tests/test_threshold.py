@@ -46,17 +46,18 @@ def test_a_small_case_worked_by_hand():
     # Per offer: a churner brings 0.5 x 10 - 1 = +4, a stayer -1. Offering to the top three
     # (scores 0.9, 0.35, 0.3) earns 4 + 4 - 1 = 7; the top two earn 8; the top one 4.
     costs = Costs(offer_cost=1, customer_value=10, offer_acceptance=0.5)
-    choice = choose_threshold(costs, np.array([1, 1, 0, 0]), np.array([0.9, 0.35, 0.3, 0.1]))
-    assert choice.threshold == 0.35  # the highest of 0.31 ... 0.35, which all offer to two
-    assert choice.summary["profit"] == 8 and choice.summary["offers"] == 2
-    assert choice.summary["profit_at_default"] == 4 and choice.summary["offers_at_default"] == 1
+    churned, scores = np.array([1, 1, 0, 0]), np.array([0.9, 0.35, 0.3, 0.1])
+    threshold, summary, _ = choose_threshold(costs, churned, scores)
+    assert threshold == 0.35  # the highest of 0.31 ... 0.35, which all offer to two
+    assert summary["profit"] == 8 and summary["offers"] == 2
+    assert summary["profit_at_default"] == 4 and summary["offers_at_default"] == 1
 
 
 def test_when_no_offer_pays_the_threshold_offers_to_nobody():
     costs = Costs(offer_cost=10, customer_value=10, offer_acceptance=0.5)
-    choice = choose_threshold(costs, np.array([1, 0, 1]), np.array([0.9, 0.6, 0.2]))
-    assert choice.threshold == 1.0 and choice.summary["offers"] == 0
-    assert choice.summary["profit"] == 0
+    threshold, summary, _ = choose_threshold(costs, np.array([1, 0, 1]), np.array([0.9, 0.6, 0.2]))
+    assert threshold == 1.0 and summary["offers"] == 0
+    assert summary["profit"] == 0
 
 
 def test_the_saved_threshold_is_recomputed_independently_from_out_of_fold_scores(

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churn import model
+from churn import training
 from churn.config import PROJECT_ROOT
 from churn.data import clean
 from churn.training import main
-from tests.conftest import COMMITTED_MODEL
+from tests.conftest import COMMITTED_MODEL, model_with_extra_field
 from tests.modelcheck import feature_names_of, held_out_auc
 from tests.synthetic import raw_frame, write_csv
 
@@ -30,9 +30,11 @@ def synthetic_csv(tmp_path):
 
 def test_fit_on_a_synthetic_frame_learns_the_planted_signal():
     frame = clean(raw_frame(600, seed=2))
-    train, test = model.split(frame)
-    dv, lr = model.fit(train, C=1.0)
-    assert roc_auc_score(test["churn"], model.predict(dv, lr, test)) > 0.8
+    train, test = training.split(frame)
+    fitted = training.pipeline(C=1.0).fit(training.feature_dicts(train), train["churn"])
+    probabilities = fitted.predict_proba(training.feature_dicts(test))[:, 1]
+    assert roc_auc_score(test["churn"], probabilities) > 0.8
+    dv, lr = (step for _, step in fitted.steps)
     weights = dict(zip(dv.feature_names_, lr.coef_[0], strict=True))
     assert weights["contract=month-to-month"] > 0 > weights["tenure"]
 
@@ -87,6 +89,16 @@ def test_training_is_deterministic(tmp_path, synthetic_csv):
     (_, lr1), (_, lr2) = (pickle.loads(p.read_bytes()) for p in (first, second))
     assert np.array_equal(lr1.coef_, lr2.coef_) and np.array_equal(lr1.intercept_, lr2.intercept_)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_model_trained_with_other_fields_is_named_and_replaced(tmp_path, synthetic_csv, capsys):
+    output = model_with_extra_field(tmp_path, "region")
+    assert main(["--data", synthetic_csv, "--output", str(output), "--folds", "3"]) == 0
+    warning = capsys.readouterr().out
+    assert "not comparing with the existing" in warning and "region (only in the model)" in warning
+    assert output.read_bytes() != COMMITTED_MODEL.read_bytes()
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert "region" not in metadata["schema"]["categorical"] and metadata["comparison"] is None
 
 
 @pytest.mark.parametrize("content", [b"", b"a,b\n1,2\n", b"\x00\x01\x02garbage\xff"])
