@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import free_port, gunicorn_command
-from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT, metadata_path
+from churn.artifact import metadata_path
+from churn.config import DEFAULT_MODEL_FILE, PROJECT_ROOT
 from tests.nginx_rig import nginx_in_front
 from tests.postgres import capture_database
 

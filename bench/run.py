@@ -29,7 +29,8 @@ from pathlib import Path
 from bench.contenders import MODEL_FILE, Contender, contenders
 from bench.load import require_wrk, run_wrk, server_cpu_seconds
 from bench.servers import running, wait_for_workers
-from churn.config import PROJECT_ROOT, metadata_path
+from churn.artifact import metadata_path
+from churn.config import PROJECT_ROOT
 from churn.features import EXAMPLE_CUSTOMER
 
 BATCH_1000_MS_MAX = 10.0

@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from churn.config import metadata_path
-
 VECTORIZER = ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer")
 CLASSIFIER = ("sklearn.linear_model._logistic", "LogisticRegression")
 
@@ -36,6 +34,20 @@ NUMPY_GLOBALS = {("numpy", name) for name in ("dtype", "ndarray", "float64", "in
         ("multiarray", "scalar"),
     )
 }
+
+
+# The threshold a model's metadata holds: the course's, or one chosen from costs at training.
+DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_COSTS = 0.5, "default", "costs"
+
+
+def model_filename(c: float) -> str:
+    """The course's artifact name: ``model_C=1.0.bin`` for C=1.0."""
+    return f"model_C={c}.bin"
+
+
+def metadata_path(model_path: Path) -> Path:
+    """Where a model's JSON metadata lives: beside it, same stem."""
+    return model_path.with_suffix(".json")
 
 
 class ModelFileError(Exception):

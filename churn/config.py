@@ -17,29 +17,11 @@ DATA_FILENAME = "WA_Fn-UseC_-Telco-Customer-Churn.csv"
 COURSE_CODE = "https://raw.githubusercontent.com/alexeygrigorev/mlbookcamp-code/master"
 DATA_URL = f"{COURSE_CODE}/chapter-03-churn-prediction/{DATA_FILENAME}"
 DEFAULT_DATA_PATH = Path("data") / DATA_FILENAME
-DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MODEL_FILE = 1.0, 5, "model_C=1.0.bin"
-DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out AUC needs --force
-# The threshold in force: the course's, or chosen from costs at training, or the environment's.
-DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_COSTS = 0.5, "default", "costs"
-THRESHOLD_FROM_ENVIRONMENT = "CHURN_THRESHOLD"
+DEFAULT_MODEL_FILE = "model_C=1.0.bin"
+THRESHOLD_FROM_ENVIRONMENT = "CHURN_THRESHOLD"  # a threshold that overrides the model's
 Lower = BeforeValidator(str.lower)  # LOG_FORMAT=TEXT is text
 Level = Annotated[Literal["debug", "info", "warning", "error", "critical"], Lower]
 Format = Annotated[Literal["json", "text"], Lower]
-
-
-def model_filename(c: float) -> str:
-    """The course's artifact name: ``model_C=1.0.bin`` for C=1.0."""
-    return f"model_C={c}.bin"
-
-
-def metadata_path(model_path: Path) -> Path:
-    """Where a model's JSON metadata lives: beside it, same stem."""
-    return model_path.with_suffix(".json")
-
-
-def report_path(model_path: Path, refused: bool = False) -> Path:
-    """Training's report, ``model_C=1.0.report.html``; a refused model's has its own name."""
-    return model_path.with_suffix(".refused.report.html" if refused else ".report.html")
 
 
 class ConfigError(ValueError):

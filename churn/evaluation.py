@@ -19,6 +19,7 @@ from sklearn.metrics import (
 
 CALIBRATION_EDGES = np.linspace(0.0, 1.0, 11)  # ten equal-width bins
 LIFT_GROUPS = 10  # deciles
+DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out AUC needs --force
 
 
 def evaluate(churned: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:

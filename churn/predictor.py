@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from churn import artifact
-from churn.artifact import ModelFileError
+from churn.artifact import THRESHOLD_FROM_DEFAULT, ModelFileError
 from churn.columns import Checked, Validator
-from churn.config import THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_ENVIRONMENT
+from churn.config import THRESHOLD_FROM_ENVIRONMENT
 from churn.drift import DriftBins, FeatureReference, load_reference
 from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
 from churn.scorer import Scorer

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from churn.config import DEFAULT_THRESHOLD
+from churn.artifact import DEFAULT_THRESHOLD
 
 # Hundredths from 0 to 1: the grid includes the default, so costs never choose worse than it.
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)

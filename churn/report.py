@@ -17,11 +17,16 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from churn import charts
-from churn.artifact import write_atomically
-from churn.config import DEFAULT_THRESHOLD
+from churn.artifact import DEFAULT_THRESHOLD, write_atomically
 from churn.profit import THRESHOLD_GRID
 
+
 # Escaped, and failing on a name the context lacks.
+def report_path(model_path: Path, refused: bool = False) -> Path:
+    """Training's report, ``model_C=1.0.report.html``; a refused model's has its own name."""
+    return model_path.with_suffix(".refused.report.html" if refused else ".report.html")
+
+
 PAGES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),

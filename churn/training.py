@@ -27,13 +27,14 @@ from churn import artifact, charts, config, profit, report
 from churn.artifact import ModelFileError
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.drift import reference_from
-from churn.evaluation import curves, evaluate
+from churn.evaluation import DEFAULT_AUC_TOLERANCE, curves, evaluate
 from churn.features import FEATURE_FIELDS, TARGET, learn_schema
 from churn.predictor import Predictor
 
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
 RANDOM_STATE = 1  # the course's, for the split and the folds
+DEFAULT_C, DEFAULT_FOLDS = 1.0, 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--C",
         type=float,
         nargs="+",
-        default=[config.DEFAULT_C],
+        default=[DEFAULT_C],
         dest="C_values",
         metavar="C",
         help="inverse regularization strength; several values keep the best mean CV AUC "
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--folds",
         type=int,
-        default=config.DEFAULT_FOLDS,
+        default=DEFAULT_FOLDS,
         help="cross-validation folds (default: 5)",
     )
     parser.add_argument("--output", help="model file to write (default: model_C={C}.bin)")
@@ -73,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gate.add_argument(
         "--auc-tolerance",
         type=float,
-        default=config.DEFAULT_AUC_TOLERANCE,
+        default=DEFAULT_AUC_TOLERANCE,
         help="refuse a model this much worse on held-out AUC (default: %(default)s)",
     )
     gate.add_argument("--force", action="store_true", help="save even a refused model")
@@ -200,9 +201,9 @@ def build_metadata(
         },
         "evaluation": {"cross_validation": runs, "held_out": held_out},
         "threshold": held_out["confusion"]["threshold"],
-        "threshold_source": config.THRESHOLD_FROM_COSTS
+        "threshold_source": artifact.THRESHOLD_FROM_COSTS
         if choice
-        else config.THRESHOLD_FROM_DEFAULT,
+        else artifact.THRESHOLD_FROM_DEFAULT,
         "threshold_choice": choice,
         "comparison": None,  # filled in when there is a model to compare with
         "schema": learn_schema(train_frame),
@@ -218,7 +219,7 @@ def threshold_for(
     """The course's 0.5 without costs; with them, the most profitable on the out-of-fold scores
     of ``train`` (churned, probabilities), its profits on ``test`` added to the summary."""
     if costs is None:
-        return config.DEFAULT_THRESHOLD, None, None
+        return artifact.DEFAULT_THRESHOLD, None, None
     threshold, choice, curve = profit.choose_threshold(costs, *train)
     # The held-out profits: the search never saw these customers.
     choice |= profit.chosen_and_default(costs, *test, threshold, "held_out_")
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     old = Predictor.load(old_path) if old_path else None
     results = [cross_validate(full_train, C, args.folds) for C in args.C_values]
     best, out_of_fold = max(results, key=lambda result: result[0]["mean"])
-    output = Path(args.output or config.model_filename(best["C"]))
+    output = Path(args.output or artifact.model_filename(best["C"]))
     if old_path is None:
         old_path, old = output, current_model(output)
     final = pipeline(best["C"]).fit(feature_dicts(full_train), full_train[TARGET].to_numpy())
@@ -263,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         metadata, models, weights, old.weights.weights if old else None, profit_curve
     )
     if old and metadata["comparison"]["verdict"] == "refused":
-        refused = config.report_path(output, refused=True)
+        refused = report.report_path(output, refused=True)
         page.write(refused)
         print(
             f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
@@ -272,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_REFUSED
     artifact.write(output, raw, metadata)
-    page.write(config.report_path(output))
-    print(f"Saved {output}, {output.with_suffix('.json')} and {config.report_path(output)}")
+    page.write(report.report_path(output))
+    print(f"Saved {output}, {output.with_suffix('.json')} and {report.report_path(output)}")
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
-from churn.config import THRESHOLD_FROM_COSTS, THRESHOLD_FROM_ENVIRONMENT
+from churn.artifact import THRESHOLD_FROM_COSTS
+from churn.config import THRESHOLD_FROM_ENVIRONMENT
 from churn.features import (
     CATEGORICAL_FIELDS,
     EXAMPLE_CUSTOMER,

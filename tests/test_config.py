@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from churn.artifact import model_filename
 from churn.config import (
     PROJECT_ROOT,
     ConfigError,
     DataSettings,
     Settings,
     markdown_table,
-    model_filename,
 )
 from churn.schema import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 

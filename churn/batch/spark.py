@@ -37,12 +37,11 @@ from pyspark.sql.functions import broadcast, col, monotonically_increasing_id
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from churn import artifact
-from churn.artifact import ModelFileError
+from churn.artifact import ModelFileError, metadata_path
 from churn.batch.columns import ROW, InputFileError, Layout, score_record_batch, wanted
 from churn.batch.csv_text import header_names, parse_lines
 from churn.batch.files import BATCH_ROWS, file_format
 from churn.batch.model import BatchModel
-from churn.config import metadata_path
 
 APP_NAME = "churn-score"
 FORMATS = (".csv", ".parquet")

@@ -25,12 +25,12 @@ import psycopg
 from psycopg.rows import namedtuple_row
 
 from churn import charts
-from churn.artifact import ModelFileError, load_metadata, write_atomically
+from churn.artifact import ModelFileError, load_metadata, metadata_path, write_atomically
 from churn.batch import cli as score_py
 from churn.batch.columns import InputFileError
 from churn.capture import connect, one_line
-from churn.config import DEFAULT_AUC_TOLERANCE, DEFAULT_MODEL_FILE, ConfigError, metadata_path
-from churn.evaluation import bootstrap_auc, scores
+from churn.config import DEFAULT_MODEL_FILE, ConfigError
+from churn.evaluation import DEFAULT_AUC_TOLERANCE, bootstrap_auc, scores
 from churn.profit import Costs, add_cost_options, costs_from, offers_profit
 from churn.report import Report
 
