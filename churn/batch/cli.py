@@ -23,7 +23,6 @@ from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, Layout, score_record_batch
 from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
 from churn.batch.model import BatchModel
-from churn.capture import RunCapture
 from churn.config import DEFAULT_MODEL_FILE, ConfigError
 
 # A normal export has a few bad rows at most; more than 1% means it changed (new columns,
@@ -178,6 +177,8 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
         cleanup.callback(progress.close)
         capture = None
         if args.capture_database:  # rows committed with the scores (churn/capture.py)
+            from churn.capture import RunCapture  # psycopg: imported only when asked for
+
             url, id_column = args.capture_database, layout.id_column
             capture = RunCapture(url, model.version, model.threshold, id_column)
             cleanup.callback(capture.discard)
