@@ -69,7 +69,9 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
         parts = _parquet_parts(path)
         files = [pq.ParquetFile(part) for part in parts]
         rows = sum(file.metadata.num_rows for file in files)
-        return Source(files[0].schema_arrow, _parquet_batches(parts, batch_rows), rows)
+        schema = files[0].schema_arrow  # as the batches hold it: only the wanted columns
+        columns = pa.schema([schema.field(name) for name in wanted(schema.names)])
+        return Source(columns, _parquet_batches(parts, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
 
