@@ -91,10 +91,9 @@ def score_record_batch(
         checked = validator.check(columns, batch.num_rows)
     valid = np.flatnonzero(checked.valid)
     probabilities = model.predictor.probabilities(checked)[valid]
-    if layout.id_column:
-        key = (
-            checked.ids if isinstance(checked.ids, pa.Array) else pa.array(checked.ids, pa.string())
-        )
+    if layout.id_column:  # a file's ids are already one Arrow array; JSON lines' a list
+        ids = checked.ids
+        key = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
         key = key if len(valid) == len(key) else key.take(to_arrow(valid))
     else:
         key = to_arrow(valid + first_row)
