@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TextIO
 
 import orjson
-import pyarrow as pa
 
 from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, Layout, score_record_batch
@@ -100,7 +99,6 @@ def too_many_invalid(rows_in: int, rejected: int, max_invalid: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    use_lean_memory_pool()
     # A SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so temporary files are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.perf_counter()
@@ -136,16 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_TOO_MANY_INVALID
     return 0
-
-
-def use_lean_memory_pool() -> None:
-    """jemalloc handing freed batch buffers straight back: Arrow's default pool (mimalloc) and
-    jemalloc's default decay kept the peak 20-40% higher on a long run."""
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
