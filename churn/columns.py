@@ -54,7 +54,7 @@ class Checked:
 
     numbers: np.ndarray  # float64, a column per ``NUMBER_FIELDS``
     codes: np.ndarray  # each category's index in its vocabulary, a column per CATEGORICAL_FIELDS
-    ids: list[str | None]
+    ids: list[str | None] | pa.StringArray  # a file's ids stay one Arrow array
     problems: list[Problem]  # by row, then in field order
 
     @functools.cached_property
@@ -65,7 +65,8 @@ class Checked:
 
     def rows(self, which: np.ndarray) -> Checked:
         """Only the rows ``which`` selects (problems are dropped: select valid rows)."""
-        ids = [self.ids[i] for i in np.flatnonzero(which)]
+        ids = _listed(self.ids)
+        ids = [ids[i] for i in np.flatnonzero(which)]
         return Checked(self.numbers[which], self.codes[which], ids, [])
 
     def customer(self, row: int, vocabularies: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -128,8 +129,9 @@ class Validator:
             )
         ids = self._ids(columns, size, found)
         found.sort(key=itemgetter(0, 1))
+        named = _listed(ids) if found else ids
         problems = [
-            Problem(row, ids[row], field, refusal.message, refusal.kind)
+            Problem(row, named[row], field, refusal.message, refusal.kind)
             for row, _, field, refusal in found
         ]
         return Checked(numbers, codes, ids, problems)
@@ -185,18 +187,20 @@ class Validator:
             found += [(int(refused[row]), *rest) for row, *rest in among_refused]
         return values
 
-    def _ids(self, columns: Mapping[str, Column], size: int, found: list) -> list[str | None]:
+    def _ids(self, columns: Mapping[str, Column], size: int, found: list) -> Any:
         """The id each row echoes, as text: the first id key given wins (``ID_KEYS``)."""
-        chosen: list[str | None] | None = None
+        chosen: Any = None
         for key in reversed(ID_KEYS):
             if key in columns:
                 texts = self._id_texts(key, columns[key], size, found)
                 if chosen is not None:  # both keys given: a row's later key fills its gaps
-                    texts = [c if t is None else t for c, t in zip(chosen, texts, strict=True)]
+                    pairs = zip(_listed(chosen), _listed(texts), strict=True)
+                    texts = [c if t is None else t for c, t in pairs]
                 chosen = texts
         return [None] * size if chosen is None else chosen
 
-    def _id_texts(self, key: str, column: Column, size: int, found: list) -> list[Any]:
+    def _id_texts(self, key: str, column: Column, size: int, found: list) -> Any:
+        """The column's ids as text: an Arrow array stays one when it holds text or integers."""
         if not isinstance(column, list | tuple):
             import pyarrow as pa
             import pyarrow.compute as pc
@@ -206,7 +210,7 @@ class Validator:
             if _is_text(column.type) or pa.types.is_integer(column.type):
                 column = pc.cast(column, pa.string())
                 if (pc.max(pc.utf8_length(column)).as_py() or 0) <= MAX_ID_LENGTH:
-                    return column.to_pylist()
+                    return column
             column = column.to_pylist()
         kinds = set(map(type, column))
         if (
@@ -270,11 +274,12 @@ def _distinct_values(column: Column, size: int) -> tuple[list[Any], np.ndarray]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if pa.types.is_dictionary(column.type) and column.null_count:
+            column = column.dictionary_decode()  # its nulls become a value of their own below
         if not pa.types.is_dictionary(column.type):
-            column = pc.dictionary_encode(column)
-        values = [*column.dictionary.to_pylist(), MISSING]
-        nulls_last = pc.fill_null(column.indices, len(values) - 1)
-        return values, nulls_last.to_numpy(zero_copy_only=False).astype(np.intp)
+            column = pc.dictionary_encode(column, null_encoding="encode")
+        values = [MISSING if value is None else value for value in column.dictionary.to_pylist()]
+        return values, np.from_dlpack(column.indices).astype(np.intp)
     if set(map(type, column)) == {str}:  # the usual column: text, indexed in C
         seen = {value: index for index, value in enumerate(dict.fromkeys(column))}
         return list(seen), np.fromiter(map(seen.__getitem__, column), np.intp, len(column))
@@ -306,13 +311,15 @@ def _plain_numbers(column: Column) -> np.ndarray | None:
         if pa.types.is_dictionary(column.type):
             column = column.dictionary_decode()
         kind = column.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            return column.to_numpy(zero_copy_only=False).astype(np.float64)
         if _is_text(kind):
-            plain = pc.fill_null(pc.match_substring_regex(column, f"^{DECIMAL.pattern}$"), False)
-            numbers = pc.if_else(plain, column, pa.scalar(None, kind))  # others: null, NaN
-            return pc.cast(numbers, pa.float64()).to_numpy(zero_copy_only=False).copy()
-        return None
+            plain = pc.match_substring_regex(column, f"^{DECIMAL.pattern}$")
+            column = pc.if_else(plain, column, pa.nulls(1, kind)[0])  # others: null, so NaN
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            return None
+        floats = pc.cast(column, pa.float64(), safe=False)  # past 2**53 rounded, as numpy does
+        if floats.null_count:
+            floats = pc.fill_null(floats, to_arrow(np.array([np.nan]))[0])
+        return np.from_dlpack(floats).copy()
     kinds = set(map(type, column))
     if kinds <= {int, float} or (kinds == {str} and all(map(DECIMAL.fullmatch, column))):
         return np.array(column, dtype=np.float64)
@@ -323,9 +330,27 @@ def _take(column: Column, rows: np.ndarray) -> Column:
     if not isinstance(column, list | tuple):
         import pyarrow as pa
 
-        taken = column.take(rows)  # a dictionary column keeps its whole dictionary: drop it
+        taken = column.take(to_arrow(rows))  # a dictionary keeps its whole dictionary: drop it
         return taken.dictionary_decode() if pa.types.is_dictionary(taken.type) else taken
     return [column[row] for row in rows.tolist()]
+
+
+def to_arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array as an Arrow array. Arrow to numpy goes through DLPack, and this way back
+    through buffers, because ``pa.array`` and ``to_numpy`` import pandas: 0.3 CPU-s of a
+    million-row ``score.py`` run that uses no pandas."""
+    import pyarrow as pa
+
+    if values.dtype == np.bool_:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    values = np.ascontiguousarray(values)
+    kind = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+def _listed(ids: Any) -> list[str | None]:
+    return ids if isinstance(ids, list) else ids.to_pylist()
 
 
 def _is_text(kind: pa.DataType) -> bool:

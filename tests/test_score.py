@@ -93,6 +93,22 @@ def test_course_form_parquet_parts_give_the_same_scores_in_any_format(
     )
 
 
+def test_a_parquet_file_with_unused_columns_before_the_fields_scores(customers, tmp_path, capsys):
+    frame = customers.iloc[:300]
+    path = tmp_path / "customers.parquet"  # the export's Churn column first, a note in between
+    table = pa.Table.from_pandas(
+        frame[["Churn", *frame.columns.drop("Churn")]], preserve_index=False
+    )
+    pq.write_table(table.add_column(3, "note", pa.array(["vip"] * len(frame))), path)
+    out = tmp_path / "s.parquet"
+    code, summary, _ = score("--input", path, "--output", out, capsys=capsys)
+    assert code == 0 and summary["scored"] == len(frame)
+    assert read(out).column("customerID").to_pylist() == frame["customerID"].tolist()
+    np.testing.assert_allclose(
+        read(out).column("churn_probability"), sklearn_probabilities(frame), rtol=0, atol=1e-12
+    )
+
+
 def test_jsonl_input_is_read_too(customers, tmp_path, capsys):
     path = tmp_path / "customers.jsonl"
     customers.iloc[:200].to_json(path, orient="records", lines=True)

@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import TextIO
 
 import orjson
-import pyarrow as pa
 
 from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, Layout, score_record_batch
 from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
 from churn.batch.model import BatchModel
-from churn.capture import RunCapture
 from churn.config import DEFAULT_MODEL_FILE, ConfigError
 
 # A normal export has a few bad rows at most; more than 1% means it changed (new columns,
@@ -101,7 +99,6 @@ def too_many_invalid(rows_in: int, rejected: int, max_invalid: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    use_lean_memory_pool()
     # A SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so temporary files are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.perf_counter()
@@ -139,16 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def use_lean_memory_pool() -> None:
-    """jemalloc handing freed batch buffers straight back: Arrow's default pool (mimalloc) and
-    jemalloc's default decay kept the peak 20-40% higher on a long run."""
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        pa.set_memory_pool(pa.system_memory_pool())
-
-
 def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
     """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
     if args.capture_database:
@@ -178,6 +165,8 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
         cleanup.callback(progress.close)
         capture = None
         if args.capture_database:  # rows committed with the scores (churn/capture.py)
+            from churn.capture import RunCapture  # psycopg: imported only when asked for
+
             url, id_column = args.capture_database, layout.id_column
             capture = RunCapture(url, model.version, model.threshold, id_column)
             cleanup.callback(capture.discard)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from churn.batch.model import BatchModel
-from churn.columns import KNOWN_KEYS
+from churn.columns import KNOWN_KEYS, Problem, to_arrow
 from churn.features import FEATURE_FIELDS, normalize_token
 from churn.schema import ID_KEYS
 
@@ -91,24 +91,26 @@ def score_record_batch(
         checked = validator.check(columns, batch.num_rows)
     valid = np.flatnonzero(checked.valid)
     probabilities = model.predictor.probabilities(checked)[valid]
-    if layout.id_column:
-        key = pa.array(checked.ids, pa.string())
-        key = key if len(valid) == len(checked.ids) else key.take(valid)
+    if layout.id_column:  # a file's ids are already one Arrow array; JSON lines' a list
+        ids = checked.ids
+        key = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+        key = key if len(valid) == len(key) else key.take(to_arrow(valid))
     else:
-        key = pa.array(valid + first_row, pa.int64())
-    scored = [
-        key,
-        pa.array(probabilities, pa.float64()),
-        pa.array(probabilities >= model.threshold),
-    ]
-    problems = checked.problems
-    rejects = [
-        pa.array([problem.row + first_row for problem in problems], pa.int64()),
-        pa.array([problem.customer_id for problem in problems], pa.string()),
-        pa.array([problem.field for problem in problems], pa.string()),
-        pa.array([problem.message for problem in problems], pa.string()),
-    ]
+        key = to_arrow(valid + first_row)
+    scored = [key, to_arrow(probabilities), to_arrow(probabilities >= model.threshold)]
     return (
         pa.RecordBatch.from_arrays(scored, schema=layout.output_schema()),
-        pa.RecordBatch.from_arrays(rejects, schema=layout.rejects_schema()),
+        _rejects(checked.problems, first_row, layout.rejects_schema()),
     )
+
+
+def _rejects(problems: list[Problem], first_row: int, schema: pa.Schema) -> pa.RecordBatch:
+    if problems:
+        lines = [(p.row + first_row, p.customer_id, p.field, p.message) for p in problems]
+        columns = [
+            pa.array(column, f.type)
+            for column, f in zip(zip(*lines, strict=True), schema, strict=True)
+        ]
+    else:  # not pa.array([]): it imports pandas (churn.columns.to_arrow)
+        columns = [pa.nulls(0, field.type) for field in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

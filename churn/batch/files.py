@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from churn.batch.columns import InputFileError, wanted
 from churn.batch.csv_text import convert_options
+from churn.features import CATEGORICAL_FIELDS, normalize_token
 
 BATCH_ROWS = 65_536  # rows per batch: large enough to amortize, small enough for flat memory
 ROW_BYTES = 256  # about one Telco row of CSV or JSON lines, to size the CSV reader's blocks
@@ -67,7 +69,9 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
         parts = _parquet_parts(path)
         files = [pq.ParquetFile(part) for part in parts]
         rows = sum(file.metadata.num_rows for file in files)
-        return Source(files[0].schema_arrow, _parquet_batches(parts, batch_rows), rows)
+        schema = files[0].schema_arrow  # as the batches hold it: only the wanted columns
+        columns = pa.schema([schema.field(name) for name in wanted(schema.names)])
+        return Source(columns, _parquet_batches(parts, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
 
@@ -128,12 +132,21 @@ def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBa
     for part in parts:
         schema = pq.ParquetFile(part).schema_arrow
         names = wanted(schema.names)
-        text = [name for name in names if pa.types.is_string(schema.field(name).type)]
-        # Text read as dictionaries: each distinct value once per batch, as the validator wants.
+        # Categories read as dictionaries: each distinct value once per batch, as the validator
+        # wants; ids and numbers as text stay plain (nearly all distinct: a dictionary of them
+        # cost more than the whole rest of the read). No threads: they cost CPU, not time saved.
         # Column chunks read page by page rather than whole: memory follows the batch size,
         # not the row-group size the writer chose (Spark writes row groups of 128 MB).
-        reader = pq.ParquetFile(part, read_dictionary=text, pre_buffer=False, buffer_size=1 << 20)
-        yield from _guarded(reader.iter_batches(batch_rows, columns=names), part)
+        categories = [
+            name
+            for name in names
+            if normalize_token(name) in CATEGORICAL_FIELDS
+            and pa.types.is_string(schema.field(name).type)
+        ]
+        reader = pq.ParquetFile(
+            part, read_dictionary=categories, pre_buffer=False, buffer_size=1 << 20
+        )
+        yield from _guarded(reader.iter_batches(batch_rows, columns=names, use_threads=False), part)
 
 
 def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.RecordBatch]:
@@ -160,7 +173,13 @@ class _JsonLinesWriter:
         pass
 
 
-WRITERS = {".csv": pa_csv.CSVWriter, ".parquet": pq.ParquetWriter, ".jsonl": _JsonLinesWriter}
+# Parquet without dictionaries: ids and probabilities are nearly all distinct, and trying
+# dictionaries first cost 3x the writing time for a larger file.
+WRITERS = {
+    ".csv": pa_csv.CSVWriter,
+    ".parquet": partial(pq.ParquetWriter, use_dictionary=False),
+    ".jsonl": _JsonLinesWriter,
+}
 
 
 class AtomicWriter:
