@@ -125,7 +125,7 @@ def test_the_healthcheck_turns_healthy_then_unhealthy_when_the_app_stops_answeri
 @pytest.mark.parametrize(
     ("option", "reason"),
     [
-        ("--env=CHURN_THRESHOLD=high", "CHURN_THRESHOLD='high' is not a number"),
+        ("--env=CHURN_THRESHOLD=high", "CHURN_THRESHOLD='high' should be a valid number"),
         ("--volume={tampered}:/app/model_C=1.0.bin:ro", "is not a readable model pickle"),
     ],
 )
