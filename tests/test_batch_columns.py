@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from churn.artifact import ModelFileError
 from churn.batch.columns import InputFileError, score_record_batch
-from churn.batch.model import BatchModel
+from churn.batch.columns import BatchModel
 from churn.features import normalize_token
 from tests.conftest import COMMITTED_MODEL
 from tests.modelcheck import sklearn_probabilities

@@ -1,9 +1,5 @@
-"""``python score.py``: score a customer file here (or on Spark) with the service's model.
-
-Streams the input in Arrow batches through ``score_record_batch``, writes the scores and the
-rejects atomically, shows progress on a terminal, prints a one-line JSON summary, and exits
-non-zero on a bad file (2) or a flood of rejected rows (3). See docs/batch.md.
-"""
+"""``python score.py``: score a customer file here or on Spark, print a one-line JSON summary,
+exit 2 on a bad file or 3 on a flood of rejected rows (docs/batch.md)."""
 
 from __future__ import annotations
 
@@ -12,16 +8,15 @@ import os
 import signal
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import TextIO
 
 import orjson
 
 from churn.artifact import ModelFileError
-from churn.batch.columns import InputFileError, Layout, score_record_batch
+from churn.batch.columns import BatchModel, InputFileError, Layout, score_record_batch
 from churn.batch.files import BATCH_ROWS, AtomicWriter, open_source
-from churn.batch.model import BatchModel
 from churn.config import DEFAULT_MODEL_FILE, ConfigError
 
 # A normal export has a few bad rows at most; more than 1% means it changed (new columns,
@@ -36,44 +31,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="score.py", description="Score every customer of a file with the churn model."
     )
-    parser.add_argument(
-        "--input", required=True, help=".csv, .parquet, a directory of Parquet parts, or .jsonl"
-    )
-    parser.add_argument(
-        "--output",
-        required=True,
-        help="scores: .csv, .parquet, .jsonl (a directory of Parquet parts with --engine spark)",
-    )
-    parser.add_argument(
-        "--rejects",
-        help="rejected rows, one line per problem (default: beside the output, NAME.rejects.EXT)",
-    )
-    parser.add_argument("--model", default=DEFAULT_MODEL_FILE)
-    parser.add_argument("--engine", choices=("local", "spark"), default="local")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--input", required=True, help=".csv, .parquet, a directory of Parquet parts, or .jsonl")
+    add("--output", required=True, help="scores: .csv, .parquet, .jsonl (Parquet parts: Spark)")
+    add("--rejects", help="rejected rows, one line per problem (default: NAME.rejects.EXT)")
+    add("--model", default=DEFAULT_MODEL_FILE)
+    add("--engine", choices=("local", "spark"), default="local")
+    add(
         "--max-invalid",
         type=fraction,
         default=DEFAULT_MAX_INVALID,
         metavar="FRACTION",
         help=f"exit 3 when a larger share of rows is rejected (default {DEFAULT_MAX_INVALID})",
     )
-    parser.add_argument(
-        "--threshold",
-        type=fraction,
-        help="churn when probability >= P (default: the model's own threshold)",
-    )
-    parser.add_argument(
-        "--batch-rows",
-        type=int,
-        default=BATCH_ROWS,
-        metavar="N",
-        help=f"rows per batch (default {BATCH_ROWS:,}); memory grows with it",
-    )
-    parser.add_argument(
-        "--capture-database",
-        metavar="URL",
-        help="also record the scored rows in PostgreSQL, for the outcomes report (--engine local)",
-    )
+    add("--threshold", type=fraction, help="churn when probability >= P (default: the model's)")
+    add("--batch-rows", type=int, default=BATCH_ROWS, metavar="N", help="rows per batch")
+    add("--capture-database", metavar="URL", help="also record scored rows in PostgreSQL")
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
@@ -137,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
-    """The same scoring as a Spark job (churn/batch/spark.py); paths may be s3:// URIs."""
     if args.capture_database:
         raise InputFileError("--capture-database works with --engine local only")
     try:
@@ -152,27 +124,26 @@ def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
 
 
 def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
-    """Score ``args.input`` into ``args.output`` and ``args.rejects``: the counts, the model."""
-    source_path, output_path, rejects_path = Path(args.input), Path(args.output), Path(args.rejects)
-    if len({source_path.resolve(), output_path.resolve(), rejects_path.resolve()}) < 3:
+    paths = [Path(args.input), Path(args.output), Path(args.rejects)]
+    if len({path.resolve() for path in paths}) < 3:
         raise InputFileError("--input, --output and --rejects must be three different files")
     model = BatchModel.load(Path(args.model), args.threshold)
-    source = open_source(source_path, args.batch_rows)
+    source = open_source(paths[0], args.batch_rows)
     layout = Layout.of(source.schema)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
     with ExitStack() as cleanup:  # on any way out, what was not committed is discarded
-        progress = Progress(source.rows)
-        cleanup.callback(progress.close)
+        progress = cleanup.enter_context(closing(Progress(source.rows)))
         capture = None
         if args.capture_database:  # rows committed with the scores (churn/capture.py)
             from churn.capture import RunCapture  # psycopg: imported only when asked for
 
-            url, id_column = args.capture_database, layout.id_column
-            capture = RunCapture(url, model.version, model.threshold, id_column)
+            capture = RunCapture(
+                args.capture_database, model.version, model.threshold, layout.id_column
+            )
             cleanup.callback(capture.discard)
-        output = AtomicWriter(output_path, layout.output_schema())
+        output = AtomicWriter(paths[1], layout.output_schema())
         cleanup.callback(output.discard)
-        rejects = AtomicWriter(rejects_path, layout.rejects_schema())
+        rejects = AtomicWriter(paths[2], layout.rejects_schema())
         cleanup.callback(rejects.discard)
         for batch in source.batches:
             scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1, layout)
@@ -190,9 +161,9 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
         rejects.commit()
         if not flood:  # a flood's scores (and their capture) are discarded
             output.commit()
-            if capture:
-                capture.commit()
         if capture:
+            if not flood:
+                capture.commit()
             counts["captured"] = 0 if flood else capture.rows
     return counts, model
 

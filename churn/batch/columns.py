@@ -1,21 +1,24 @@
-"""Scoring one batch of a file: the service's validator and scorer, then scores and rejects.
-
-``score_record_batch`` is the batch function both engines run (the local CLI and Spark's
-``mapInArrow``). Every row ends up in exactly one of its two outputs.
+"""Scoring one batch of a file with the service's validator and scorer: ``score_record_batch``,
+the function both engines run (the local CLI and Spark's ``mapInArrow``), and ``BatchModel``,
+the model as it ships to Spark's tasks. Every row ends up in exactly one of the two outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from churn.batch.model import BatchModel
+from churn import artifact
+from churn.artifact import ModelFileError
 from churn.columns import KNOWN_KEYS, Problem, to_arrow
 from churn.features import FEATURE_FIELDS, normalize_token
+from churn.predictor import Predictor
 from churn.schema import ID_KEYS
 
 PROBABILITY, DECISION, ROW = "churn_probability", "churn", "row"
@@ -24,6 +27,55 @@ DEFAULT_ID_COLUMN = "customer_id"  # the rejects' id column when the input has n
 
 class InputFileError(Exception):
     """The input file cannot be scored at all (missing or duplicated columns, unreadable)."""
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """The artifact's bytes, their metadata and a threshold: a few kilobytes pickled, rebuilt on
+    each Spark task into the service's ``Predictor`` (numpy and pydantic only). Every copy,
+    built or unpickled, first checks the bytes against their SHA-256."""
+
+    artifact_bytes: bytes
+    metadata: dict[str, Any]
+    version: str  # SHA-256 of artifact_bytes, as the service reports it
+    threshold: float
+    source: str  # the path or URI it was read from, for messages
+
+    @classmethod
+    def load(cls, path: Path, threshold: float | None = None) -> BatchModel:
+        weights, metadata = artifact.load_weights(path), artifact.load_metadata(path)
+        return cls.checked(weights, metadata, str(path), threshold)
+
+    @classmethod
+    def checked(
+        cls,
+        weights: artifact.ModelWeights,
+        metadata: dict[str, Any],
+        source: str,
+        threshold: float | None,
+    ) -> BatchModel:
+        """Checked against its metadata as the service checks it; raises ``ModelFileError``."""
+        predictor = Predictor.build(weights, metadata, Path(source), threshold)
+        return cls(weights.raw, metadata, predictor.version, predictor.threshold, source)
+
+    def __post_init__(self) -> None:
+        actual = artifact.sha256_hex(self.artifact_bytes)
+        if actual != self.version:
+            raise ModelFileError(
+                f"the model bytes of {self.source} have SHA-256 {actual}, expected "
+                f"{self.version}: they were damaged on the way; submit the job again."
+            )
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        weights = artifact.weights_from_bytes(self.artifact_bytes, Path(self.source))
+        return Predictor.build(weights, self.metadata, Path(self.source), self.threshold)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Unpickled through the constructor, so each copy (each Spark task) checks its bytes;
+        # the built predictor holds pydantic classes made at run time and is rebuilt, not sent.
+        fields = (self.artifact_bytes, self.metadata, self.version, self.threshold, self.source)
+        return type(self), fields
 
 
 def wanted(names: list[str]) -> list[str]:
@@ -56,17 +108,18 @@ class Layout:
         return cls(index, ids[0] if ids else None)
 
     def output_schema(self) -> pa.Schema:
-        key = pa.field(self.id_column, pa.string()) if self.id_column else pa.field(ROW, pa.int64())
-        return pa.schema([key, pa.field(PROBABILITY, pa.float64()), pa.field(DECISION, pa.bool_())])
+        key = (self.id_column, pa.string()) if self.id_column else (ROW, pa.int64())
+        return pa.schema([key, (PROBABILITY, pa.float64()), (DECISION, pa.bool_())])
 
     def rejects_schema(self) -> pa.Schema:
         """One line per problem: the 1-based data row, the customer id, the field, the message."""
+        id_column = self.id_column or DEFAULT_ID_COLUMN
         return pa.schema(
             [
-                pa.field(ROW, pa.int64()),
-                pa.field(self.id_column or DEFAULT_ID_COLUMN, pa.string()),
-                pa.field("field", pa.string()),
-                pa.field("message", pa.string()),
+                (ROW, pa.int64()),
+                (id_column, pa.string()),
+                ("field", pa.string()),
+                ("message", pa.string()),
             ]
         )
 
@@ -77,11 +130,9 @@ def score_record_batch(
     first_row: int,
     layout: Layout | None = None,
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-    """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based).
-
-    ``batch`` is an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines).
-    ``layout``: where the fields are (default: from an Arrow batch's own columns).
-    """
+    """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based):
+    an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines). ``layout`` defaults to
+    the Arrow batch's own."""
     layout = layout or Layout.of(batch.schema)  # type: ignore[union-attr]
     validator = model.predictor.validator
     if isinstance(batch, list):
@@ -105,12 +156,10 @@ def score_record_batch(
 
 
 def _rejects(problems: list[Problem], first_row: int, schema: pa.Schema) -> pa.RecordBatch:
-    if problems:
-        lines = [(p.row + first_row, p.customer_id, p.field, p.message) for p in problems]
-        columns = [
-            pa.array(column, f.type)
-            for column, f in zip(zip(*lines, strict=True), schema, strict=True)
-        ]
-    else:  # not pa.array([]): it imports pandas (churn.columns.to_arrow)
-        columns = [pa.nulls(0, field.type) for field in schema]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+    if not problems:  # not pa.array([]): it imports pandas (churn.columns.to_arrow)
+        return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+    lines = [(p.row + first_row, p.customer_id, p.field, p.message) for p in problems]
+    columns = zip(*lines, strict=True)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )

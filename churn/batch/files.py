@@ -1,10 +1,6 @@
-"""The local engine's files: customer files read as a stream of batches, results written atomically.
-
-Formats go by extension: ``.csv``, ``.parquet`` or a directory of Parquet parts (what Spark
-writes), ``.jsonl``. Only the columns scoring needs are read, CSV fields as text (the validator
-reads text as /predict does) and Parquet's typed, in batches, so memory stays flat whatever the
-file size. A JSON line is a customer as /predict takes one, so its values keep their JSON types
-(a column may mix numbers and blank text, as the raw Telco data does).
+"""The local engine's files, by extension (``.csv``, ``.parquet`` or a directory of its parts,
+``.jsonl``): read in batches of the columns scoring needs, so memory stays flat; written atomically.
+A JSON line is a customer as /predict takes one: its values keep their JSON types.
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ FORMATS = (".csv", ".parquet", ".jsonl")
 
 
 def file_format(path: str | PurePath, formats: tuple[str, ...] = FORMATS) -> str:
-    """The format of ``path`` by its extension (``.csv``); text paths may be URIs (Spark's)."""
     suffix = PurePath(str(path).rstrip("/")).suffix.lower()
     if suffix not in formats:
         raise InputFileError(
@@ -48,15 +43,12 @@ def file_format(path: str | PurePath, formats: tuple[str, ...] = FORMATS) -> str
 
 @dataclass(frozen=True)
 class Source:
-    """An input file opened for streaming: its columns, its batches (lazy), its row count."""
-
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch | list[Any]]  # a list: JSON values, one per line
-    rows: int | None  # known up front for Parquet, from its metadata
+    rows: int | None  # Parquet's, from its metadata
 
 
 def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
-    """Open ``path`` for reading in batches; ``InputFileError`` says what is wrong with it."""
     if not path.exists():
         raise InputFileError(f"{path} does not exist")
     kind = ".parquet" if path.is_dir() else file_format(path)
@@ -66,12 +58,16 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
             return Source(reader.schema, _guarded(reader, path), None)
         if kind == ".jsonl":
             return Source(_json_keys(path), _json_lines(path, batch_rows), None)
-        parts = _parquet_parts(path)
-        files = [pq.ParquetFile(part) for part in parts]
-        rows = sum(file.metadata.num_rows for file in files)
-        schema = files[0].schema_arrow  # as the batches hold it: only the wanted columns
+        # A directory as Spark writes it: parts in name order; _SUCCESS, .crc files skipped.
+        parts = [path]
+        if path.is_dir():
+            parts = sorted(p for p in path.iterdir() if p.is_file() and p.name[0] not in "._")
+        if not parts:
+            raise InputFileError(f"{path} is a directory without Parquet parts")
+        schema = pq.read_schema(parts[0])
         columns = pa.schema([schema.field(name) for name in wanted(schema.names)])
-        return Source(columns, _parquet_batches(parts, batch_rows), rows)
+        rows = sum(pq.read_metadata(part).num_rows for part in parts)
+        return Source(columns, _parquet_batches(parts, columns, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
 
@@ -89,7 +85,7 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
 
 
 def _json_keys(path: Path) -> pa.Schema:
-    """The keys of the first JSON object in the file, as the columns the layout matches."""
+    """The keys of the first JSON object in the file."""
     with open(path, "rb") as lines:
         for line in lines:
             with suppress(orjson.JSONDecodeError):
@@ -100,8 +96,7 @@ def _json_keys(path: Path) -> pa.Schema:
 
 
 def _json_lines(path: Path, batch_rows: int) -> Iterator[list[Any]]:
-    """The file's non-blank lines parsed, ``batch_rows`` at a time; a line that is not JSON
-    stays as its text, which the validator refuses as not a customer object."""
+    """Non-blank lines parsed; one that is not JSON stays text, which the validator refuses."""
     batch: list[Any] = []
     with open(path, "rb") as lines:
         for line in lines:
@@ -118,39 +113,23 @@ def _json_lines(path: Path, batch_rows: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _parquet_parts(path: Path) -> list[Path]:
-    if not path.is_dir():
-        return [path]
-    # Spark's layout: part files in name order; _SUCCESS, .crc and other hidden files skipped.
-    parts = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-    if not parts:
-        raise InputFileError(f"{path} is a directory without Parquet parts")
-    return parts
-
-
-def _parquet_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(parts: list[Path], columns: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
+    # Categories as dictionaries, as the validator wants them; ids and numbers, nearly all
+    # distinct, plain. No threads: they cost CPU, not time. Not pre-buffered: memory follows
+    # the batch size, not the writer's row groups (Spark's are 128 MB).
+    categories = [
+        field.name
+        for field in columns
+        if normalize_token(field.name) in CATEGORICAL_FIELDS and pa.types.is_string(field.type)
+    ]
     for part in parts:
-        schema = pq.ParquetFile(part).schema_arrow
-        names = wanted(schema.names)
-        # Categories read as dictionaries: each distinct value once per batch, as the validator
-        # wants; ids and numbers as text stay plain (nearly all distinct: a dictionary of them
-        # cost more than the whole rest of the read). No threads: they cost CPU, not time saved.
-        # Column chunks read page by page rather than whole: memory follows the batch size,
-        # not the row-group size the writer chose (Spark writes row groups of 128 MB).
-        categories = [
-            name
-            for name in names
-            if normalize_token(name) in CATEGORICAL_FIELDS
-            and pa.types.is_string(schema.field(name).type)
-        ]
-        reader = pq.ParquetFile(
+        file = pq.ParquetFile(
             part, read_dictionary=categories, pre_buffer=False, buffer_size=1 << 20
         )
-        yield from _guarded(reader.iter_batches(batch_rows, columns=names, use_threads=False), part)
+        yield from _guarded(file.iter_batches(rows, columns=columns.names, use_threads=False), part)
 
 
 def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.RecordBatch]:
-    """Batches, with a reading error mid-file turned into ``InputFileError`` naming the file."""
     try:
         yield from batches
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
@@ -158,16 +137,14 @@ def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.Recor
 
 
 class _JsonLinesWriter:
-    """Arrow's writer interface for JSON lines: a row per line."""
+    """Arrow's writer interface for JSON lines."""
 
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema):
         self.sink = sink
 
     def write(self, batch: pa.RecordBatch) -> None:
-        rows = batch.to_pylist()
-        self.sink.write(
-            b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
-        )
+        lines = (orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist())
+        self.sink.write(b"".join(lines))
 
     def close(self) -> None:
         pass
@@ -183,11 +160,8 @@ WRITERS = {
 
 
 class AtomicWriter:
-    """Batches written to a hidden temporary file beside ``path``, renamed to it by ``commit``.
-
-    ``discard`` (after an error, a Ctrl-C, a SIGTERM; a no-op after ``commit``) removes the
-    temporary file, so ``path`` holds either the previous complete file or the new one.
-    """
+    """Batches written to a hidden file beside ``path``, renamed to it by ``commit`` or removed
+    by ``discard`` (a no-op after ``commit``): ``path`` is the previous file or the new one."""
 
     def __init__(self, path: Path, schema: pa.Schema):
         make_writer = WRITERS[file_format(path)]

@@ -1,17 +1,11 @@
-"""The ``--engine spark`` engine: the same scoring as a Spark job, for bases beyond one machine.
+"""``--engine spark``: the executors run ``score_record_batch`` through ``mapInArrow`` on
+Parquet columns or on CSV lines they parse as the local engine does (csv_text.py). Local mode
+when no master is configured, else the cluster spark-submit names (YARN, EMR Serverless); paths
+may be URIs (s3://).
 
-The driver reads Parquet with Spark's reader and CSV as lines (Spark's text reader), which the
-tasks parse with Arrow as the local engine does (churn/batch/csv_text.py); the executors run
-``score_record_batch`` through ``mapInArrow``, the model shipped as a ``BatchModel`` that each
-task checks. Nothing is cast with Spark SQL, so Spark 4's ANSI mode changes nothing.
-``python score.py --engine spark`` runs Spark in local mode when no master is configured;
-``spark-submit score.py --engine spark`` runs on the cluster it names (YARN, EMR Serverless).
-Paths are text: they may be URIs (s3://).
-
-Row numbers: Spark reads a file in byte-range splits, in parallel, so a task numbers rows within
-each split (file, byte offset) and counts them; the driver turns the counts into offsets. A task
-yields one stream of three kinds of rows (``KIND``): scored customers, rejects and per-split
-counts, so one pass over the input gives both outputs and the counts.
+Row numbers: a task numbers rows within each split (file, byte offset) of the input and counts
+them; the driver turns the counts into offsets. A task yields one stream of three kinds of rows
+(``KIND``): scored customers, rejects and per-split counts, so one pass gives all three.
 """
 
 from __future__ import annotations
@@ -38,10 +32,9 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from churn import artifact
 from churn.artifact import ModelFileError, metadata_path
-from churn.batch.columns import ROW, InputFileError, Layout, score_record_batch, wanted
+from churn.batch.columns import ROW, BatchModel, InputFileError, Layout, score_record_batch, wanted
 from churn.batch.csv_text import header_names, parse_lines
 from churn.batch.files import BATCH_ROWS, file_format
-from churn.batch.model import BatchModel
 
 APP_NAME = "churn-score"
 FORMATS = (".csv", ".parquet")
@@ -66,27 +59,20 @@ class SparkRun:
 
 
 def session() -> SparkSession:
-    """The active session, or a local one on all cores when no master is configured.
-
-    In local mode the Python workers run this interpreter (it has pyarrow and this package)
-    and nothing listens beyond loopback; under spark-submit the cluster's settings decide.
-    """
+    """The active session, or a local one on all cores, on loopback, with this interpreter."""
     builder = SparkSession.builder.appName(APP_NAME)
     if not SparkConf().contains("spark.master"):
         builder = (
             builder.master("local[*]")
             .config("spark.pyspark.python", sys.executable)
-            .config("spark.driver.bindAddress", "127.0.0.1")  # local mode stays on loopback
+            .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.driver.host", "127.0.0.1")
         )
     return builder.getOrCreate()
 
 
 def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchModel]:
-    """Score ``run.input`` into ``run.output`` and ``run.rejects``: the counts, the model.
-
-    Raises ``InputFileError`` (input cannot be scored) or ``ModelFileError`` before any task.
-    """
+    """Score ``run.input`` into ``run.output`` and ``run.rejects``: the counts, the model."""
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     file_format(run.output, FORMATS)
     file_format(run.rejects, FORMATS)
@@ -119,8 +105,7 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
 
 
 def split_offsets(spark: SparkSession, counts: Iterable[tuple[str, int, int]]) -> DataFrame:
-    """Rows before each split (file, byte offset, rows) in input order: files by path (a
-    directory's parts in the local engine's order), then splits by their byte offsets."""
+    """Rows before each split (file, byte offset, rows), in the local engine's order."""
     offsets, before = [], 0
     for file, block, rows in sorted(counts):
         offsets.append((file, block, before))
@@ -135,12 +120,8 @@ def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
 
 
 def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, list[str] | None]:
-    """The input with each row's split (file, byte offset), its layout, and a CSV's header.
-
-    A CSV file arrives at the tasks as lines (Spark's text reader) that they parse as the local
-    engine does (churn/batch/csv_text.py); Parquet as its columns. Raises ``InputFileError`` as
-    the local engine does: unknown format, unreadable or empty file, missing or doubled columns.
-    """
+    """The input (CSV as lines) with each row's split (file, byte offset), its layout, and a
+    CSV's header; ``InputFileError`` as the local engine raises it."""
     is_csv = file_format(path, FORMATS) == ".csv"
     try:
         frame = spark.read.text(path) if is_csv else spark.read.parquet(path)
@@ -184,9 +165,7 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
 
 
 def _collect(frame: DataFrame, path: str) -> list[Any]:
-    """``frame.collect()``, the first action: a file Spark cannot read, a line a task could not
-    parse, or model bytes a task refused, surface as the errors the local engine raises (exit
-    code 2)."""
+    """``frame.collect()``, with a task's or a reader's failure raised as the local engine's."""
     try:
         return frame.collect()
     except Exception as error:
@@ -209,10 +188,8 @@ def first_line(error: Exception) -> str:
 
 
 def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
-    """Write ``frame`` to ``path``. In local mode the folder is written beside it under a hidden
-    name and renamed into place, so a failed or killed run never leaves a half-written ``path``;
-    on a cluster's storage (s3://, HDFS) Spark's committer writes in place and its ``_SUCCESS``
-    file marks a complete output (object stores cannot rename atomically anyway)."""
+    """In local mode, written under a hidden name and renamed into place; on a cluster's storage
+    (s3://, HDFS, which cannot rename atomically) in place, ``_SUCCESS`` marking it complete."""
     kind = file_format(path, FORMATS).lstrip(".")
     writer = frame.write.mode("overwrite").format(kind)
     if kind == "csv":
@@ -232,10 +209,8 @@ def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
 
 
 def ship_package(spark: SparkSession) -> None:
-    """Make this package importable on the executors when it runs from a checkout.
-
-    Under spark-submit with ``--py-files churn.zip`` it already is (and lives in that zip).
-    """
+    """Make this package importable on the executors when it runs from a checkout (not from
+    spark-submit's ``--py-files churn.zip``)."""
     package = Path(__file__).resolve().parent.parent  # churn/, when not inside a zip
     context = spark.sparkContext
     if not package.is_dir() or context.applicationId in _SHIPPED_TO:
@@ -250,11 +225,8 @@ def ship_package(spark: SparkSession) -> None:
 
 
 def stream_schema(spark: SparkSession, scored: pa.Schema, rejects: pa.Schema) -> pa.Schema:
-    """The one schema a task yields: kind, scored columns, reject columns, split location.
-
-    Text is of the type this Spark expects from Arrow: ``large_string`` under Spark 4's
-    ``useLargeVarTypes``, else ``string`` (Spark 3.5 has no such option).
-    """
+    """The one schema a task yields: kind, scored columns, reject columns, split location;
+    text as this Spark expects it (Spark 4's ``useLargeVarTypes``)."""
     try:
         large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes") or ""
     except Exception:  # Spark 3.5: no such option
@@ -268,8 +240,7 @@ def stream_schema(spark: SparkSession, scored: pa.Schema, rejects: pa.Schema) ->
     return pa.schema(f.with_type(text) if pa.types.is_string(f.type) else f for f in fields)
 
 
-# What the executors run. They need numpy, pyarrow, pydantic and this package: no scikit-learn,
-# and no pandas code (pyspark itself only imports pandas).
+# What the executors run: numpy, pyarrow, pydantic and this package (no scikit-learn, pandas).
 
 
 def score_partition(
@@ -279,36 +250,27 @@ def score_partition(
     csv_header: list[str] | None,
     batches: Iterator[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
-    """One partition's batches scored into the tasks' stream of ``schema``.
-
-    ``locate_scored``: scored rows carry their split too, for the driver to renumber (an input
-    without customer ids). ``csv_header``: the pieces are CSV lines of files with this header.
-    The split's own columns are ignored by the batch function.
-    """
-    rows: dict[SplitKey, int] = {}
-    scored_rows: dict[SplitKey, int] = {}
+    """One partition's batches scored into the tasks' stream of ``schema``; ``locate_scored``:
+    scored rows carry their split, to be renumbered; ``csv_header``: the batches are CSV lines."""
+    counts: dict[SplitKey, list[int]] = {}  # per split: rows, scored rows
     for batch in batches:
         for key, piece in splits_of(batch):
-            done = rows.get(key, 0)
             if csv_header is not None:
-                if key not in rows and key[1] == 0:  # the split that starts a file: its header
+                if key not in counts and key[1] == 0:  # the split that starts a file: its header
                     piece = piece.slice(1)
                 piece = parse_lines(piece.column(LINE), csv_header, key[0])
-            scored, rejects = score_record_batch(piece, model, done + 1)
-            rows[key] = done + piece.num_rows
-            scored_rows[key] = scored_rows.get(key, 0) + scored.num_rows
+            split = counts.setdefault(key, [0, 0])
+            scored, rejects = score_record_batch(piece, model, split[0] + 1)
+            split[0] += piece.num_rows
+            split[1] += scored.num_rows
             yield located(scored, SCORED, key if locate_scored else None, schema)
             if rejects.num_rows:
                 yield located(rejects, REJECT, key, schema)
-    keys = list(rows)
-    counts = {
-        KIND: pa.array(np.full(len(keys), SPLIT, dtype=np.int8)),
-        FILE: pa.array([file for file, _ in keys], pa.string()),
-        BLOCK: pa.array([block for _, block in keys], pa.int64()),
-        SPLIT_ROWS: pa.array([rows[key] for key in keys], pa.int64()),
-        SPLIT_SCORED: pa.array([scored_rows[key] for key in keys], pa.int64()),
-    }
-    yield conform(counts, len(keys), schema)
+    splits = [
+        {KIND: SPLIT, FILE: file, BLOCK: block, SPLIT_ROWS: rows, SPLIT_SCORED: scored_rows}
+        for (file, block), (rows, scored_rows) in counts.items()
+    ]
+    yield pa.RecordBatch.from_pylist(splits, schema=schema)
 
 
 def splits_of(batch: pa.RecordBatch) -> Iterator[tuple[SplitKey, pa.RecordBatch]]:
@@ -326,18 +288,16 @@ def located(
     part: pa.RecordBatch, kind: int, key: SplitKey | None, schema: pa.Schema
 ) -> pa.RecordBatch:
     """Scored rows or rejects as rows of the stream, with their split when ``key`` is given."""
-    n = part.num_rows
-    columns = {KIND: pa.array(np.full(n, kind, dtype=np.int8))}
+    columns = {KIND: pa.repeat(pa.scalar(kind, pa.int8()), part.num_rows)}
     columns.update(zip(part.schema.names, part.columns, strict=True))
     if key is not None:
-        columns[FILE] = pa.array([key[0]] * n, pa.string())
-        columns[BLOCK] = pa.array(np.full(n, key[1], dtype=np.int64))
-    return conform(columns, n, schema)
+        columns[FILE] = pa.repeat(pa.scalar(key[0], pa.string()), part.num_rows)
+        columns[BLOCK] = pa.repeat(pa.scalar(key[1], pa.int64()), part.num_rows)
+    return conform(columns, part.num_rows, schema)
 
 
 def conform(columns: dict[str, pa.Array], n: int, schema: pa.Schema) -> pa.RecordBatch:
-    """A batch of exactly ``schema``: missing columns as nulls, every column cast to its type
-    (text to the type the running Spark declared)."""
+    """A batch of exactly ``schema``: missing columns as nulls, the others cast to its types."""
     arrays = [
         columns[field.name].cast(field.type) if field.name in columns else pa.nulls(n, field.type)
         for field in schema
