@@ -1,7 +1,5 @@
-"""Scoring one batch of a file with the service's validator and scorer: ``score_record_batch``,
-the function both engines run (the local CLI and Spark's ``mapInArrow``), and ``BatchModel``,
-the model as it ships to Spark's tasks. Every row ends up in exactly one of the two outputs.
-"""
+"""``score_record_batch``, what both engines run on a batch: the service's validator and scorer,
+every row in exactly one of the scores and the rejects; ``BatchModel``, the model they run."""
 
 from __future__ import annotations
 
@@ -113,15 +111,8 @@ class Layout:
 
     def rejects_schema(self) -> pa.Schema:
         """One line per problem: the 1-based data row, the customer id, the field, the message."""
-        id_column = self.id_column or DEFAULT_ID_COLUMN
-        return pa.schema(
-            [
-                (ROW, pa.int64()),
-                (id_column, pa.string()),
-                ("field", pa.string()),
-                ("message", pa.string()),
-            ]
-        )
+        texts = (self.id_column or DEFAULT_ID_COLUMN, "field", "message")
+        return pa.schema([(ROW, pa.int64()), *((name, pa.string()) for name in texts)])
 
 
 def score_record_batch(
@@ -159,7 +150,5 @@ def _rejects(problems: list[Problem], first_row: int, schema: pa.Schema) -> pa.R
     if not problems:  # not pa.array([]): it imports pandas (churn.columns.to_arrow)
         return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
     lines = [(p.row + first_row, p.customer_id, p.field, p.message) for p in problems]
-    columns = zip(*lines, strict=True)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
-    )
+    columns = [pa.array(c, f.type) for c, f in zip(zip(*lines, strict=True), schema, strict=True)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,14 +37,13 @@ from churn.batch.columns import ROW, BatchModel, InputFileError, Layout, score_r
 from churn.batch.csv_text import header_names, parse_lines
 from churn.batch.files import BATCH_ROWS, file_format
 
-APP_NAME = "churn-score"
 FORMATS = (".csv", ".parquet")
 # Columns the driver adds to every input row (from Spark's hidden _metadata column): its split.
 FILE, BLOCK = "_churn_file", "_churn_block"
 # Columns of the tasks' stream besides the scored and rejects columns, and its kinds of rows.
 KIND, SPLIT_ROWS, SPLIT_SCORED = "_churn_kind", "_churn_split_rows", "_churn_split_scored"
 SCORED, REJECT, SPLIT = 0, 1, 2
-OFFSET = "_churn_offset"
+OFFSET = "_churn_offset"  # of the driver's table of rows before each split
 LINE = "value"  # the one column of Spark's text reader: a line without its line end
 SplitKey = tuple[str, int]
 _SHIPPED_TO: set[str] = set()  # Spark applications that have this package already
@@ -60,7 +60,7 @@ class SparkRun:
 
 def session() -> SparkSession:
     """The active session, or a local one on all cores, on loopback, with this interpreter."""
-    builder = SparkSession.builder.appName(APP_NAME)
+    builder = SparkSession.builder.appName("churn-score")
     if not SparkConf().contains("spark.master"):
         builder = (
             builder.master("local[*]")
@@ -83,11 +83,15 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
     schema = stream_schema(spark, scored_schema, rejects_schema)
     numbered = layout.id_column is None  # scored rows are then named by their row number
     task = partial(score_partition, model, schema, numbered, csv_header)
-    stream = frame.mapInArrow(task, from_arrow_schema(schema))
-    stream = stream.persist(StorageLevel.MEMORY_AND_DISK)
+    stream = frame.mapInArrow(task, from_arrow_schema(schema)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = _collect(stream.where(col(KIND) == SPLIT), run.input)
-        offsets = split_offsets(spark, [(c[FILE], c[BLOCK], c[SPLIT_ROWS]) for c in counts])
+        counts = stream.where(col(KIND) == SPLIT).select(FILE, BLOCK, SPLIT_ROWS, SPLIT_SCORED)
+        splits = sorted(_collect(counts, run.input))  # files by path, then by byte offset
+        before = accumulate((split[2] for split in splits), initial=0)  # rows before each split
+        offsets = spark.createDataFrame(
+            [(file, block, rows) for (file, block, *_), rows in zip(splits, before, strict=False)],
+            f"{FILE} string, {BLOCK} long, {OFFSET} long",
+        )
         scored = stream.where(col(KIND) == SCORED)
         if numbered:
             scored = renumbered(scored, offsets)
@@ -99,18 +103,8 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
         write_atomically(spark, rejects.coalesce(1), run.rejects)
     finally:
         stream.unpersist()
-    rows_in = sum(c[SPLIT_ROWS] for c in counts)
-    scored_rows = sum(c[SPLIT_SCORED] for c in counts)
+    rows_in, scored_rows = sum(split[2] for split in splits), sum(split[3] for split in splits)
     return {"rows_in": rows_in, "scored": scored_rows, "rejected": rows_in - scored_rows}, model
-
-
-def split_offsets(spark: SparkSession, counts: Iterable[tuple[str, int, int]]) -> DataFrame:
-    """Rows before each split (file, byte offset, rows), in the local engine's order."""
-    offsets, before = [], 0
-    for file, block, rows in sorted(counts):
-        offsets.append((file, block, before))
-        before += rows
-    return spark.createDataFrame(offsets, f"{FILE} string, {BLOCK} long, {OFFSET} long")
 
 
 def renumbered(lines: DataFrame, offsets: DataFrame) -> DataFrame:
@@ -134,12 +128,8 @@ def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, list[
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
     layout = Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
     data = [col(LINE)] if is_csv else [col(f"`{name}`") for name in wanted(names)]
-    frame = frame.select(
-        *data,
-        col("_metadata.file_path").alias(FILE),
-        col("_metadata.file_block_start").alias(BLOCK),
-    )
-    return frame, layout, header
+    split = [col("_metadata.file_path").alias(FILE), col("_metadata.file_block_start").alias(BLOCK)]
+    return frame.select(*data, *split), layout, header
 
 
 def load_model(spark: SparkSession, model: str, threshold: float | None) -> BatchModel:
@@ -169,16 +159,11 @@ def _collect(frame: DataFrame, path: str) -> list[Any]:
     try:
         return frame.collect()
     except Exception as error:
-        lines = str(error).splitlines()
         for refused in (ModelFileError, InputFileError):  # raised in a task: the same message
-            marker = f"{refused.__name__}: "
-            line = next((line for line in lines if marker in line), None)
-            if line is not None:
-                raise refused(line.partition(marker)[2]) from None
-        reason = next((line for line in lines if "FAILED_READ_FILE" in line), None)
-        if reason is not None:
-            reason = reason.rpartition("Exception: ")[2].strip()
-            raise InputFileError(f"cannot read {path}: {reason}") from None
+            if found := re.search(f"{refused.__name__}: (.*)", str(error)):
+                raise refused(found[1]) from None
+        if found := re.search("FAILED_READ_FILE.*Exception: (.*)", str(error)):
+            raise InputFileError(f"cannot read {path}: {found[1].strip()}") from None
         raise
 
 
@@ -232,12 +217,11 @@ def stream_schema(spark: SparkSession, scored: pa.Schema, rejects: pa.Schema) ->
     except Exception:  # Spark 3.5: no such option
         large = ""
     text = pa.large_string() if large.lower() == "true" else pa.string()
-    fields = [pa.field(KIND, pa.int8(), nullable=False)]
-    fields += [field.with_nullable(True) for field in scored]
-    fields += [field.with_nullable(True) for field in rejects if field.name not in scored.names]
-    fields += [pa.field(FILE, pa.string()), pa.field(BLOCK, pa.int64())]
-    fields += [pa.field(SPLIT_ROWS, pa.int64()), pa.field(SPLIT_SCORED, pa.int64())]
-    return pa.schema(f.with_type(text) if pa.types.is_string(f.type) else f for f in fields)
+    fields = [pa.field(KIND, pa.int8(), nullable=False), *scored]
+    fields += [field for field in rejects if field.name not in scored.names]
+    fields += [(FILE, pa.string()), (BLOCK, pa.int64()), (SPLIT_ROWS, pa.int64())]
+    schema = pa.schema([*fields, (SPLIT_SCORED, pa.int64())])
+    return pa.schema(f.with_type(text) if pa.types.is_string(f.type) else f for f in schema)
 
 
 # What the executors run: numpy, pyarrow, pydantic and this package (no scikit-learn, pandas).
