@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -87,33 +88,30 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
 def _json_keys(path: Path) -> pa.Schema:
     """The keys of the first JSON object in the file."""
     with open(path, "rb") as lines:
-        for line in lines:
-            with suppress(orjson.JSONDecodeError):
-                first = orjson.loads(line)
-                if isinstance(first, dict):
-                    return pa.schema([(str(key), pa.string()) for key in first])
-    raise InputFileError(f"{path} holds no JSON object; expected one customer per line")
+        first = next((value for value in map(_json, lines) if isinstance(value, dict)), None)
+    if first is None:
+        raise InputFileError(f"{path} holds no JSON object; expected one customer per line")
+    return pa.schema([(str(key), pa.string()) for key in first])
 
 
 def _json_lines(path: Path, batch_rows: int) -> Iterator[list[Any]]:
-    """Non-blank lines parsed; one that is not JSON stays text, which the validator refuses."""
-    batch: list[Any] = []
     with open(path, "rb") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                batch.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                batch.append(line.decode("utf-8", "replace"))
-            if len(batch) == batch_rows:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+        values = (_json(line) for line in lines if line.strip())
+        while batch := list(islice(values, batch_rows)):
+            yield batch
 
 
-def _parquet_batches(parts: list[Path], columns: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
+def _json(line: bytes) -> Any:
+    """A line's JSON value, or its text, which the validator refuses as not a customer."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line.decode("utf-8", "replace")
+
+
+def _parquet_batches(
+    parts: list[Path], columns: pa.Schema, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     # Categories as dictionaries, as the validator wants them; ids and numbers, nearly all
     # distinct, plain. No threads: they cost CPU, not time. Not pre-buffered: memory follows
     # the batch size, not the writer's row groups (Spark's are 128 MB).
@@ -126,7 +124,9 @@ def _parquet_batches(parts: list[Path], columns: pa.Schema, rows: int) -> Iterat
         file = pq.ParquetFile(
             part, read_dictionary=categories, pre_buffer=False, buffer_size=1 << 20
         )
-        yield from _guarded(file.iter_batches(rows, columns=columns.names, use_threads=False), part)
+        yield from _guarded(
+            file.iter_batches(batch_rows, columns=columns.names, use_threads=False), part
+        )
 
 
 def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.RecordBatch]:
