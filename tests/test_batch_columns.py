@@ -10,8 +10,7 @@ import pytest
 from hypothesis import strategies as st
 
 from churn.artifact import ModelFileError
-from churn.batch.columns import InputFileError, score_record_batch
-from churn.batch.columns import BatchModel
+from churn.batch.columns import BatchModel, InputFileError, score_record_batch
 from churn.features import normalize_token
 from tests.conftest import COMMITTED_MODEL
 from tests.modelcheck import sklearn_probabilities

@@ -21,8 +21,7 @@ import pytest
 
 from churn.artifact import ModelFileError
 from churn.batch import spark as engine
-from churn.batch.columns import InputFileError
-from churn.batch.columns import BatchModel
+from churn.batch.columns import BatchModel, InputFileError
 from churn.config import PROJECT_ROOT
 from tests.conftest import COMMITTED_MODEL
 from tests.synthetic import raw_frame, write_csv
