@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +20,7 @@ from churn.logs import (
     JsonLogger,
     TextFormatter,
     TextLogger,
-    json_formatter,
+    JsonFormatter,
 )
 
 
@@ -28,7 +30,7 @@ def record(message: str, exc_info=None) -> logging.LogRecord:
 
 def test_a_record_is_one_json_object_with_time_level_logger_and_message():
     before = datetime.now(UTC)
-    entry = json.loads(json_formatter().format(record("boom")))
+    entry = json.loads(JsonFormatter().format(record("boom")))
     assert (entry["level"], entry["logger"], entry["message"]) == ("ERROR", "churn", "boom")
     assert (
         before - timedelta(seconds=1) <= datetime.fromisoformat(entry["time"]) <= datetime.now(UTC)
@@ -39,10 +41,18 @@ def test_exceptions_are_logged_with_their_traceback_on_the_same_line():
     try:
         raise ValueError("bad thing")
     except ValueError:
-        line = json_formatter().format(record("failed", sys.exc_info()))
+        line = JsonFormatter().format(record("failed", sys.exc_info()))
     assert "\n" not in line
     assert "Traceback" in json.loads(line)["exception"]
 
+
+
+def test_a_records_extras_are_fields_and_what_json_cannot_hold_is_written_as_text():
+    logged = record("saved")
+    logged.rows, logged.path = 3, Path("/tmp/scores.parquet")  # extra={"rows": ..., "path": ...}
+    entry = json.loads(JsonFormatter().format(logged))
+    assert (entry["rows"], entry["path"], entry["pid"]) == (3, "/tmp/scores.parquet", os.getpid())
+    assert "args" not in entry and "msg" not in entry  # the record's own attributes are not extras
 
 @pytest.fixture(autouse=True)
 def gunicorn_loggers_restored():
@@ -121,5 +131,5 @@ def test_a_record_logged_while_serving_names_the_request(app):
 def test_a_record_given_a_request_id_names_it_outside_flask():
     logged = record("boom")
     logged.request_id = "rid-9"  # what logger.exception(..., extra={"request_id": ...}) sets
-    assert json.loads(json_formatter().format(logged))["request_id"] == "rid-9"
+    assert json.loads(JsonFormatter().format(logged))["request_id"] == "rid-9"
     assert TextFormatter().format(logged).endswith("churn: boom [rid-9]")
