@@ -17,10 +17,10 @@ from gunicorn.config import Config
 from churn.logs import (
     MODEL_VERSION_KEY,
     REQUEST_ID_KEY,
+    JsonFormatter,
     JsonLogger,
     TextFormatter,
     TextLogger,
-    JsonFormatter,
 )
 
 
@@ -46,13 +46,13 @@ def test_exceptions_are_logged_with_their_traceback_on_the_same_line():
     assert "Traceback" in json.loads(line)["exception"]
 
 
-
 def test_a_records_extras_are_fields_and_what_json_cannot_hold_is_written_as_text():
     logged = record("saved")
     logged.rows, logged.path = 3, Path("/tmp/scores.parquet")  # extra={"rows": ..., "path": ...}
     entry = json.loads(JsonFormatter().format(logged))
     assert (entry["rows"], entry["path"], entry["pid"]) == (3, "/tmp/scores.parquet", os.getpid())
     assert "args" not in entry and "msg" not in entry  # the record's own attributes are not extras
+
 
 @pytest.fixture(autouse=True)
 def gunicorn_loggers_restored():
