@@ -49,8 +49,11 @@ class JsonFormatter(logging.Formatter):
     (docs/performance.md).
     """
 
-    converter = time.gmtime
     default_time_format, default_msec_format = "%Y-%m-%dT%H:%M:%S", "%s.%03dZ"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.converter = time.gmtime  # the time in UTC, as the "Z" says
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
