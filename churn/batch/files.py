@@ -86,7 +86,6 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
 
 
 def _json_keys(path: Path) -> pa.Schema:
-    """The keys of the first JSON object in the file."""
     with open(path, "rb") as lines:
         first = next((value for value in map(_json, lines) if isinstance(value, dict)), None)
     if first is None:
@@ -136,9 +135,7 @@ def _guarded(batches: Iterable[pa.RecordBatch], path: Path) -> Iterator[pa.Recor
         raise InputFileError(f"{path}: {error}") from None
 
 
-class _JsonLinesWriter:
-    """Arrow's writer interface for JSON lines."""
-
+class _JsonLinesWriter:  # Arrow's writer interface
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema):
         self.sink = sink
 

@@ -72,7 +72,6 @@ def session() -> SparkSession:
 
 
 def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchModel]:
-    """Score ``run.input`` into ``run.output`` and ``run.rejects``: the counts, the model."""
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     file_format(run.output, FORMATS)
     file_format(run.rejects, FORMATS)
@@ -144,7 +143,6 @@ def load_model(spark: SparkSession, model: str, threshold: float | None) -> Batc
 
 
 def read_bytes(spark: SparkSession, uri: str) -> bytes:
-    """A whole file from any URI Spark can read (s3://, hdfs://)."""
     try:
         rows = spark.read.format("binaryFile").load(uri).select("content").collect()
     except Exception as error:
