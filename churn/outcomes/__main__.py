@@ -282,9 +282,8 @@ def find_columns(path: Path, header: list[str]) -> list[int]:
 def report(args: argparse.Namespace) -> int:
     default = Path(DEFAULT_MODEL_FILE)
     models = args.model or ([default] if metadata_path(default).exists() else [])
-    promised = promises(models)
     with connect(args.database) as connection:
-        metrics = compute(connection, args, promised)
+        metrics = compute(connection, args, promises(models))
     write_report(metrics, args.output)
     live = metrics["live_version"]
     line = metrics["versions"][live]["verdict"] if live else "no captured predictions"
