@@ -190,13 +190,13 @@ class Watch:
     def __init__(self, drift: DriftBins | None, shadow: Any, logger: logging.Logger):
         self.drift, self.shadow, self.logger = drift, shadow, logger
         self.active = drift is not None or shadow is not None
-        self._pending: list[tuple[Checked, np.ndarray, bool]] = []
+        self._pending: list[tuple[Checked, list[float], bool]] = []
         self._lock = threading.Lock()
         self._worker_pid = 0  # the process whose thread counts (threads do not survive fork)
         if drift is not None:  # every series exists from the start: increase() needs that
             self._bins = [BINS.labels(feature, b) for feature, b in drift.names]
 
-    def add(self, checked: Checked, probabilities: np.ndarray) -> None:
+    def add(self, checked: Checked, probabilities: list[float]) -> None:
         if not self.active:
             return
         compared = self.shadow is not None and random.random() < self.shadow.sample  # noqa: S311
@@ -219,7 +219,7 @@ class Watch:
         if self.shadow is not None and compared:
             self._compare(
                 _joined([c for c, _ in compared]),
-                np.concatenate([p for _, p in compared]),
+                np.array([p for _, ps in compared for p in ps]),
                 len(compared),
             )
 

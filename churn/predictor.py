@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from churn import artifact
 from churn.artifact import THRESHOLD_FROM_DEFAULT, ModelFileError
 from churn.columns import Checked, Validator
@@ -72,18 +70,21 @@ class Predictor:
         """What every /predict answer says about the model: its version and the threshold."""
         return f"{self.version}; threshold={self.threshold:g}"
 
-    def probabilities(self, checked: Checked) -> np.ndarray:
-        return self.scorer.probabilities(checked)
+    def probabilities(self, checked: Checked) -> list[float]:
+        """Each row's probability; one customer (most requests) without numpy's arrays."""
+        if len(checked.ids) == 1:
+            return [self.scorer.probability(checked)]
+        return self.scorer.probabilities(checked).tolist()
 
     def results(
-        self, checked: Checked, probabilities: np.ndarray, explain: bool = False
+        self, checked: Checked, probabilities: list[float], explain: bool = False
     ) -> list[dict[str, Any]]:
         """The answer for each checked (valid) customer, in order (README, API)."""
-        churn = (probabilities >= self.threshold).tolist()
         results = []
-        for row, (probability, decision, customer_id) in enumerate(
-            zip(probabilities.tolist(), churn, checked.ids, strict=True)
+        for row, (probability, customer_id) in enumerate(
+            zip(probabilities, checked.ids, strict=True)
         ):
+            decision = probability >= self.threshold
             result: dict[str, Any] = {"churn_probability": probability, "churn": decision}
             if customer_id is not None:
                 result["customer_id"] = customer_id

@@ -1,11 +1,11 @@
 """The one scorer: churn probabilities for checked customers (churn/columns.py ``Checked``).
 
 A logistic regression over DictVectorizer's one-hot and numeric features is a sum of weights: a
-category adds its value's weight, a number its value times its weight. Each row's terms sit in
-one row of a matrix, in one fixed order, and numpy sums every row alike whatever the number of
-rows, so a customer scores to the same bits alone, in a batch, in a file or on Spark
-(tests/test_one_rule.py holds this). A shadow model is this class with its own weights over the
-live model's vocabularies.
+category adds its value's weight, a number its value times its weight. ``_probability`` adds
+them up in one fixed order, over numpy columns for a batch or over Python numbers for one
+customer. numpy's element-wise arithmetic rounds as Python's does, so a customer scores to the
+same bits alone, in a batch, in a file or on Spark (tests/test_one_rule.py holds this). A shadow
+model is this class with its own weights over the live model's vocabularies.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from churn.features import CATEGORICAL_FIELDS
 class Scorer:
     intercept: float
     number_weights: tuple[float, ...]  # one per ``NUMBER_FIELDS``
-    code_weights: tuple[np.ndarray, ...]  # per CATEGORICAL_FIELDS: a weight per vocabulary code
+    code_weights: tuple[tuple[float, ...], ...]  # per CATEGORICAL_FIELDS: a weight per code
 
     @classmethod
     def of(cls, model: ModelWeights, vocabularies: Mapping[str, Sequence[str]]) -> Scorer:
@@ -40,36 +40,30 @@ class Scorer:
             intercept=model.intercept,
             number_weights=tuple(weight.get(field, 0.0) for field in NUMBER_FIELDS),
             code_weights=tuple(
-                np.array([weight.get(f"{field}{separator}{v}", 0.0) for v in vocabularies[field]])
+                tuple(weight.get(f"{field}{separator}{v}", 0.0) for v in vocabularies[field])
                 for field in CATEGORICAL_FIELDS
             ),
         )
 
     @functools.cached_property
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The numbers' weights; every category's weights in one array, and each field's first
-        position in it."""
-        sizes = [len(weights) for weights in self.code_weights]
-        first = np.cumsum([0, *sizes[:-1]])
-        return np.array(self.number_weights), np.concatenate(self.code_weights), first
-
-    def logits(self, checked: Checked) -> np.ndarray:
-        number_weights, code_weights, first = self._arrays
-        numbers = len(number_weights)
-        terms = np.empty((len(checked.numbers), numbers + len(self.code_weights)))
-        terms[:, :numbers] = checked.numbers * number_weights
-        terms[:, numbers:] = code_weights[checked.codes + first]
-        return terms.sum(axis=1) + self.intercept
+    def _code_arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.array(weights) for weights in self.code_weights)
 
     def probabilities(self, checked: Checked) -> np.ndarray:
-        # The logistic function written with tanh: no overflow for any logit.
-        return 0.5 * (1.0 + np.tanh(0.5 * self.logits(checked)))
+        """Every row's probability, a numpy column at a time."""
+        return _probability(self, self._code_arrays, checked.codes.T, checked.numbers.T)
+
+    def probability(self, checked: Checked, row: int = 0) -> float:
+        """One row's probability in Python's numbers: for one customer, numpy's cost per call
+        was most of the time (docs/performance.md)."""
+        codes, numbers = checked.codes[row].tolist(), checked.numbers[row].tolist()
+        return float(_probability(self, self.code_weights, codes, numbers))
 
     def explain(self, checked: Checked, row: int, vocabularies: Mapping[str, Sequence[str]]) -> Any:
         """Each feature's contribution to one row's log-odds (weight × value), largest first."""
         parts = [
             {"feature": f"{field}={vocabularies[field][code]}", "value": 1.0,
-             "contribution": float(weights[code])}
+             "contribution": weights[code]}
             for field, code, weights in zip(
                 CATEGORICAL_FIELDS, checked.codes[row].tolist(), self.code_weights, strict=True
             )
@@ -81,3 +75,16 @@ class Scorer:
             )
         ]
         return sorted(parts, key=lambda part: -abs(part["contribution"]))
+
+
+def _probability(scorer: Scorer, code_weights: Sequence[Any], codes: Any, numbers: Any) -> Any:
+    """The probability for columns (numpy arrays: a batch) or for one row (Python numbers): the
+    log-odds added up term by term in one order, then the logistic function."""
+    log_odds = scorer.intercept
+    for weights, code in zip(code_weights, codes, strict=True):
+        log_odds = log_odds + weights[code]
+    for weight, value in zip(scorer.number_weights, numbers, strict=True):
+        log_odds = log_odds + value * weight
+    # The logistic function written with tanh: no overflow for any log-odds. numpy's tanh for
+    # one row too: Python's math.tanh differs from it in the last bit for a quarter of values.
+    return 0.5 * (1.0 + np.tanh(0.5 * log_odds))

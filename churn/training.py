@@ -145,7 +145,7 @@ def compare(
     one (its held-out figures ``new``) on the same customers, and the old one's probabilities.
     The verdict is ``refused`` when the new AUC is more than the tolerance lower."""
     churned = test[TARGET].to_numpy()
-    probabilities = old.probabilities(old.validator.check_json(feature_dicts(test)))
+    probabilities = old.scorer.probabilities(old.validator.check_json(feature_dicts(test)))
     old_held_out = evaluate(churned, probabilities, old.threshold)
     difference = new["auc"] - old_held_out["auc"]
     new_flags = new_probabilities >= new["confusion"]["threshold"]

@@ -132,7 +132,7 @@ def score_record_batch(
         columns = {field: batch.column(index) for field, index in layout.index.items()}
         checked = validator.check(columns, batch.num_rows)
     valid = np.flatnonzero(checked.valid)
-    probabilities = model.predictor.probabilities(checked)[valid]
+    probabilities = model.predictor.scorer.probabilities(checked)[valid]
     if layout.id_column:  # a file's ids are already one Arrow array; JSON lines' a list
         ids = checked.ids
         key = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
