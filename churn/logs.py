@@ -25,6 +25,11 @@ MODEL_VERSION_KEY = "churn.model_version"
 # error log's handlers before the app is built, so Flask adds none of its own to churn.app.
 APP_LOGGER = "churn"
 
+# No line names its thread or its multiprocessing process, so records need not look them up
+# (the logging HOWTO's "Optimization"): about half the cost of making a record.
+logging.logThreads = False
+logging.logMultiprocessing = False
+
 
 class RequestId(logging.Filter):
     """Names the request a record was logged for: the endpoint passes it as
