@@ -148,12 +148,11 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
             rejects.write(problems)
             if capture:
                 capture.write(scored)
-            rows = len(batch) if isinstance(batch, list) else batch.num_rows
-            counts["rows_in"] += rows
+            counts["rows_in"] += len(batch)  # a list of JSON values or an Arrow batch
             counts["scored"] += scored.num_rows
-            counts["rejected"] += rows - scored.num_rows
             counts["problems"] += problems.num_rows
             progress.update(counts["rows_in"])
+        counts["rejected"] = counts["rows_in"] - counts["scored"]
         flood = too_many_invalid(counts["rows_in"], counts["rejected"], args.max_invalid)
         rejects.commit()
         if not flood:  # a flood's scores (and their capture) are discarded
@@ -181,10 +180,8 @@ class Progress:
         self.shown_at, self.drawn = now, True
         of = f" / {self.total:,} rows ({done * 100 // self.total}%)" if self.total else " rows"
         rate = done / max(now - self.started, 1e-9)
-        self.stream.write(f"\r  {done:,}{of}  {rate:,.0f} rows/s ")
-        self.stream.flush()
+        print(f"\r  {done:,}{of}  {rate:,.0f} rows/s ", end="", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+            print(file=self.stream, flush=True)
