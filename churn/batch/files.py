@@ -173,15 +173,13 @@ class AtomicWriter:
             self._writer.write(batch)
 
     def commit(self) -> None:
-        self._writer.close()
-        self._sink.flush()
+        self._writer.close()  # the sink, an OSFile, has no buffer of its own to flush
         os.fsync(self._sink.fileno())
         self._sink.close()
         os.replace(self.temporary, self.path)
 
     def discard(self) -> None:
-        with suppress(Exception):
-            self._writer.close()
-        with suppress(Exception):
-            self._sink.close()
+        for close in (self._writer.close, self._sink.close):
+            with suppress(Exception):
+                close()
         self.temporary.unlink(missing_ok=True)
