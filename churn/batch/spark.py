@@ -135,9 +135,9 @@ def load_model(spark: SparkSession, model: str, threshold: float | None) -> Batc
     """The model from a local path or any URI Spark reads (s3://), checked as the service does."""
     if "://" not in model:
         return BatchModel.load(Path(model), threshold)
-    scheme, separator, rest = model.partition("://")
+    scheme, _, rest = model.partition("://")
     beside = metadata_path(PurePosixPath(rest))  # type: ignore[arg-type]
-    metadata = json.loads(read_bytes(spark, f"{scheme}{separator}{beside}"))
+    metadata = json.loads(read_bytes(spark, f"{scheme}://{beside}"))
     weights = artifact.weights_from_bytes(read_bytes(spark, model), Path(model))
     return BatchModel.checked(weights, metadata, model, threshold)
 
@@ -166,8 +166,7 @@ def _collect(frame: DataFrame, path: str) -> list[Any]:
 
 
 def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 def write_atomically(spark: SparkSession, frame: DataFrame, path: str) -> None:
