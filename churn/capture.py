@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import sys
 import threading
 import time
@@ -105,31 +104,28 @@ class Capture:
         rows = sum(len(item[4]) for item in items)
         if not rows:
             return
+        failure = None
         try:
             if self._connection is None or self._connection.closed:
                 self._connection = connect(self.url, STATEMENT_TIMEOUT_MS)
             with self._connection.transaction():
                 copy_rows(self._connection, self.source, items)
         except Exception as error:
-            ROWS.labels("dropped").inc(rows)
+            failure = one_line(error, self.url)
             if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-            if not self._failing:
-                self._failing = True
-                self.logger.warning(
-                    "prediction capture: PostgreSQL write failed, rows are dropped and counted "
-                    "until it works again: %s",
-                    one_line(error, self.url),
-                )
-        else:
-            ROWS.labels("written").inc(rows)
-            if self._failing:
-                self._failing = False
-                self.logger.warning("prediction capture: writing to PostgreSQL again")
-        finally:
-            with self._lock:
-                self._queued -= rows
+                self._connection.close()  # the next write starts on a new connection
+        with self._lock:
+            self._queued -= rows
+        ROWS.labels("dropped" if failure else "written").inc(rows)
+        if failure and not self._failing:
+            self.logger.warning(
+                "prediction capture: PostgreSQL write failed, rows are dropped and counted "
+                "until it works again: %s",
+                failure,
+            )
+        elif self._failing and not failure:
+            self.logger.warning("prediction capture: writing to PostgreSQL again")
+        self._failing = failure is not None
 
     def close(self) -> None:
         """Stop the writer and write what is pending (a graceful stop)."""
@@ -140,7 +136,6 @@ class Capture:
             self.flush()
         if self._connection is not None:
             self._connection.close()
-            self._connection = None
 
     def _run(self) -> None:
         while not self._stopping.wait(WRITE_INTERVAL_SECONDS):
@@ -173,11 +168,11 @@ class RunCapture:
         self.run_id = "score.py-" + uuid.uuid4().hex  # the rows' request id: one per run
         self.rows = 0
         # No statement timeout: a batch's COPY takes as long as its rows do.
-        self._connection: psycopg.Connection | None = connect(url)
+        self._connection = connect(url)
 
     def write(self, scored: Any) -> None:
         """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
-        if self._connection is None:
+        if self._connection.closed:  # capture abandoned
             return
         names = ["customer_id" if name == self.id_column else name for name in scored.schema.names]
         results = scored.rename_columns(names).to_pylist()  # as /predict's results
@@ -190,7 +185,7 @@ class RunCapture:
 
     def commit(self) -> None:
         try:
-            if self._connection is not None:
+            if not self._connection.closed:
                 self._connection.commit()
         except psycopg.Error as error:
             self.discard(error)
@@ -205,9 +200,7 @@ class RunCapture:
                 file=sys.stderr,
             )
             self.rows = 0
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.close()
 
 
 def connect(url: str, statement_timeout_ms: int = 0) -> psycopg.Connection:
@@ -237,4 +230,4 @@ def one_line(error: BaseException, url: str) -> str:
     text = str(error)
     for secret in filter(None, (url, urlsplit(url).password if "://" in url else None)):
         text = text.replace(secret, "***")
-    return re.sub(r"\s+", " ", text).strip()
+    return " ".join(text.split())
