@@ -72,9 +72,10 @@ class Capture:
         cls, url: str | None, source: str, features: bool, logger: logging.Logger, name: str
     ) -> Capture | None:
         """None if ``url`` is; ``ConfigError`` naming ``name`` if the database is unusable."""
-        if url is not None:
-            check_database(url, name)
-        return None if url is None else cls(url, source, features, logger)
+        if url is None:
+            return None
+        check_database(url, name)
+        return cls(url, source, features, logger)
 
     def submit(
         self,
@@ -104,26 +105,26 @@ class Capture:
         rows = sum(len(item[4]) for item in items)
         if not rows:
             return
-        failure = None
+        failure: Exception | None = None
         try:
             if self._connection is None or self._connection.closed:
                 self._connection = connect(self.url, STATEMENT_TIMEOUT_MS)
             with self._connection.transaction():
                 copy_rows(self._connection, self.source, items)
         except Exception as error:
-            failure = one_line(error, self.url)
+            failure = error
             if self._connection is not None:
                 self._connection.close()  # the next write starts on a new connection
         with self._lock:
             self._queued -= rows
-        ROWS.labels("dropped" if failure else "written").inc(rows)
-        if failure and not self._failing:
+        ROWS.labels("written" if failure is None else "dropped").inc(rows)
+        if failure is not None and not self._failing:
             self.logger.warning(
                 "prediction capture: PostgreSQL write failed, rows are dropped and counted "
                 "until it works again: %s",
-                failure,
+                one_line(failure, self.url),
             )
-        elif self._failing and not failure:
+        elif failure is None and self._failing:
             self.logger.warning("prediction capture: writing to PostgreSQL again")
         self._failing = failure is not None
 
@@ -204,8 +205,7 @@ class RunCapture:
 
 
 def connect(url: str, statement_timeout_ms: int = 0) -> psycopg.Connection:
-    """A connection in UTC, as the outcomes report cuts weeks and windows; by default with no
-    statement timeout."""
+    """A connection in UTC, as the outcomes report cuts weeks and windows by its dates."""
     options = f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC"
     return psycopg.connect(url, options=options, **CONNECTION)
 
