@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def download(url: str, target: Path, expected_sha256: str) -> Path:
                 + HOW_TO_PROVIDE
             )
         write_atomically(target, bytes(data))
-    except (urllib.error.URLError, OSError) as error:
+    except OSError as error:  # urllib's URLError is one
         raise DataFileError(f"Could not download the data ({error}).\n" + HOW_TO_PROVIDE) from None
     return target
 
