@@ -94,10 +94,8 @@ def calibration(
     for series in models:
         bins = series.held_out["calibration"]
         label = f"{series.label} (Brier {series.held_out['brier']:.4f})"
-        predicted, observed = (
-            [b[key] for b in bins] for key in ("mean_predicted", "observed_rate")
-        )
-        axes.plot(predicted, observed, "o-", label=label)
+        predicted = [b["mean_predicted"] for b in bins]
+        axes.plot(predicted, [b["observed_rate"] for b in bins], "o-", label=label)
     diagonal(axes, "perfectly calibrated")
     axes.set(xlabel="mean predicted probability", ylabel="observed churn rate", title=title)
     axes.legend(loc="upper left")
