@@ -85,8 +85,7 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     Every column is turned to text first, so it holds for pandas 2 (object) and pandas 3 (str)
     columns alike: the course picks text columns by the object dtype, which pandas 3 lacks.
     """
-    frame = raw.copy()
-    frame.columns = [normalize_token(str(name)) for name in frame.columns]
+    frame = raw.rename(columns=lambda name: normalize_token(str(name)))  # a copy
     missing = [c for c in (*FEATURE_FIELDS, TARGET) if c not in frame.columns]
     if missing:
         raise DataFileError(
