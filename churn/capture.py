@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import sys
 import threading
 import time
@@ -73,9 +72,10 @@ class Capture:
         cls, url: str | None, source: str, features: bool, logger: logging.Logger, name: str
     ) -> Capture | None:
         """None if ``url`` is; ``ConfigError`` naming ``name`` if the database is unusable."""
-        if url is not None:
-            check_database(url, name)
-        return None if url is None else cls(url, source, features, logger)
+        if url is None:
+            return None
+        check_database(url, name)
+        return cls(url, source, features, logger)
 
     def submit(
         self,
@@ -105,31 +105,28 @@ class Capture:
         rows = sum(len(item[4]) for item in items)
         if not rows:
             return
+        failure: Exception | None = None
         try:
             if self._connection is None or self._connection.closed:
                 self._connection = connect(self.url, STATEMENT_TIMEOUT_MS)
             with self._connection.transaction():
                 copy_rows(self._connection, self.source, items)
         except Exception as error:
-            ROWS.labels("dropped").inc(rows)
+            failure = error
             if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-            if not self._failing:
-                self._failing = True
-                self.logger.warning(
-                    "prediction capture: PostgreSQL write failed, rows are dropped and counted "
-                    "until it works again: %s",
-                    one_line(error, self.url),
-                )
-        else:
-            ROWS.labels("written").inc(rows)
-            if self._failing:
-                self._failing = False
-                self.logger.warning("prediction capture: writing to PostgreSQL again")
-        finally:
-            with self._lock:
-                self._queued -= rows
+                self._connection.close()  # the next write starts on a new connection
+        with self._lock:
+            self._queued -= rows
+        ROWS.labels("written" if failure is None else "dropped").inc(rows)
+        if failure is not None and not self._failing:
+            self.logger.warning(
+                "prediction capture: PostgreSQL write failed, rows are dropped and counted "
+                "until it works again: %s",
+                one_line(failure, self.url),
+            )
+        elif failure is None and self._failing:
+            self.logger.warning("prediction capture: writing to PostgreSQL again")
+        self._failing = failure is not None
 
     def close(self) -> None:
         """Stop the writer and write what is pending (a graceful stop)."""
@@ -140,7 +137,6 @@ class Capture:
             self.flush()
         if self._connection is not None:
             self._connection.close()
-            self._connection = None
 
     def _run(self) -> None:
         while not self._stopping.wait(WRITE_INTERVAL_SECONDS):
@@ -173,11 +169,11 @@ class RunCapture:
         self.run_id = "score.py-" + uuid.uuid4().hex  # the rows' request id: one per run
         self.rows = 0
         # No statement timeout: a batch's COPY takes as long as its rows do.
-        self._connection: psycopg.Connection | None = connect(url)
+        self._connection = connect(url)
 
     def write(self, scored: Any) -> None:
         """Add a scored Arrow batch (an id column, ``churn_probability``, ``churn``)."""
-        if self._connection is None:
+        if self._connection.closed:  # capture abandoned
             return
         names = ["customer_id" if name == self.id_column else name for name in scored.schema.names]
         results = scored.rename_columns(names).to_pylist()  # as /predict's results
@@ -190,7 +186,7 @@ class RunCapture:
 
     def commit(self) -> None:
         try:
-            if self._connection is not None:
+            if not self._connection.closed:
                 self._connection.commit()
         except psycopg.Error as error:
             self.discard(error)
@@ -205,14 +201,11 @@ class RunCapture:
                 file=sys.stderr,
             )
             self.rows = 0
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.close()
 
 
 def connect(url: str, statement_timeout_ms: int = 0) -> psycopg.Connection:
-    """A connection in UTC, as the outcomes report cuts weeks and windows; by default with no
-    statement timeout."""
+    """A connection in UTC, as the outcomes report cuts weeks and windows by its dates."""
     options = f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC"
     return psycopg.connect(url, options=options, **CONNECTION)
 
@@ -237,4 +230,4 @@ def one_line(error: BaseException, url: str) -> str:
     text = str(error)
     for secret in filter(None, (url, urlsplit(url).password if "://" in url else None)):
         text = text.replace(secret, "***")
-    return re.sub(r"\s+", " ", text).strip()
+    return " ".join(text.split())

@@ -21,10 +21,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from churn.evaluation import CONFUSION_CELLS
+
 SIZE = (6.4, 4.2)
 DPI = 100
 COEFFICIENTS_SHOWN = 20
-CONFUSION_CELLS = ("true_negative", "false_positive", "false_negative", "true_positive")  # rows
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,8 @@ def calibration(
     for series in models:
         bins = series.held_out["calibration"]
         label = f"{series.label} (Brier {series.held_out['brier']:.4f})"
-        predicted, observed = (
-            [b[key] for b in bins] for key in ("mean_predicted", "observed_rate")
-        )
-        axes.plot(predicted, observed, "o-", label=label)
+        predicted = [b["mean_predicted"] for b in bins]
+        axes.plot(predicted, [b["observed_rate"] for b in bins], "o-", label=label)
     diagonal(axes, "perfectly calibrated")
     axes.set(xlabel="mean predicted probability", ylabel="observed churn rate", title=title)
     axes.legend(loc="upper left")
@@ -185,11 +184,10 @@ def weekly_auc(
         colour = f"C{number}"
         if shown:
             aucs = np.array([week["auc"] for week in shown])
-            # No interval (too few outcomes to draw one): a bar of zero length.
-            low = [week["auc"] if week["auc_low"] is None else week["auc_low"] for week in shown]
-            high = [week["auc"] if week["auc_high"] is None else week["auc_high"] for week in shown]
+            bounds = np.array([[week["auc_low"], week["auc_high"]] for week in shown], dtype=float)
+            # No interval (too few outcomes to draw one; None became NaN): a bar of zero length.
+            errors = np.nan_to_num(np.abs(bounds - aucs[:, np.newaxis])).T
             days = [np.datetime64(week["week"]) for week in shown]
-            errors = [aucs - np.array(low), np.array(high) - aucs]
             axes.errorbar(days, aucs, yerr=errors, fmt="o-", capsize=4, color=colour, label=label)
         if label in promised:
             axes.axhline(promised[label], linestyle="--", color=colour, label=f"{label} promised")

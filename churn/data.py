@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def download(url: str, target: Path, expected_sha256: str) -> Path:
                 + HOW_TO_PROVIDE
             )
         write_atomically(target, bytes(data))
-    except (urllib.error.URLError, OSError) as error:
+    except OSError as error:  # urllib's URLError is one
         raise DataFileError(f"Could not download the data ({error}).\n" + HOW_TO_PROVIDE) from None
     return target
 
@@ -86,8 +85,7 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     Every column is turned to text first, so it holds for pandas 2 (object) and pandas 3 (str)
     columns alike: the course picks text columns by the object dtype, which pandas 3 lacks.
     """
-    frame = raw.copy()
-    frame.columns = [normalize_token(str(name)) for name in frame.columns]
+    frame = raw.rename(columns=lambda name: normalize_token(str(name)))  # a copy
     missing = [c for c in (*FEATURE_FIELDS, TARGET) if c not in frame.columns]
     if missing:
         raise DataFileError(

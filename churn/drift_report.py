@@ -25,7 +25,7 @@ from churn.data import DataFileError, load_raw
 from churn.drift import EMPTY_SHARE, MIN_ROWS, feature_drift
 from churn.metrics import REASONS, UNSEEN_VALUE
 from churn.predictor import Predictor
-from churn.report import render
+from churn.report import Report
 
 PSI_ALERT = 0.2  # the alert rule's threshold (monitoring/rules/alerts.yml)
 
@@ -59,7 +59,7 @@ def drift_of_file(input_path: Path, model: Predictor) -> dict[str, Any]:
     }
 
 
-def render_html(report: dict[str, Any], features: list[tuple[str, Any]]) -> str:
+def page(report: dict[str, Any], features: list[tuple[str, Any]]) -> Report:
     """A page with a PSI table and one bar chart per feature; no external resources."""
     svgs = {}
     for name, view in features:
@@ -67,8 +67,8 @@ def render_html(report: dict[str, Any], features: list[tuple[str, Any]]) -> str:
         shares = {b: (view["reference"][b], count / rows) for b, count in view["bins"].items()}
         svgs[name] = Markup(charts.drift(name, shares))  # noqa: S704 - matplotlib escapes its text
     title = f"Drift of {Path(report['input']).name}"
-    return render(
-        "drift.html", title=title, report=report, features=features, svgs=svgs, alert=PSI_ALERT
+    return Report.of(
+        "drift.html", {}, title=title, report=report, features=features, svgs=svgs, alert=PSI_ALERT
     )
 
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     # The most drifted first; those without a PSI (too few rows) last.
     features = sorted(report["features"].items(), key=lambda item: -(item[1]["psi"] or 0.0))
     write_atomically(output.with_suffix(".json"), orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    write_atomically(output.with_suffix(".html"), render_html(report, features).encode())
+    page(report, features).write(output.with_suffix(".html"))
     for name, view in features:
         psi = "n/a (too few rows)" if view["psi"] is None else f"{view['psi']:.3f}"
         print(f"{name:18} PSI {psi}")

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
+    confusion_matrix,
     precision_recall_curve,
     roc_auc_score,
     roc_curve,
@@ -19,6 +20,7 @@ from sklearn.metrics import (
 
 CALIBRATION_EDGES = np.linspace(0.0, 1.0, 11)  # ten equal-width bins
 LIFT_GROUPS = 10  # deciles
+CONFUSION_CELLS = ("true_negative", "false_positive", "false_negative", "true_positive")  # rows
 DEFAULT_AUC_TOLERANCE = 0.005  # a retrained model this much worse on held-out AUC needs --force
 
 
@@ -39,28 +41,22 @@ def scores(churned: np.ndarray, probabilities: np.ndarray, flagged: np.ndarray) 
     confusion matrix of the decisions taken (``flagged``) and calibration."""
     actual = churned.astype(bool)
     both = 0 < actual.sum() < len(actual)
+    cells = confusion_matrix(actual, flagged, labels=[False, True]).ravel()
     return {
         "auc": float(roc_auc_score(actual, probabilities)) if both else None,
         "brier": float(brier_score_loss(actual, probabilities, pos_label=True)),
         "churn_rate": float(churned.mean()),
-        "confusion": {
-            "true_negative": int((~flagged & ~actual).sum()),
-            "false_positive": int((flagged & ~actual).sum()),
-            "false_negative": int((~flagged & actual).sum()),
-            "true_positive": int((flagged & actual).sum()),
-        },
+        "confusion": dict(zip(CONFUSION_CELLS, map(int, cells), strict=True)),
         "calibration": calibration(churned, probabilities),
     }
 
 
-def bootstrap_auc(
-    churned: np.ndarray, probabilities: np.ndarray, resamples: int = 200, seed: int = 0
-) -> tuple[float, float] | None:
-    """A 95% confidence interval of the AUC over resampled customers; None when fewer than two
-    resamples hold both classes. Seeded, so the same rows always give the same interval."""
-    random = np.random.default_rng(seed)
+def bootstrap_auc(churned: np.ndarray, probabilities: np.ndarray) -> tuple[float, float] | None:
+    """A 95% confidence interval of the AUC over 200 resamples of the customers; None when fewer
+    than two hold both classes. Seeded, so the same rows always give the same interval."""
+    random = np.random.default_rng(0)
     aucs = []
-    for _ in range(resamples):
+    for _ in range(200):
         picked = random.integers(0, len(churned), len(churned))
         if 0 < churned[picked].sum() < len(picked):
             aucs.append(roc_auc_score(churned[picked], probabilities[picked]))
@@ -72,9 +68,8 @@ def bootstrap_auc(
 
 def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
     """Per probability bin holding customers: mean predicted probability, observed churn rate."""
-    last = len(CALIBRATION_EDGES) - 2
-    # A probability of exactly 1.0 belongs in the last bin, not in an eleventh.
-    bins = np.minimum(np.digitize(probabilities, CALIBRATION_EDGES[1:-1]), last)
+    # Binned by the inner edges only, so a probability of exactly 1.0 falls in the last bin.
+    bins = np.digitize(probabilities, CALIBRATION_EDGES[1:-1])
     return [
         {
             "low": float(CALIBRATION_EDGES[number]),
@@ -83,7 +78,7 @@ def calibration(churned: np.ndarray, probabilities: np.ndarray) -> list[dict[str
             "mean_predicted": float(probabilities[inside].mean()),
             "observed_rate": float(churned[inside].mean()),
         }
-        for number in range(last + 1)
+        for number in range(len(CALIBRATION_EDGES) - 1)
         if (inside := bins == number).any()
     ]
 

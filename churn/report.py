@@ -8,6 +8,7 @@ curve points and the coefficients (which live in the pickle) come in beside it.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,7 @@ from churn import charts
 from churn.artifact import DEFAULT_THRESHOLD, write_atomically
 from churn.profit import THRESHOLD_GRID
 
-
 # Escaped, and failing on a name the context lacks.
-def report_path(model_path: Path, refused: bool = False) -> Path:
-    """Training's report, ``model_C=1.0.report.html``; a refused model's has its own name."""
-    return model_path.with_suffix(".refused.report.html" if refused else ".report.html")
-
-
 PAGES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -43,10 +38,6 @@ STYLES = {
 }
 
 
-def render(template: str, **context: Any) -> str:
-    return PAGES.get_template(template).render(**context)
-
-
 @dataclass(frozen=True)
 class Report:
     html: str
@@ -59,7 +50,7 @@ class Report:
             name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
             for name, data in images.items()
         }
-        return cls(render(template, images=inline, **context), images)
+        return cls(PAGES.get_template(template).render(images=inline, **context), images)
 
     def write(self, html_path: Path) -> None:
         """The PNGs into a folder named after the page, then the page; each atomically."""
@@ -68,15 +59,12 @@ class Report:
         write_atomically(html_path, self.html.encode("utf-8"))
 
 
-def fact_renderer(metadata: dict[str, Any]):
-    def fact(key: str, style: str = "text") -> Markup:
-        """The metadata's value at ``key`` (``lift.0.cumulative_gain``), in a span naming it."""
-        value: Any = metadata
-        for part in key.split("."):
-            value = value[int(part)] if isinstance(value, list) else value[part]
-        return Markup('<span data-key="{}">{}</span>').format(key, STYLES[style].format(value))
-
-    return fact
+def fact(metadata: dict[str, Any], key: str, style: str = "text") -> Markup:
+    """The metadata's value at ``key`` (``lift.0.cumulative_gain``), in a span naming it."""
+    value: Any = metadata
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return Markup('<span data-key="{}">{}</span>').format(key, STYLES[style].format(value))
 
 
 def for_training(
@@ -107,7 +95,7 @@ def for_training(
         "report.html",
         images,
         meta=metadata,
-        fact=fact_renderer(metadata),
+        fact=functools.partial(fact, metadata),
         weights=by_size,
         baseline_weights=old_weights,
         default_threshold=DEFAULT_THRESHOLD,

@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from churn import artifact, charts, config, profit, report
-from churn.artifact import ModelFileError
+from churn.artifact import THRESHOLD_FROM_COSTS, THRESHOLD_FROM_DEFAULT, ModelFileError
 from churn.data import DataFileError, load_clean, resolve_data_path, sha256_of
 from churn.drift import reference_from
 from churn.evaluation import DEFAULT_AUC_TOLERANCE, curves, evaluate
@@ -34,7 +34,6 @@ from churn.predictor import Predictor
 EXIT_REFUSED = 3  # the new model is worse than the current one; nothing was replaced
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "matplotlib")  # their versions go in the metadata
 RANDOM_STATE = 1  # the course's, for the split and the folds
-DEFAULT_C, DEFAULT_FOLDS = 1.0, 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,18 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--C",
         type=float,
         nargs="+",
-        default=[DEFAULT_C],
+        default=[1.0],
         dest="C_values",
         metavar="C",
         help="inverse regularization strength; several values keep the best mean CV AUC "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--folds",
-        type=int,
-        default=DEFAULT_FOLDS,
-        help="cross-validation folds (default: 5)",
-    )
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     parser.add_argument("--output", help="model file to write (default: model_C={C}.bin)")
     profit.add_cost_options(
         parser, "threshold from costs (all three, or none for the course's 0.5)"
@@ -140,9 +134,9 @@ def compare(
     new_probabilities: np.ndarray,
     new: dict[str, Any],
     args: argparse.Namespace,
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], charts.Series]:
     """The old model (read by the service's own loader, scored by its scorer) against the new
-    one (its held-out figures ``new``) on the same customers, and the old one's probabilities.
+    one (its held-out figures ``new``) on the same customers, and the old one's chart series.
     The verdict is ``refused`` when the new AUC is more than the tolerance lower."""
     churned = test[TARGET].to_numpy()
     probabilities = old.scorer.probabilities(old.validator.check_json(feature_dicts(test)))
@@ -167,7 +161,7 @@ def compare(
         f"{old_held_out['auc']:.4f} -> {new['auc']:.4f} ({difference:+.4f}), "
         f"{comparison['decision_changes']:,} decisions change"
     )
-    return comparison, probabilities
+    return comparison, charts.Series("current", old_held_out, curves(churned, probabilities))
 
 
 def build_metadata(
@@ -201,9 +195,7 @@ def build_metadata(
         },
         "evaluation": {"cross_validation": runs, "held_out": held_out},
         "threshold": held_out["confusion"]["threshold"],
-        "threshold_source": artifact.THRESHOLD_FROM_COSTS
-        if choice
-        else artifact.THRESHOLD_FROM_DEFAULT,
+        "threshold_source": THRESHOLD_FROM_COSTS if choice else THRESHOLD_FROM_DEFAULT,
         "threshold_choice": choice,
         "comparison": None,  # filled in when there is a model to compare with
         "schema": learn_schema(train_frame),
@@ -252,29 +244,28 @@ def run(args: argparse.Namespace) -> int:
     metadata = build_metadata(data_path, frame, full_train, runs, args.folds, held_out, choice)
     models = [charts.Series("new" if old else "model", held_out, curves(churned, probabilities))]
     if old:
-        metadata["comparison"], old_probabilities = compare(
-            old, old_path, test, probabilities, held_out, args
-        )
-        old_held_out = metadata["comparison"]["baseline_held_out"]
-        models.append(charts.Series("current", old_held_out, curves(churned, old_probabilities)))
+        comparison, current = compare(old, old_path, test, probabilities, held_out, args)
+        metadata["comparison"] = comparison
+        models.append(current)
     dv, model = (step for _, step in final.steps)
     raw, metadata = artifact.pack(output, dv, model, metadata)
     weights = dict(zip(dv.feature_names_, map(float, model.coef_[0]), strict=True))
     page = report.for_training(
         metadata, models, weights, old.weights.weights if old else None, profit_curve
     )
-    if old and metadata["comparison"]["verdict"] == "refused":
-        refused = report.report_path(output, refused=True)
-        page.write(refused)
+    refused = old is not None and metadata["comparison"]["verdict"] == "refused"
+    # A refused model's report has a name of its own, beside the current model's.
+    page_path = output.with_suffix(".refused.report.html" if refused else ".report.html")
+    page.write(page_path)
+    if refused:
         print(
             f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
-            f"{old_path}'s, which stays as it was; see {refused}, or save it anyway with --force",
+            f"{old_path}'s, which stays as it was; see {page_path}, or save it anyway with --force",
             file=sys.stderr,
         )
         return EXIT_REFUSED
     artifact.write(output, raw, metadata)
-    page.write(report.report_path(output))
-    print(f"Saved {output}, {output.with_suffix('.json')} and {report.report_path(output)}")
+    print(f"Saved {output}, {output.with_suffix('.json')} and {page_path}")
     return 0
 
 

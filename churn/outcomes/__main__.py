@@ -155,15 +155,14 @@ def load(args: argparse.Namespace) -> int:
     csv.writer(text, lineterminator="\n").writerows([REJECT_COLUMNS, *problems])
     write_atomically(rejects, text.getvalue().encode("utf-8"))
     flood = score_py.too_many_invalid(rows_in, rejected, args.max_invalid)
-    stored = {"loaded": 0}
+    status = "too_many_invalid" if flood else "ok"
+    summary = {"status": status, "input": str(args.file), "rows_in": rows_in, "loaded": 0}
     if not flood:
         with connect(args.database) as connection:
             columns = [list(column) for column in zip(*good, strict=True)] or [[], [], []]
             new, corrected = connection.execute(STORE, columns).fetchone() or (0, 0)
         unchanged = len(good) - new - corrected
-        stored = {"loaded": len(good), "new": new, "corrected": corrected, "unchanged": unchanged}
-    status = "too_many_invalid" if flood else "ok"
-    summary = {"status": status, "input": str(args.file), "rows_in": rows_in, **stored}
+        summary |= {"loaded": len(good), "new": new, "corrected": corrected, "unchanged": unchanged}
     summary |= {"rejected": rejected, "rejects": str(rejects)}
     print(orjson.dumps(summary).decode(), flush=True)
     if flood:
@@ -188,9 +187,9 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
         given = [line[i] if i < len(line) else None for i in positions]
         values: list[Any] = []
         wrong: list[tuple[str, str]] = []
-        for name, value, parse in zip(COLUMNS, given, (customer, churned, day), strict=True):
+        for name, value in zip(COLUMNS, given, strict=True):
             try:
-                values.append(parse(value, latest))
+                values.append(parsed(name, value, latest))
             except ValueError as error:
                 wrong.append((name, str(error)))
         key = None if wrong else (values[0], values[2])
@@ -204,41 +203,29 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
     return number, [(id_, on, left) for (id_, on), (_, left) in good.items()], problems
 
 
-def customer(value: Any, latest: date) -> str:
-    text = text_of(value)
-    if isinstance(value, bool) or not isinstance(value, str | int | None):
-        raise ValueError("must be text")
-    if not text:
-        raise ValueError("is missing")
-    if len(text) > MAX_ID_LENGTH:
-        raise ValueError(f"is longer than {MAX_ID_LENGTH} characters")
-    return text
-
-
-def churned(value: Any, latest: date) -> bool:
-    word = text_of(value).lower()
-    if word not in WORDS:
-        raise ValueError(f"must be yes/no, true/false or 1/0, got {quoted(word)}")
-    return WORDS[word]
-
-
-def day(value: Any, latest: date) -> date:
-    text = text_of(value)
-    try:
+def parsed(column: str, value: Any, latest: date) -> Any:
+    """``value`` as ``column`` stores it; ``ValueError`` saying what is wrong with it."""
+    text = "" if value is None else str(value).strip()  # Parquet's booleans and dates too
+    shown = repr(text) if text else "nothing"
+    if column == "customer_id":
+        if isinstance(value, bool) or not isinstance(value, str | int | None):
+            raise ValueError("must be text")
+        if not text:
+            raise ValueError("is missing")
+        if len(text) > MAX_ID_LENGTH:
+            raise ValueError(f"is longer than {MAX_ID_LENGTH} characters")
+        return text
+    if column == "churned":
+        if text.lower() not in WORDS:
+            raise ValueError(f"must be yes/no, true/false or 1/0, got {shown}")
+        return WORDS[text.lower()]
+    try:  # observed_on
         observed = date.fromisoformat(text[:10])  # a time after the date is ignored
     except ValueError:
-        raise ValueError(f"must be a date as YYYY-MM-DD, got {quoted(text)}") from None
+        raise ValueError(f"must be a date as YYYY-MM-DD, got {shown}") from None
     if observed > latest:
         raise ValueError(f"{observed} is in the future")
     return observed
-
-
-def text_of(value: Any) -> str:
-    return "" if value is None else str(value).strip()  # Parquet's booleans and dates too
-
-
-def quoted(text: str) -> str:
-    return repr(text) if text else "nothing"
 
 
 def read(path: Path) -> tuple[list[str], Iterable[Sequence[Any]]]:
@@ -280,15 +267,28 @@ def find_columns(path: Path, header: list[str]) -> list[int]:
 
 
 def report(args: argparse.Namespace) -> int:
+    """Each version's figures, the live one first, in metrics.json and report.html."""
     default = Path(DEFAULT_MODEL_FILE)
-    models = args.model or ([default] if metadata_path(default).exists() else [])
+    promised = promises(args.model or ([default] if metadata_path(default).exists() else []))
+    params = {"window": args.window_days, "since": args.since or date(1970, 1, 1)}
     with connect(args.database) as connection:
-        metrics = compute(connection, args, promises(models))
+        rows = connection.cursor(row_factory=namedtuple_row).execute(JOINED, params).fetchall()
+        loaded, joined = connection.execute(OUTCOMES, params).fetchone() or (0, 0)
+    by_version = groupby(rows, attrgetter("model_version"))
+    versions = {v: version_figures(list(r), args.costs, promised.get(v)) for v, r in by_version}
+    live = next(iter(versions), None)  # the query's first: the live one
+    metrics = {
+        "window_days": args.window_days,
+        "since": args.since.isoformat() if args.since else None,
+        "live_version": live,
+        "outcomes": {"loaded": loaded, "joined": joined},
+        "costs": args.costs.as_dict() if args.costs else None,
+        "versions": versions,
+    }
     write_report(metrics, args.output)
-    live = metrics["live_version"]
-    line = metrics["versions"][live]["verdict"] if live else "no captured predictions"
+    line = versions[live]["verdict"] if live else "no captured predictions"
     print(f"{PROG}: live model {live[:SHORT] if live else '-'}: {line}", file=sys.stderr)
-    print(orjson.dumps({"output": str(args.output), "versions": len(metrics["versions"])}).decode())
+    print(orjson.dumps({"output": str(args.output), "versions": len(versions)}).decode())
     return 0
 
 
@@ -303,26 +303,6 @@ def promises(model_files: list[Path]) -> dict[str, Promise]:
         except (ModelFileError, KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"--model {model_file}: cannot use its metadata ({error})") from None
     return found
-
-
-def compute(
-    connection: psycopg.Connection, args: argparse.Namespace, promised: dict[str, Promise]
-) -> dict[str, Any]:
-    """metrics.json: ``{"versions": {version: figures}, ...}``, the live version first."""
-    params = {"window": args.window_days, "since": args.since or date(1970, 1, 1)}
-    with connection.cursor(row_factory=namedtuple_row) as cursor:
-        rows = cursor.execute(JOINED, params).fetchall()
-    loaded, joined = connection.execute(OUTCOMES, params).fetchone() or (0, 0)
-    by_version = groupby(rows, attrgetter("model_version"))
-    versions = {v: version_figures(list(r), args.costs, promised.get(v)) for v, r in by_version}
-    return {
-        "window_days": args.window_days,
-        "since": args.since.isoformat() if args.since else None,
-        "live_version": next(iter(versions), None),  # the query's first: the live one
-        "outcomes": {"loaded": loaded, "joined": joined},
-        "costs": args.costs.as_dict() if args.costs else None,
-        "versions": versions,
-    }
 
 
 def version_figures(rows: list[Any], costs: Costs | None, promise: Promise | None) -> dict:
@@ -391,9 +371,7 @@ def write_report(metrics: dict[str, Any], folder: Path) -> None:
         series = [charts.Series(label, figures, {}) for label, figures in scored.items()]
         title = "Calibration on realized outcomes (10 equal-width bins)"
         images["calibration.png"] = charts.calibration(series, title)
-        promised = {
-            k: f["promised_auc"] for k, f in scored.items() if f["promised_auc"] is not None
-        }
+        promised = {k: auc for k, f in scored.items() if (auc := f["promised_auc"]) is not None}
         weeks = {label: figures["weeks"] for label, figures in scored.items()}
         images["weekly_auc.png"] = charts.weekly_auc(weeks, promised)
     Report.of("outcomes.html", images, metrics=metrics, short=SHORT).write(folder / "report.html")
