@@ -256,8 +256,8 @@ def run(args: argparse.Namespace) -> int:
     refused = old is not None and metadata["comparison"]["verdict"] == "refused"
     # A refused model's report has a name of its own, beside the current model's.
     page_path = output.with_suffix(".refused.report.html" if refused else ".report.html")
-    page.write(page_path)
     if refused:
+        page.write(page_path)
         print(
             f"refused: the new model's held-out AUC is more than {args.auc_tolerance} below "
             f"{old_path}'s, which stays as it was; see {page_path}, or save it anyway with --force",
@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_REFUSED
     artifact.write(output, raw, metadata)
+    page.write(page_path)  # after the model: the current model's report describes it until then
     print(f"Saved {output}, {output.with_suffix('.json')} and {page_path}")
     return 0
 
