@@ -187,9 +187,9 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
         given = [line[i] if i < len(line) else None for i in positions]
         values: list[Any] = []
         wrong: list[tuple[str, str]] = []
-        for name, value in zip(COLUMNS, given, strict=True):
+        for name, value, parse in zip(COLUMNS, given, (customer, churned, day), strict=True):
             try:
-                values.append(parsed(name, value, latest))
+                values.append(parse(value, latest))
             except ValueError as error:
                 wrong.append((name, str(error)))
         key = None if wrong else (values[0], values[2])
@@ -203,29 +203,41 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
     return number, [(id_, on, left) for (id_, on), (_, left) in good.items()], problems
 
 
-def parsed(column: str, value: Any, latest: date) -> Any:
-    """``value`` as ``column`` stores it; ``ValueError`` saying what is wrong with it."""
-    text = "" if value is None else str(value).strip()  # Parquet's booleans and dates too
-    shown = repr(text) if text else "nothing"
-    if column == "customer_id":
-        if isinstance(value, bool) or not isinstance(value, str | int | None):
-            raise ValueError("must be text")
-        if not text:
-            raise ValueError("is missing")
-        if len(text) > MAX_ID_LENGTH:
-            raise ValueError(f"is longer than {MAX_ID_LENGTH} characters")
-        return text
-    if column == "churned":
-        if text.lower() not in WORDS:
-            raise ValueError(f"must be yes/no, true/false or 1/0, got {shown}")
-        return WORDS[text.lower()]
-    try:  # observed_on
+def customer(value: Any, latest: date) -> str:
+    text = text_of(value)
+    if isinstance(value, bool) or not isinstance(value, str | int | None):
+        raise ValueError("must be text")
+    if not text:
+        raise ValueError("is missing")
+    if len(text) > MAX_ID_LENGTH:
+        raise ValueError(f"is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def churned(value: Any, latest: date) -> bool:
+    text = text_of(value)
+    if text.lower() not in WORDS:
+        raise ValueError(f"must be yes/no, true/false or 1/0, got {quoted(text)}")
+    return WORDS[text.lower()]
+
+
+def day(value: Any, latest: date) -> date:
+    text = text_of(value)
+    try:
         observed = date.fromisoformat(text[:10])  # a time after the date is ignored
     except ValueError:
-        raise ValueError(f"must be a date as YYYY-MM-DD, got {shown}") from None
+        raise ValueError(f"must be a date as YYYY-MM-DD, got {quoted(text)}") from None
     if observed > latest:
         raise ValueError(f"{observed} is in the future")
     return observed
+
+
+def text_of(value: Any) -> str:
+    return "" if value is None else str(value).strip()  # Parquet's booleans and dates too
+
+
+def quoted(text: str) -> str:
+    return repr(text) if text else "nothing"
 
 
 def read(path: Path) -> tuple[list[str], Iterable[Sequence[Any]]]:
