@@ -185,12 +185,18 @@ class Watch:
     about once a second (and before /metrics or /drift answer, and at exit).
 
     Per request this is an append; the counting is numpy over a second's customers at once.
+    Only arrays, numbers and lists of them are kept, which the garbage collector does not track
+    or sees as one object: a second of kept objects that it tracks (a tuple or a ``Checked`` per
+    request) set off its collections, which cost more than the counting (docs/performance.md).
     """
 
     def __init__(self, drift: DriftBins | None, shadow: Any, logger: logging.Logger):
         self.drift, self.shadow, self.logger = drift, shadow, logger
         self.active = drift is not None or shadow is not None
-        self._pending: list[tuple[Checked, list[float], bool]] = []
+        self._numbers: list[np.ndarray] = []  # each answered batch's matrix
+        self._codes: list[np.ndarray] = []
+        self._shadowed: list[int] = []  # the batches (by position) the shadow compares
+        self._live: list[float] = []  # their live probabilities, one after the other
         self._lock = threading.Lock()
         self._worker_pid = 0  # the process whose thread counts (threads do not survive fork)
         if drift is not None:  # every series exists from the start: increase() needs that
@@ -201,27 +207,26 @@ class Watch:
             return
         compared = self.shadow is not None and random.random() < self.shadow.sample  # noqa: S311
         with self._lock:
-            self._pending.append((checked, probabilities, compared))
+            self._numbers.append(checked.numbers)
+            self._codes.append(checked.codes)
+            if compared:
+                self._shadowed.append(len(self._numbers) - 1)
+                self._live += probabilities
         if self._worker_pid != os.getpid():
             self._start()
 
     def flush(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return
-        if self.drift is not None:
-            counts = self.drift.counts(_joined([checked for checked, _, _ in pending]))
+            numbers, codes, shadowed, live = self._numbers, self._codes, self._shadowed, self._live
+            self._numbers, self._codes, self._shadowed, self._live = [], [], [], []
+        if self.drift is not None and numbers:
+            counts = self.drift.counts(_stacked(numbers, codes))
             for child, count in zip(self._bins, counts.tolist(), strict=True):
                 if count:
                     child.inc(count)
-        compared = [(checked, p) for checked, p, chosen in pending if chosen]
-        if self.shadow is not None and compared:
-            self._compare(
-                _joined([c for c, _ in compared]),
-                np.array([p for _, ps in compared for p in ps]),
-                len(compared),
-            )
+        if self.shadow is not None and shadowed:
+            picked = _stacked([numbers[i] for i in shadowed], [codes[i] for i in shadowed])
+            self._compare(picked, np.array(live), len(shadowed))
 
     def _compare(self, checked: Checked, live: np.ndarray, requests: int) -> None:
         try:
@@ -241,7 +246,6 @@ class Watch:
             self.flush()
 
 
-def _joined(batches: list[Checked]) -> Checked:
-    numbers = np.concatenate([batch.numbers for batch in batches])
-    codes = np.concatenate([batch.codes for batch in batches])
-    return Checked(numbers, codes, [None] * len(numbers), [])
+def _stacked(numbers: list[np.ndarray], codes: list[np.ndarray]) -> Checked:
+    stacked = np.concatenate(numbers)
+    return Checked(stacked, np.concatenate(codes), [None] * len(stacked), [])
