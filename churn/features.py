@@ -59,7 +59,9 @@ FIELDS: tuple[Field, ...] = (
 CATEGORICAL_FIELDS = tuple(field.name for field in FIELDS if field.kind == CATEGORICAL)
 FLAG_FIELDS = tuple(field.name for field in FIELDS if field.kind == FLAG)
 NUMERIC_FIELDS = tuple(field.name for field in FIELDS if field.kind == NUMERIC)
-FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS
+NUMBER_FIELDS = FLAG_FIELDS + NUMERIC_FIELDS  # the feature matrix's number columns, in order
+# Codes first, then numbers: the order of the feature matrix (churn/columns.py ``Checked``).
+FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + NUMBER_FIELDS
 LABELS = {field.name: field.label for field in FIELDS}
 # The one field whose blank text means 0: the raw CSV's TotalCharges of a customer with no bill
 # yet, which training reads as 0 too (churn/data.py). Any other blank number is missing.
