@@ -322,7 +322,7 @@ def drift() -> Response:
 def openapi() -> Response:
     model = _predictor()
     return json_response(
-        build_spec(model.validator.rules.schema, model.version, _settings().max_batch_size)
+        build_spec(model.metadata["schema"], model.version, _settings().max_batch_size)
     )
 
 

@@ -21,9 +21,6 @@ from typing import Any
 
 import numpy as np
 
-VECTORIZER = ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer")
-CLASSIFIER = ("sklearn.linear_model._logistic", "LogisticRegression")
-
 # numpy's array and scalar builders, under numpy 1.x ("numpy.core") and 2.x ("numpy._core").
 NUMPY_GLOBALS = {("numpy", name) for name in ("dtype", "ndarray", "float64", "int64")} | {
     (f"numpy.{core}.{module}", name)
@@ -67,12 +64,16 @@ class _Vectorizer(_FittedState): ...
 class _Classifier(_FittedState): ...
 
 
+STAND_INS = {
+    ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"): _Vectorizer,
+    ("sklearn.linear_model._logistic", "LogisticRegression"): _Classifier,
+}
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == VECTORIZER:
-            return _Vectorizer
-        if (module, name) == CLASSIFIER:
-            return _Classifier
+        if (module, name) in STAND_INS:
+            return STAND_INS[module, name]
         if (module, name) in NUMPY_GLOBALS:
             return super().find_class(module, name)
         raise ModelFileError(
@@ -115,26 +116,22 @@ def weights_from_bytes(raw: bytes, path: Path) -> ModelWeights:
         reason = f"{path} is not a readable model pickle ({type(error).__name__}). "
         raise ModelFileError(reason + _retrain_hint(path)) from None
     try:
-        return _weights_of(pair, raw)
+        vectorizer, classifier = pair  # ValueError/TypeError unless a pair
+        if not (isinstance(vectorizer, _Vectorizer) and isinstance(classifier, _Classifier)):
+            raise TypeError("not a (DictVectorizer, LogisticRegression) pair")
+        vocabulary: dict[str, int] = vectorizer.state["vocabulary_"]
+        coef = np.asarray(classifier.state["coef_"], dtype=np.float64)
+        intercept = np.asarray(classifier.state["intercept_"], dtype=np.float64)
+        if len(classifier.state["classes_"]) != 2 or coef.shape != (1, len(vocabulary)):
+            raise ValueError("not a binary model over the vectorizer's features")
+        weights = {str(name): float(coef[0, int(column)]) for name, column in vocabulary.items()}
+        separator = str(vectorizer.state.get("separator", "="))
+        return ModelWeights(weights, separator, float(intercept[0]), raw)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise ModelFileError(
             f"{path} does not hold a fitted (DictVectorizer, LogisticRegression) pair "
             "for a yes/no target. " + _retrain_hint(path)
         ) from None
-
-
-def _weights_of(pair: Any, raw: bytes) -> ModelWeights:
-    vectorizer, classifier = pair  # ValueError/TypeError unless a pair
-    if not (isinstance(vectorizer, _Vectorizer) and isinstance(classifier, _Classifier)):
-        raise TypeError("not a (DictVectorizer, LogisticRegression) pair")
-    vocabulary: dict[str, int] = vectorizer.state["vocabulary_"]
-    coef = np.asarray(classifier.state["coef_"], dtype=np.float64)
-    intercept = np.asarray(classifier.state["intercept_"], dtype=np.float64)
-    if len(classifier.state["classes_"]) != 2 or coef.shape != (1, len(vocabulary)):
-        raise ValueError("not a binary model over the vectorizer's features")
-    weights = {str(name): float(coef[0, int(column)]) for name, column in vocabulary.items()}
-    separator = str(vectorizer.state.get("separator", "="))
-    return ModelWeights(weights, separator, float(intercept[0]), raw)
 
 
 def load_metadata(model_path: Path) -> dict[str, Any]:

@@ -22,8 +22,7 @@ import numpy as np
 from churn.features import (
     CATEGORICAL_FIELDS,
     FEATURE_FIELDS,
-    FLAG_FIELDS,
-    NUMERIC_FIELDS,
+    NUMBER_FIELDS,
     normalize_token,
 )
 from churn.schema import DECIMAL, ID_KEYS, MAX_ID_LENGTH, FieldRules, RefusedValueError
@@ -31,8 +30,6 @@ from churn.schema import DECIMAL, ID_KEYS, MAX_ID_LENGTH, FieldRules, RefusedVal
 if TYPE_CHECKING:  # Arrow columns come from files only: the service runs without pyarrow
     import pyarrow as pa
 
-NUMBER_FIELDS = FLAG_FIELDS + NUMERIC_FIELDS  # the matrix's number columns, in this order
-ALL_FIELDS = CATEGORICAL_FIELDS + NUMBER_FIELDS  # codes first, then numbers: the matrix order
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 NOT_AN_OBJECT = "a customer must be a JSON object"
 MEMO_LIMIT = 4096  # answers remembered per field
@@ -96,7 +93,7 @@ class Validator:
         self._distinct_checks.update(
             {field: Remembered(self._as_float(self.rules[field])) for field in NUMBER_FIELDS}
         )
-        self._checks = [(field, self._distinct_checks[field]) for field in ALL_FIELDS]
+        self._checks = [(field, self._distinct_checks[field]) for field in FEATURE_FIELDS]
 
     def check_json(self, customers: Sequence[Any]) -> Checked:
         """JSON customers (objects with fields in any spelling) as one batch."""
@@ -147,7 +144,7 @@ class Validator:
         found: list[tuple[int, int, str, RefusedValueError]] = []
         for order, answer in enumerate(answers):
             if type(answer) is RefusedValueError:
-                found.append((0, order, ALL_FIELDS[order], answer))
+                found.append((0, order, FEATURE_FIELDS[order], answer))
                 answers[order] = 0
         ids = self._ids({k: [customer[k]] for k in ID_KEYS if k in customer}, 1, found)
         problems = [Problem(0, ids[0], field, refusal.message, refusal.kind)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMBER_FIELDS, NUMERIC_FIELDS
 
 # Both shares of a bin are floored at this before PSI is computed, so an empty bin counts as
 # 1e-4 of the rows instead of making ln(0) infinite. monitoring/rules/drift.yml uses it too.
@@ -77,23 +77,17 @@ class NumericBins:
 class FeatureReference:
     """One feature's frozen bins: their names, training shares and (numeric) boundaries."""
 
-    name: str
     bins: tuple[str, ...]
     shares: tuple[float, ...]
     numeric: NumericBins | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"bins": list(self.bins), "shares": list(self.shares)}
-        if self.numeric is not None:
-            entry.update(low=self.numeric.low, high=self.numeric.high, cuts=list(self.numeric.cuts))
-        return entry
-
     @classmethod
-    def from_json(cls, name: str, entry: Mapping[str, Any]) -> FeatureReference:
+    def from_json(cls, entry: Mapping[str, Any]) -> FeatureReference:
+        """From its entry in the metadata's ``drift_reference`` (``reference_from``)."""
         numeric = None
         if "cuts" in entry:
             numeric = NumericBins(float(entry["low"]), float(entry["high"]), tuple(entry["cuts"]))
-        return cls(name, tuple(entry["bins"]), tuple(entry["shares"]), numeric)
+        return cls(tuple(entry["bins"]), tuple(entry["shares"]), numeric)
 
 
 def feature_drift(feature: FeatureReference, counts: Sequence[float], unseen: float) -> dict:
@@ -119,15 +113,20 @@ def reference_from(frame: Any) -> dict[str, Any]:
     features: dict[str, Any] = {}
     for field in CATEGORICAL_FIELDS + FLAG_FIELDS:
         column = frame[field].astype(str)
-        bins = tuple(sorted(column.unique()))
-        shares = tuple(float(s) for s in column.value_counts(normalize=True).reindex(bins))
-        features[field] = FeatureReference(field, bins, shares).to_json()
+        bins = sorted(column.unique())
+        shares = column.value_counts(normalize=True).reindex(bins)
+        features[field] = {"bins": bins, "shares": [float(share) for share in shares]}
     for field in NUMERIC_FIELDS:
         column = frame[field].to_numpy(dtype=np.float64)
         numeric = NumericBins.from_column(column)
         counts = np.bincount(numeric.indices(column), minlength=len(numeric.names))
-        shares = tuple(float(count) / len(column) for count in counts)
-        features[field] = FeatureReference(field, tuple(numeric.names), shares, numeric).to_json()
+        features[field] = {
+            "bins": numeric.names,
+            "shares": [float(count) / len(column) for count in counts],
+            "low": numeric.low,
+            "high": numeric.high,
+            "cuts": list(numeric.cuts),
+        }
     return {"rows": len(frame), "features": features}
 
 
@@ -161,23 +160,13 @@ class DriftBins:
     def counts(self, checked: Any) -> np.ndarray:
         """Customers per bin, in the order of ``names``, for a ``churn.columns.Checked``."""
         columns = dict(zip(CATEGORICAL_FIELDS, checked.codes.T, strict=True))
-        columns.update(zip(FLAG_FIELDS + NUMERIC_FIELDS, checked.numbers.T, strict=True))
+        columns.update(zip(NUMBER_FIELDS, checked.numbers.T, strict=True))
         numbered = [
             table[columns[field].astype(np.intp, copy=False)]
             for field, table in self._by_code.items()
         ]
         numbered += [self._first[f] + bins.indices(columns[f]) for f, bins in self._numeric.items()]
         return np.bincount(np.concatenate(numbered), minlength=len(self.names))
-
-
-def load_reference(metadata: Mapping[str, Any]) -> dict[str, FeatureReference] | None:
-    """The frozen bins saved with a model, or None for a model trained before they were."""
-    section = metadata.get("drift_reference")
-    if not section:
-        return None
-    return {
-        name: FeatureReference.from_json(name, entry) for name, entry in section["features"].items()
-    }
 
 
 if __name__ == "__main__":

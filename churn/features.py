@@ -29,7 +29,10 @@ class Field:
     label: str
     kind: str  # CATEGORICAL (text from a vocabulary), FLAG (0/1) or NUMERIC
     example: Any
-    limits: dict[str, Any] | None = None  # NUMERIC only: what a request must respect
+    # NUMERIC only: the domain bounds a request must respect. They are wider than anything in
+    # the data (so a real customer is never refused) but catch nonsense such as tenure=1e20.
+    # Saved into the metadata so the service validates against what the model was trained with.
+    limits: dict[str, Any] | None = None
 
 
 # Every customer field, once, in the order of the course's standard customer (xyz-123, ML
@@ -59,7 +62,9 @@ FIELDS: tuple[Field, ...] = (
 CATEGORICAL_FIELDS = tuple(field.name for field in FIELDS if field.kind == CATEGORICAL)
 FLAG_FIELDS = tuple(field.name for field in FIELDS if field.kind == FLAG)
 NUMERIC_FIELDS = tuple(field.name for field in FIELDS if field.kind == NUMERIC)
-FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS
+NUMBER_FIELDS = FLAG_FIELDS + NUMERIC_FIELDS  # the feature matrix's number columns, in order
+# Codes first, then numbers: the order of the feature matrix (churn/columns.py ``Checked``).
+FEATURE_FIELDS: tuple[str, ...] = CATEGORICAL_FIELDS + NUMBER_FIELDS
 LABELS = {field.name: field.label for field in FIELDS}
 # The one field whose blank text means 0: the raw CSV's TotalCharges of a customer with no bill
 # yet, which training reads as 0 too (churn/data.py). Any other blank number is missing.
@@ -69,15 +74,6 @@ BLANK_MEANS_ZERO = ("totalcharges",)
 # and docs page example and the benchmark request.
 EXAMPLE_CUSTOMER_ID = "xyz-123"
 EXAMPLE_CUSTOMER: dict[str, Any] = {field.name: field.example for field in FIELDS}
-
-# Domain bounds a request must respect. They are wider than anything in the data (so a real
-# customer is never refused) but catch nonsense such as tenure=1e20. Saved into the metadata so
-# the service validates against what the model was trained with.
-NUMERIC_LIMITS: dict[str, dict[str, Any]] = {
-    field.name: {"integer": False, **(field.limits or {})}
-    for field in FIELDS
-    if field.kind == NUMERIC
-}
 
 
 def normalize_token(text: str) -> str:
@@ -92,12 +88,14 @@ def learn_schema(features: Any) -> dict[str, Any]:
         for field in CATEGORICAL_FIELDS
     }
     numeric = {}
-    for field in NUMERIC_FIELDS:
-        column = features[field].to_numpy(dtype=np.float64)
-        numeric[field] = {
-            **NUMERIC_LIMITS[field],
-            "observed_min": float(column.min()),
-            "observed_max": float(column.max()),
-        }
+    for field in FIELDS:
+        if field.kind == NUMERIC:
+            column = features[field.name].to_numpy(dtype=np.float64)
+            numeric[field.name] = {
+                "integer": False,
+                **(field.limits or {}),
+                "observed_min": float(column.min()),
+                "observed_max": float(column.max()),
+            }
     flags = {field: [0, 1] for field in FLAG_FIELDS}
     return {"categorical": categorical, "numeric": numeric, "flags": flags}

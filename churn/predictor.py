@@ -11,8 +11,8 @@ from churn import artifact
 from churn.artifact import THRESHOLD_FROM_DEFAULT, ModelFileError
 from churn.columns import Checked, Validator
 from churn.config import THRESHOLD_FROM_ENVIRONMENT
-from churn.drift import DriftBins, FeatureReference, load_reference
-from churn.features import CATEGORICAL_FIELDS, FLAG_FIELDS, NUMERIC_FIELDS
+from churn.drift import DriftBins, FeatureReference
+from churn.features import FEATURE_FIELDS
 from churn.scorer import Scorer
 
 
@@ -48,8 +48,7 @@ class Predictor:
         _check_fields(weights, metadata["schema"], model_file)
         validator = Validator(metadata["schema"])
         scorer = Scorer.of(weights, validator.vocabularies)
-        reference = load_reference(metadata)
-        _check_reference(reference, metadata["schema"], model_file)
+        drift_bins = _drift_bins(metadata, validator.vocabularies, model_file)
         source = metadata.get("threshold_source", THRESHOLD_FROM_DEFAULT)
         if threshold is not None:
             source = THRESHOLD_FROM_ENVIRONMENT
@@ -62,7 +61,7 @@ class Predictor:
             version=version,
             threshold=threshold,
             threshold_source=source,
-            drift_bins=DriftBins(reference, validator.vocabularies) if reference else None,
+            drift_bins=drift_bins,
         )
 
     @functools.cached_property
@@ -138,7 +137,7 @@ def _check_fields(weights: artifact.ModelWeights, schema: dict[str, Any], model_
         trained.setdefault(field, set()).add(value)
     sections = ("categorical", "flags", "numeric")
     fields = set(trained).union(*(schema.get(section, ()) for section in sections))
-    expected = set(CATEGORICAL_FIELDS + FLAG_FIELDS + NUMERIC_FIELDS)
+    expected = set(FEATURE_FIELDS)
     if fields != expected:
         differences = [f"{f} (only in the model)" for f in sorted(fields - expected)]
         differences += [f"{f} (missing from the model)" for f in sorted(expected - fields)]
@@ -155,19 +154,22 @@ def _check_fields(weights: artifact.ModelWeights, schema: dict[str, Any], model_
             )
 
 
-def _check_reference(
-    reference: dict[str, FeatureReference] | None, schema: dict[str, Any], model_file: Path
-) -> None:
-    """The drift bins must cover every value the service accepts, or counting would fail."""
-    if reference is None:
-        return
-    expected = {
-        **schema["categorical"],
-        **{f: [str(v) for v in schema["flags"][f]] for f in schema["flags"]},
+def _drift_bins(
+    metadata: dict[str, Any], vocabularies: dict[str, Any], model_file: Path
+) -> DriftBins | None:
+    """The frozen bins saved with the model, or None for a model trained before they were.
+    They must cover every value the service accepts, or counting would fail."""
+    section = metadata.get("drift_reference")
+    if not section:
+        return None
+    reference = {
+        name: FeatureReference.from_json(entry) for name, entry in section["features"].items()
     }
-    for field, values in expected.items():
-        if field not in reference or set(reference[field].bins) != set(values):
+    schema = metadata["schema"]
+    for field, values in {**schema["categorical"], **schema["flags"]}.items():
+        if field not in reference or set(reference[field].bins) != {str(v) for v in values}:
             raise ModelFileError(
                 f"metadata of {model_file} has drift bins for {field} that do not match its "
                 "schema; retrain with `python train.py`."
             )
+    return DriftBins(reference, vocabularies)

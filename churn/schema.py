@@ -149,23 +149,20 @@ def customer_model(schema: Mapping[str, Any]) -> type[BaseModel]:
     return create_model("Customer", __config__=config, **field_types(schema))  # type: ignore[call-overload]
 
 
-class FieldRules:
+class FieldRules(dict[str, Callable[[Any], Any]]):
     """Each field's check of one value: ``rules[field](value)`` gives the value as the model
-    uses it, or raises ``RefusedValueError`` with pydantic's message."""
+    uses it, or raises ``RefusedValueError`` with pydantic's message. ``bounds`` and ``whole``
+    restate the number rules for checking a column of numbers as one array."""
 
     def __init__(self, schema: Mapping[str, Any]):
-        self.schema = schema
-        self._checks = {
-            field: _check(TypeAdapter(Annotated[kind, info]))
+        super().__init__(
+            (field, _check(TypeAdapter(Annotated[kind, info])))
             for field, (kind, info) in field_types(schema).items()
-        }
+        )
         limits = schema["numeric"]
         self.bounds = {f: (float(s["min"]), float(s["max"])) for f, s in limits.items()}
         self.bounds.update({field: (0.0, 1.0) for field in schema["flags"]})
         self.whole = {f for f, s in limits.items() if s["integer"]} | set(schema["flags"])
-
-    def __getitem__(self, field: str) -> Callable[[Any], Any]:
-        return self._checks[field]
 
 
 def _check(adapter: TypeAdapter) -> Callable[[Any], Any]:
@@ -174,10 +171,7 @@ def _check(adapter: TypeAdapter) -> Callable[[Any], Any]:
             return adapter.validate_python(value)
         except ValidationError as error:
             first = error.errors(include_url=False, include_input=False)[0]
-            raise RefusedValueError(_message(first), first["type"]) from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise RefusedValueError(message, first["type"]) from None
 
     return check
-
-
-def _message(item: Mapping[str, Any]) -> str:
-    return str(item["msg"]).removeprefix("Value error, ")

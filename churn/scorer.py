@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from churn.artifact import ModelWeights
-from churn.columns import NUMBER_FIELDS, Checked
-from churn.features import CATEGORICAL_FIELDS
+from churn.columns import Checked
+from churn.features import CATEGORICAL_FIELDS, NUMBER_FIELDS
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def try_it() -> str:
 def docs() -> str:
     model = _predictor()
     settings = current_app.extensions["churn.settings"]
-    spec = build_spec(model.validator.rules.schema, model.version, settings.max_batch_size)
+    spec = build_spec(model.metadata["schema"], model.version, settings.max_batch_size)
     example = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
     guarded = _guarded()
     checked = model.validator.check_json([example])

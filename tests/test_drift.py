@@ -27,8 +27,7 @@ def training():
     frame = clean(raw_frame(rows=6000, seed=1))
     reference = reference_from(frame)
     return frame, {
-        name: FeatureReference.from_json(name, entry)
-        for name, entry in reference["features"].items()
+        name: FeatureReference.from_json(entry) for name, entry in reference["features"].items()
     }
 
 

@@ -99,7 +99,7 @@ def test_the_service_counts_each_customer_in_the_models_bins(client):
     assert client.post("/predict", json=customers[10:]).status_code == 200
     after = drift_bins(client)
     for name, entry in METADATA["drift_reference"]["features"].items():
-        feature = FeatureReference.from_json(name, entry)
+        feature = FeatureReference.from_json(entry)
         landed = Counter(bin_of(feature, c[name]) for c in validated)
         expected = [landed[b] for b in feature.bins]
         counted = [after[name][b] - before[name][b] for b in feature.bins]
@@ -116,9 +116,7 @@ def test_drift_shows_psi_only_from_the_minimum_rows(client, customer):
         assert body["features"]["tenure"]["psi"] is None
     client.post("/predict", json=[customer] * max(500 - rows, 1))
     tenure = client.get("/drift").get_json()["features"]["tenure"]
-    reference = FeatureReference.from_json(
-        "tenure", METADATA["drift_reference"]["features"]["tenure"]
-    )
+    reference = FeatureReference.from_json(METADATA["drift_reference"]["features"]["tenure"])
     counts = [tenure["bins"][b] for b in reference.bins]
     assert tenure["rows"] >= 500 and tenure["psi"] == pytest.approx(psi(counts, reference.shares))
 
