@@ -126,7 +126,7 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
         raise InputFileError("--input, --output and --rejects must be three different files")
     model = BatchModel.load(Path(args.model), args.threshold)
     source = open_source(paths[0], args.batch_rows)
-    layout = Layout.of(source.schema)
+    layout = Layout.of(source.names)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
     with ExitStack() as cleanup:  # on any way out, what was not committed is discarded
         progress = cleanup.enter_context(closing(Progress(source.rows)))

@@ -125,7 +125,7 @@ def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, list[
     names = header if is_csv else frame.columns
     if not names:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    layout = Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
+    layout = Layout.of(names)
     data = [col(LINE)] if is_csv else [col(f"`{name}`") for name in wanted(names)]
     split = [col("_metadata.file_path").alias(FILE), col("_metadata.file_block_start").alias(BLOCK)]
     return frame.select(*data, *split), layout, header
