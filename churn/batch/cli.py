@@ -116,8 +116,9 @@ def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
             f"the Spark engine is not available here ({error}); install it with "
             "`pipenv install --categories spark` or use --engine local"
         ) from None
-    run = spark.SparkRun(args.input, args.output, args.rejects, args.model, args.threshold)
-    return spark.score(spark.session(), run)
+    return spark.score(
+        spark.session(), args.input, args.output, args.rejects, args.model, args.threshold
+    )
 
 
 def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
