@@ -79,9 +79,8 @@ def run_tutorial(spark, path: str, work: Path) -> None:
 def run_ours(spark, path: str, work: Path) -> None:
     from churn.batch import spark as engine
 
-    run = engine.SparkRun(path, str(work / "ours.parquet"), str(work / "ours-rejects.csv"),
-                          str(MODEL_FILE))  # fmt: skip
-    engine.score(spark, run)
+    engine.score(spark, path, str(work / "ours.parquet"), str(work / "ours-rejects.csv"),
+                 str(MODEL_FILE))  # fmt: skip
 
 
 def measure(rows: int, rounds: int) -> dict[tuple[str, str], list[float]]:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -66,15 +65,10 @@ def run_local(source: Path, work: Path) -> tuple[pa.Table, pa.Table]:
     return pq.read_table(output), read_rejects(rejects)
 
 
-def run_spark(spark, source: Path, work: Path, **changes) -> tuple[pa.Table, pa.Table, dict]:
-    run = engine.SparkRun(
-        input=str(source),
-        output=str(work / "spark.parquet"),
-        rejects=str(work / "spark-rejects.csv"),
-        model=str(COMMITTED_MODEL),
-    )
-    counts, _ = engine.score(spark, replace(run, **changes))
-    return pq.read_table(run.output), read_rejects(Path(run.rejects)), counts
+def run_spark(spark, source: Path, work: Path) -> tuple[pa.Table, pa.Table, dict]:
+    output, rejects = work / "spark.parquet", work / "spark-rejects.csv"
+    counts, _ = engine.score(spark, str(source), str(output), str(rejects), str(COMMITTED_MODEL))
+    return pq.read_table(output), read_rejects(rejects), counts
 
 
 @contextlib.contextmanager
@@ -179,7 +173,8 @@ def test_tasks_refuse_model_bytes_damaged_on_the_way(spark, raw_csv, tmp_path, m
 
 def test_output_batches_take_the_declared_string_type():
     schema = pa.schema([pa.field("id", pa.large_string()), pa.field("p", pa.float64())])
-    batch = engine.conform({"id": pa.array(["a", "b"], pa.string())}, 2, schema)
+    part = pa.record_batch([pa.array(["a", "b"], pa.string())], names=["id"])
+    batch = engine.located(part, engine.SCORED, None, schema)
     assert batch.schema == schema
     assert batch.column("p").null_count == 2
 

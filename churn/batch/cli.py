@@ -116,17 +116,17 @@ def run_spark(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
             f"the Spark engine is not available here ({error}); install it with "
             "`pipenv install --categories spark` or use --engine local"
         ) from None
-    run = spark.SparkRun(args.input, args.output, args.rejects, args.model, args.threshold)
-    return spark.score(spark.session(), run)
+    return spark.score(
+        spark.session(), args.input, args.output, args.rejects, args.model, args.threshold
+    )
 
 
 def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
-    paths = [Path(args.input), Path(args.output), Path(args.rejects)]
-    if len({path.resolve() for path in paths}) < 3:
+    if len({Path(path).resolve() for path in (args.input, args.output, args.rejects)}) < 3:
         raise InputFileError("--input, --output and --rejects must be three different files")
     model = BatchModel.load(Path(args.model), args.threshold)
-    source = open_source(paths[0], args.batch_rows)
-    layout = Layout.of(source.schema)
+    source = open_source(Path(args.input), args.batch_rows)
+    layout = Layout.of(source.names)
     counts = {"rows_in": 0, "scored": 0, "rejected": 0, "problems": 0}
     with ExitStack() as cleanup:  # on any way out, what was not committed is discarded
         progress = cleanup.enter_context(closing(Progress(source.rows)))
@@ -138,9 +138,9 @@ def run_local(args: argparse.Namespace) -> tuple[dict[str, int], BatchModel]:
                 args.capture_database, model.version, model.threshold, layout.id_column
             )
             cleanup.callback(capture.discard)
-        output = AtomicWriter(paths[1], layout.output_schema())
+        output = AtomicWriter(Path(args.output), layout.output_schema())
         cleanup.callback(output.discard)
-        rejects = AtomicWriter(paths[2], layout.rejects_schema())
+        rejects = AtomicWriter(Path(args.rejects), layout.rejects_schema())
         cleanup.callback(rejects.discard)
         for batch in source.batches:
             scored, problems = score_record_batch(batch, model, counts["rows_in"] + 1, layout)

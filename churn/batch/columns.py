@@ -89,20 +89,21 @@ class Layout:
     id_column: str | None  # the input's own name for the customer id, if it has one
 
     @classmethod
-    def of(cls, schema: pa.Schema) -> Layout:
+    def of(cls, names: list[str]) -> Layout:
+        """From a batch's or a file's column names; unknown columns are ignored."""
         index: dict[str, int] = {}
-        for position, name in enumerate(schema.names):
+        for position, name in enumerate(names):
             field = normalize_token(name)
             if field in index:
                 raise InputFileError(
-                    f"columns {schema.names[index[field]]!r} and {name!r} are both {field}"
+                    f"columns {names[index[field]]!r} and {name!r} are both {field}"
                 )
             if field in KNOWN_KEYS:
                 index[field] = position
         missing = [field for field in FEATURE_FIELDS if field not in index]
         if missing:
             raise InputFileError(f"missing column(s): {', '.join(missing)}")
-        ids = [schema.names[index[key]] for key in ID_KEYS if key in index]  # in precedence
+        ids = [names[index[key]] for key in ID_KEYS if key in index]  # in precedence
         return cls(index, ids[0] if ids else None)
 
     def output_schema(self) -> pa.Schema:
@@ -124,7 +125,7 @@ def score_record_batch(
     """(scored, rejects) for ``batch``, whose first row is data row ``first_row`` (1-based):
     an Arrow batch (CSV, Parquet) or a list of JSON values (JSON lines). ``layout`` defaults to
     the Arrow batch's own."""
-    layout = layout or Layout.of(batch.schema)  # type: ignore[union-attr]
+    layout = layout or Layout.of(batch.schema.names)  # type: ignore[union-attr]
     validator = model.predictor.validator
     if isinstance(batch, list):
         checked = validator.check_json(batch)

@@ -14,8 +14,6 @@ import pyarrow.csv as pa_csv
 
 from churn.batch.columns import InputFileError, wanted
 
-BOM = "\ufeff"
-
 
 def convert_options(header: list[str]) -> pa_csv.ConvertOptions:
     columns = wanted(header)
@@ -27,7 +25,7 @@ def convert_options(header: list[str]) -> pa_csv.ConvertOptions:
 
 
 def header_names(line: str) -> list[str]:
-    return next(csv.reader([line.removeprefix(BOM)]), [])
+    return next(csv.reader([line.removeprefix("\ufeff")]), [])  # without a byte order mark
 
 
 def parse_lines(lines: pa.Array, header: list[str], source: str) -> pa.RecordBatch:

@@ -44,7 +44,7 @@ def file_format(path: str | PurePath, formats: tuple[str, ...] = FORMATS) -> str
 
 @dataclass(frozen=True)
 class Source:
-    schema: pa.Schema
+    names: list[str]  # of the columns its batches hold
     batches: Iterator[pa.RecordBatch | list[Any]]  # a list: JSON values, one per line
     rows: int | None  # Parquet's, from its metadata
 
@@ -56,7 +56,7 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
     try:
         if kind == ".csv":
             reader = _csv_reader(path, min(batch_rows * ROW_BYTES, TEXT_BLOCK_BYTES))
-            return Source(reader.schema, _guarded(reader, path), None)
+            return Source(reader.schema.names, _guarded(reader, path), None)
         if kind == ".jsonl":
             return Source(_json_keys(path), _json_lines(path, batch_rows), None)
         # A directory as Spark writes it: parts in name order; _SUCCESS, .crc files skipped.
@@ -68,7 +68,7 @@ def open_source(path: Path, batch_rows: int = BATCH_ROWS) -> Source:
         schema = pq.read_schema(parts[0])
         columns = pa.schema([schema.field(name) for name in wanted(schema.names)])
         rows = sum(pq.read_metadata(part).num_rows for part in parts)
-        return Source(columns, _parquet_batches(parts, columns, batch_rows), rows)
+        return Source(columns.names, _parquet_batches(parts, columns, batch_rows), rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputFileError(f"{path} is not a readable {kind} file: {error}") from None
 
@@ -85,12 +85,12 @@ def _csv_reader(path: Path, block_bytes: int) -> pa_csv.CSVStreamingReader:
     return pa_csv.open_csv(path, read_options=read, convert_options=convert_options(header))
 
 
-def _json_keys(path: Path) -> pa.Schema:
+def _json_keys(path: Path) -> list[str]:
     with open(path, "rb") as lines:
         first = next((value for value in map(_json, lines) if isinstance(value, dict)), None)
     if first is None:
         raise InputFileError(f"{path} holds no JSON object; expected one customer per line")
-    return pa.schema([(str(key), pa.string()) for key in first])
+    return list(first)
 
 
 def _json_lines(path: Path, batch_rows: int) -> Iterator[list[Any]]:

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, pairwise
 from pathlib import Path, PurePosixPath
@@ -49,15 +48,6 @@ SplitKey = tuple[str, int]
 _SHIPPED_TO: set[str] = set()  # Spark applications that have this package already
 
 
-@dataclass(frozen=True)
-class SparkRun:
-    input: str
-    output: str
-    rejects: str
-    model: str
-    threshold: float | None = None
-
-
 def session() -> SparkSession:
     """The active session, or a local one on all cores, on loopback, with this interpreter."""
     builder = SparkSession.builder.appName("churn-score")
@@ -71,13 +61,20 @@ def session() -> SparkSession:
     return builder.getOrCreate()
 
 
-def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchModel]:
+def score(
+    spark: SparkSession,
+    source: str,
+    output: str,
+    rejects: str,
+    model_path: str,
+    threshold: float | None = None,
+) -> tuple[dict[str, int], BatchModel]:
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
-    file_format(run.output, FORMATS)
-    file_format(run.rejects, FORMATS)
+    file_format(output, FORMATS)
+    file_format(rejects, FORMATS)
     ship_package(spark)
-    model = load_model(spark, run.model, run.threshold)
-    frame, layout, csv_header = read_input(spark, run.input)
+    model = load_model(spark, model_path, threshold)
+    frame, layout, csv_header = read_input(spark, source)
     scored_schema, rejects_schema = layout.output_schema(), layout.rejects_schema()
     schema = stream_schema(spark, scored_schema, rejects_schema)
     numbered = layout.id_column is None  # scored rows are then named by their row number
@@ -85,7 +82,7 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
     stream = frame.mapInArrow(task, from_arrow_schema(schema)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = stream.where(col(KIND) == SPLIT).select(FILE, BLOCK, SPLIT_ROWS, SPLIT_SCORED)
-        splits = sorted(_collect(counts, run.input))  # files by path, then by byte offset
+        splits = sorted(_collect(counts, source))  # files by path, then by byte offset
         before = accumulate((split[2] for split in splits), initial=0)  # rows before each split
         offsets = spark.createDataFrame(
             [(file, block, rows) for (file, block, *_), rows in zip(splits, before, strict=False)],
@@ -94,12 +91,12 @@ def score(spark: SparkSession, run: SparkRun) -> tuple[dict[str, int], BatchMode
         scored = stream.where(col(KIND) == SCORED)
         if numbered:
             scored = renumbered(scored, offsets)
-        write_atomically(spark, scored.select(scored_schema.names), run.output)
-        rejects = renumbered(stream.where(col(KIND) == REJECT), offsets)
+        write_atomically(spark, scored.select(scored_schema.names), output)
+        problems = renumbered(stream.where(col(KIND) == REJECT), offsets)
         # Within a row, problems keep the order the batch function gave them.
-        rejects = rejects.withColumn("_churn_order", monotonically_increasing_id())
-        rejects = rejects.orderBy(ROW, "_churn_order").select(rejects_schema.names)
-        write_atomically(spark, rejects.coalesce(1), run.rejects)
+        problems = problems.withColumn("_churn_order", monotonically_increasing_id())
+        problems = problems.orderBy(ROW, "_churn_order").select(rejects_schema.names)
+        write_atomically(spark, problems.coalesce(1), rejects)
     finally:
         stream.unpersist()
     rows_in, scored_rows = sum(split[2] for split in splits), sum(split[3] for split in splits)
@@ -125,7 +122,7 @@ def read_input(spark: SparkSession, path: str) -> tuple[DataFrame, Layout, list[
     names = header if is_csv else frame.columns
     if not names:
         raise InputFileError(f"{path} is empty; expected a header line, then customers")
-    layout = Layout.of(pa.schema([(name, pa.string()) for name in wanted(names)]))
+    layout = Layout.of(names)
     data = [col(LINE)] if is_csv else [col(f"`{name}`") for name in wanted(names)]
     split = [col("_metadata.file_path").alias(FILE), col("_metadata.file_block_start").alias(BLOCK)]
     return frame.select(*data, *split), layout, header
@@ -268,17 +265,14 @@ def splits_of(batch: pa.RecordBatch) -> Iterator[tuple[SplitKey, pa.RecordBatch]
 def located(
     part: pa.RecordBatch, kind: int, key: SplitKey | None, schema: pa.Schema
 ) -> pa.RecordBatch:
-    """Scored rows or rejects as rows of the stream, with their split when ``key`` is given."""
-    columns = {KIND: pa.repeat(pa.scalar(kind, pa.int8()), part.num_rows)}
-    columns.update(zip(part.schema.names, part.columns, strict=True))
+    """Scored rows or rejects as a batch of exactly the stream's ``schema``, with their split
+    when ``key`` is given: the columns they lack as nulls, the others cast to its types."""
+    n = part.num_rows
+    columns = dict(zip(part.schema.names, part.columns, strict=True))
+    columns[KIND] = pa.repeat(pa.scalar(kind, pa.int8()), n)
     if key is not None:
-        columns[FILE] = pa.repeat(pa.scalar(key[0], pa.string()), part.num_rows)
-        columns[BLOCK] = pa.repeat(pa.scalar(key[1], pa.int64()), part.num_rows)
-    return conform(columns, part.num_rows, schema)
-
-
-def conform(columns: dict[str, pa.Array], n: int, schema: pa.Schema) -> pa.RecordBatch:
-    """A batch of exactly ``schema``: missing columns as nulls, the others cast to its types."""
+        columns[FILE] = pa.repeat(pa.scalar(key[0], pa.string()), n)
+        columns[BLOCK] = pa.repeat(pa.scalar(key[1], pa.int64()), n)
     arrays = [
         columns[field.name].cast(field.type) if field.name in columns else pa.nulls(n, field.type)
         for field in schema
