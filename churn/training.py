@@ -203,21 +203,6 @@ def build_metadata(
     }
 
 
-def threshold_for(
-    costs: profit.Costs | None,
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-) -> tuple[float, dict[str, Any] | None, np.ndarray | None]:
-    """The course's 0.5 without costs; with them, the most profitable on the out-of-fold scores
-    of ``train`` (churned, probabilities), its profits on ``test`` added to the summary."""
-    if costs is None:
-        return artifact.DEFAULT_THRESHOLD, None, None
-    threshold, choice, curve = profit.choose_threshold(costs, *train)
-    # The held-out profits: the search never saw these customers.
-    choice |= profit.chosen_and_default(costs, *test, threshold, "held_out_")
-    return threshold, choice, curve
-
-
 def run(args: argparse.Namespace) -> int:
     data_path = resolve_data_path(args.data)
     frame = load_clean(data_path)
@@ -233,9 +218,16 @@ def run(args: argparse.Namespace) -> int:
         old_path, old = output, current_model(output)
     final = pipeline(best["C"]).fit(feature_dicts(full_train), full_train[TARGET].to_numpy())
     churned, probabilities = test[TARGET].to_numpy(), final.predict_proba(feature_dicts(test))[:, 1]
-    threshold, choice, profit_curve = threshold_for(
-        args.costs, (full_train[TARGET].to_numpy(), out_of_fold), (churned, probabilities)
-    )
+    # The course's 0.5 without costs; with them, the most profitable on the out-of-fold scores.
+    threshold, choice, profit_curve = artifact.DEFAULT_THRESHOLD, None, None
+    if args.costs is not None:
+        threshold, choice, profit_curve = profit.choose_threshold(
+            args.costs, full_train[TARGET].to_numpy(), out_of_fold
+        )
+        # The held-out profits: the search never saw these customers.
+        choice |= profit.chosen_and_default(
+            args.costs, churned, probabilities, threshold, "held_out_"
+        )
     held_out = evaluate(churned, probabilities, threshold)
     auc = held_out["auc"]
     print(f"Final model C={best['C']} on {len(full_train):,} customers: test AUC {auc:.3f}")
