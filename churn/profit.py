@@ -10,9 +10,8 @@ steps would only fit the noise of one data set.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -30,9 +29,6 @@ class Costs:
     customer_value: float
     offer_acceptance: float
 
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
 
 def add_cost_options(parser: argparse.ArgumentParser, title: str) -> None:
     costs = parser.add_argument_group(title)
@@ -46,9 +42,9 @@ def add_cost_options(parser: argparse.ArgumentParser, title: str) -> None:
 def costs_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Costs | None:
     """The cost options as ``Costs`` (None when none is given); a usage error names a bad one."""
     given = {option: getattr(args, option[2:].replace("-", "_")) for option in OPTIONS}
-    if all(value is None for value in given.values()):
-        return None
     missing = [option for option, value in given.items() if value is None]
+    if len(missing) == len(OPTIONS):
+        return None
     if missing:
         parser.error(f"{', '.join(missing)} missing: the costs need all of {', '.join(OPTIONS)}")
     for option in ("--offer-cost", "--customer-value"):
@@ -97,7 +93,7 @@ def choose_threshold(
     curve = offered.astype(np.float64) @ offer_values(costs, churned)
     threshold = float(THRESHOLD_GRID[np.flatnonzero(curve == curve.max())[-1]])
     summary = {
-        **costs.as_dict(),
+        **asdict(costs),
         "customers": len(out_of_fold),
         **chosen_and_default(costs, churned, out_of_fold, threshold, prefix=""),
     }

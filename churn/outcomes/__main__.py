@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import re
 import sys
@@ -294,7 +295,7 @@ def report(args: argparse.Namespace) -> int:
         "since": args.since.isoformat() if args.since else None,
         "live_version": live,
         "outcomes": {"loaded": loaded, "joined": joined},
-        "costs": args.costs.as_dict() if args.costs else None,
+        "costs": dataclasses.asdict(args.costs) if args.costs else None,
         "versions": versions,
     }
     write_report(metrics, args.output)
