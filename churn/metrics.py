@@ -171,9 +171,10 @@ def live_drift(bins: DriftBins, multiprocess_dir: Path | None) -> dict[str, Any]
     }
 
 
-def _summed(families: list[Metric], name: str, first: str, second: str) -> dict[Any, float]:
-    """The samples called ``name``, over all workers, added up by their labels ``first`` and
-    ``second``."""
+def _summed(
+    families: list[Metric], name: str, first: str, second: str
+) -> dict[tuple[str, str], float]:
+    """The samples called ``name`` over all workers, added up by two of their labels."""
     totals: dict[tuple[str, str], float] = defaultdict(float)
     for family in families:
         for sample in family.samples:
