@@ -1,9 +1,9 @@
 """The churn prediction web service: ``gunicorn predict:app`` (see gunicorn.conf.py).
 
-``app`` is built by ``churn.app.create_app``. POST /predict is answered by
-``churn/endpoint.py``, a plain WSGI app placed in front of Flask's routing (so it is not in
-``app.url_map``): the hot path skips Flask's per-request work, which was most of its time
-(docs/performance.md). Every other route is Flask's (churn/app.py, churn/web.py).
+``app`` is built by ``churn.app.create_app``. POST /predict is answered by its ``Service``, a
+plain WSGI app placed in front of Flask's routing (so it is not in ``app.url_map``): the hot path
+skips Flask's per-request work, which was most of its time (docs/performance.md). Every other
+route is Flask's (churn/app.py, churn/web.py).
 
 ``python predict.py`` runs Flask's development server on $HOST:$PORT (0.0.0.0:9696).
 """

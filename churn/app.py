@@ -243,11 +243,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.shadow_model_file is not None:  # checked as the live one: stops start-up alike
         candidate = Predictor.load(settings.shadow_model_file)
         shadow = Shadow.of(candidate, live, settings.shadow_sample)
-    roles = {"live": live, **({"shadow": shadow.predictor} if shadow else {})}
-    publish_models(roles, settings.metrics_dir)
+    publish_models(live, shadow.predictor if shadow else None, settings.metrics_dir)
     watch = Watch(live.drift_bins, shadow, app.logger)
-    app.extensions.update({"churn.settings": settings, "churn.predictor": live,
-                           "churn.shadow": shadow, "churn.watch": watch})  # fmt: skip
+    # The spec (/openapi.json, /docs) describes the loaded model, fixed for the process's life.
+    spec = build_spec(live.metadata["schema"], live.version, settings.max_batch_size)
+    app.extensions["churn.settings"] = settings
+    app.extensions["churn.predictor"] = live
+    app.extensions["churn.shadow"] = shadow
+    app.extensions["churn.watch"] = watch
+    app.extensions["churn.spec"] = spec
     app.register_blueprint(api)
     app.register_blueprint(pages)
     app.register_error_handler(HTTPException, _http_error)
@@ -320,10 +324,7 @@ def drift() -> Response:
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    model = _predictor()
-    return json_response(
-        build_spec(model.metadata["schema"], model.version, _settings().max_batch_size)
-    )
+    return json_response(current_app.extensions["churn.spec"])
 
 
 @api.get("/metrics")

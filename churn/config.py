@@ -43,9 +43,12 @@ class _FromEnv(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """The settings in ``env`` (default: this process's environment)."""
-        env, values = os.environ if env is None else env, dict[str, str | None]()
+        env = os.environ if env is None else env
+        values: dict[str, str | None] = {}
         for item in cls.model_fields.values():
-            if raw := env.get(name := str(item.alias), "").strip():
+            name = str(item.alias)
+            raw = env.get(name, "").strip()
+            if raw:
                 values[name] = raw
             elif name in env and type(None) in get_args(item.annotation):  # blank: off
                 values[name] = None

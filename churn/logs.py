@@ -92,8 +92,7 @@ class JsonLogger(Logger):
     """gunicorn's logger, its records as JSON lines and the access line with the request's
     facts as fields (README, Logs)."""
 
-    def formatter(self) -> logging.Formatter:
-        return JsonFormatter()
+    formatter: type[logging.Formatter] = JsonFormatter
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -131,5 +130,4 @@ class JsonLogger(Logger):
 class TextLogger(JsonLogger):
     """The same records as lines a person reads: ``make run`` in a terminal."""
 
-    def formatter(self) -> logging.Formatter:
-        return TextFormatter()
+    formatter = TextFormatter

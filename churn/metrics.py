@@ -17,6 +17,8 @@ import logging
 import os
 import random
 import threading
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.samples import Sample
+from prometheus_client.metrics_core import Metric
 
 from churn.columns import Checked, Problem
 from churn.drift import EMPTY_SHARE, MIN_ROWS, DriftBins, feature_drift
 from churn.features import FEATURE_FIELDS
+from churn.predictor import Predictor
 
 REQUESTS = Counter(
     "churn_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
@@ -122,16 +125,18 @@ def count_rejections(problems: Sequence[Problem]) -> None:
         REJECTIONS.labels(field, REASONS.get(problem.kind, "invalid")).inc()
 
 
-def publish_models(models: dict[str, Any], multiprocess_dir: Path | None) -> None:
+def publish_models(
+    live: Predictor, shadow: Predictor | None, multiprocess_dir: Path | None
+) -> None:
     """``churn_model_info`` for each role (``live``, ``shadow``) and the live drift reference."""
-    for metric in (MODEL_INFO, REFERENCE):
-        if multiprocess_dir is None:  # one process (tests): its second app's models replace
-            metric.clear()
-    for role, model in models.items():
-        MODEL_INFO.labels(role, model.version, f"{model.threshold:g}").set(1)
-    bins = models["live"].drift_bins
-    if bins is not None:
-        for name, feature in bins.reference.items():
+    if multiprocess_dir is None:  # one process (tests): its second app's models replace
+        MODEL_INFO.clear()
+        REFERENCE.clear()
+    for role, model in (("live", live), ("shadow", shadow)):
+        if model is not None:
+            MODEL_INFO.labels(role, model.version, f"{model.threshold:g}").set(1)
+    if live.drift_bins is not None:
+        for name, feature in live.drift_bins.reference.items():
             for bin_name, share in zip(feature.bins, feature.shares, strict=True):
                 REFERENCE.labels(name, bin_name).set(share)
 
@@ -145,25 +150,19 @@ def registry(multiprocess_dir: Path | None) -> CollectorRegistry:
     return shared
 
 
-def samples(name: str, multiprocess_dir: Path | None) -> list[Sample]:
-    """The samples called ``name`` (e.g. ``churn_drift_bin_rows_total``), over all workers."""
-    families = registry(multiprocess_dir).collect()
-    return [sample for family in families for sample in family.samples if sample.name == name]
-
-
 def exposition(multiprocess_dir: Path | None) -> bytes:
     return generate_latest(registry(multiprocess_dir))
 
 
 def live_drift(bins: DriftBins, multiprocess_dir: Path | None) -> dict[str, Any]:
     """/drift: rows, share outside the training data and PSI per feature, since start-up."""
-    counted = _by_labels(samples("churn_drift_bin_rows_total", multiprocess_dir), "feature", "bin")
-    refused = samples("churn_validation_rejections_total", multiprocess_dir)
-    unseen = _by_labels(refused, "field", "reason")
+    families = list(registry(multiprocess_dir).collect())
+    counted = _summed(families, "churn_drift_bin_rows_total", "feature", "bin")
+    refused = _summed(families, "churn_validation_rejections_total", "field", "reason")
     features = {}
     for name, feature in bins.reference.items():
-        counts = [counted.get((name, bin_name), 0.0) for bin_name in feature.bins]
-        features[name] = feature_drift(feature, counts, unseen.get((name, UNSEEN_VALUE), 0))
+        counts = [counted[name, bin_name] for bin_name in feature.bins]
+        features[name] = feature_drift(feature, counts, refused[name, UNSEEN_VALUE])
     return {
         "window": "since the service started, all workers",
         "min_rows": MIN_ROWS,
@@ -172,11 +171,15 @@ def live_drift(bins: DriftBins, multiprocess_dir: Path | None) -> dict[str, Any]
     }
 
 
-def _by_labels(found: list[Sample], first: str, second: str) -> dict[tuple[str, str], float]:
-    totals: dict[tuple[str, str], float] = {}
-    for sample in found:
-        key = (sample.labels.get(first, ""), sample.labels.get(second, ""))
-        totals[key] = totals.get(key, 0.0) + sample.value
+def _summed(
+    families: list[Metric], name: str, first: str, second: str
+) -> dict[tuple[str, str], float]:
+    """The samples called ``name`` over all workers, added up by two of their labels."""
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for family in families:
+        for sample in family.samples:
+            if sample.name == name:
+                totals[sample.labels[first], sample.labels[second]] += sample.value
     return totals
 
 
@@ -226,14 +229,11 @@ class Watch:
                     child.inc(count)
         if self.shadow is not None and shadowed:
             picked = _stacked([numbers[i] for i in shadowed], [codes[i] for i in shadowed])
-            self._compare(picked, np.array(live), len(shadowed))
-
-    def _compare(self, checked: Checked, live: np.ndarray, requests: int) -> None:
-        try:
-            self.shadow.compare(checked, live)
-        except Exception:  # whatever the shadow does, the answers are the live model's
-            SHADOW_ERRORS.inc(requests)
-            self.logger.exception("the shadow model failed; answers are unaffected")
+            try:
+                self.shadow.compare(picked, np.array(live))
+            except Exception:  # whatever the shadow does, the answers are the live model's
+                SHADOW_ERRORS.inc(len(shadowed))
+                self.logger.exception("the shadow model failed; answers are unaffected")
 
     def _start(self) -> None:
         self._worker_pid = os.getpid()
@@ -241,8 +241,8 @@ class Watch:
         atexit.register(self.flush)
 
     def _every_second(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(1.0):
+        while True:
+            time.sleep(1.0)
             self.flush()
 
 

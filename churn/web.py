@@ -25,7 +25,6 @@ from churn.features import (
     LABELS,
     NUMERIC_FIELDS,
 )
-from churn.openapi import build_spec
 from churn.predictor import Predictor
 
 pages = Blueprint("pages", __name__)
@@ -61,51 +60,51 @@ def _guarded() -> bool:
     return current_app.extensions["churn.settings"].api_key is not None
 
 
-def threshold_origin(model: Predictor) -> str:
-    """Where the threshold in force comes from, in words, for the pages."""
-    if model.threshold_source == THRESHOLD_FROM_ENVIRONMENT:
-        return f"set by {THRESHOLD_FROM_ENVIRONMENT} where the service runs"
+def _threshold(model: Predictor) -> dict[str, Any]:
+    """The threshold in force and where it comes from, in words; neither when guarded."""
+    if _guarded():
+        return {"threshold": None, "threshold_origin": None}
+    origin = "the course's default"
     choice = model.metadata.get("threshold_choice")
-    if model.threshold_source == THRESHOLD_FROM_COSTS and choice:
-        return (
+    if model.threshold_source == THRESHOLD_FROM_ENVIRONMENT:
+        origin = f"set by {THRESHOLD_FROM_ENVIRONMENT} where the service runs"
+    elif model.threshold_source == THRESHOLD_FROM_COSTS and choice:
+        origin = (
             f"chosen at training from costs: offer cost {choice['offer_cost']:,g}, "
             f"customer value {choice['customer_value']:,g}, "
             f"offer acceptance {choice['offer_acceptance']:g}"
         )
-    return "the course's default"
+    return {"threshold": model.threshold, "threshold_origin": origin}
 
 
 @pages.get("/")
 def try_it() -> str:
     model = _predictor()
-    guarded = _guarded()
     return render_template(
         "index.html",
         fields=form_fields(model.metadata["schema"]),
-        threshold=None if guarded else model.threshold,
-        threshold_origin=None if guarded else threshold_origin(model),
         version=model.version[:12],
-        metrics={} if guarded else model.metadata.get("metrics", {}),
-        api_key_required=guarded,
+        metrics={} if _guarded() else model.metadata.get("metrics", {}),
+        api_key_required=_guarded(),
+        **_threshold(model),
     )
 
 
 @pages.get("/docs")
 def docs() -> str:
     model = _predictor()
-    settings = current_app.extensions["churn.settings"]
-    spec = build_spec(model.metadata["schema"], model.version, settings.max_batch_size)
+    spec = current_app.extensions["churn.spec"]
     example = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
-    guarded = _guarded()
-    checked = model.validator.check_json([example])
-    example_result = None if guarded else model.results(checked, model.probabilities(checked))[0]
+    example_result = None  # a score computed by the model: guarded like /model
+    if not _guarded():
+        checked = model.validator.check_json([example])
+        example_result = model.results(checked, model.probabilities(checked))[0]
     return render_template(
         "docs.html",
         spec=spec,
         customer=spec["components"]["schemas"]["Customer"],
         example=example,
         example_result=example_result,
-        threshold=None if guarded else model.threshold,
-        threshold_origin=None if guarded else threshold_origin(model),
-        max_batch=settings.max_batch_size,
+        max_batch=current_app.extensions["churn.settings"].max_batch_size,
+        **_threshold(model),
     )

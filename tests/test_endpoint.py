@@ -1,4 +1,4 @@
-"""/predict's own WSGI app (churn/endpoint.py): the HTTP details Flask used to handle for it.
+"""/predict's own WSGI app (churn/app.py Service): the HTTP details Flask used to handle for it.
 
 The predictions and their errors are covered route by route in test_app.py; these tests
 pin down methods, body framing, metrics and error logging, which the endpoint now does itself.
