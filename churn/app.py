@@ -37,10 +37,9 @@ from churn.metrics import (
     live_drift,
     publish_models,
 )
-from churn.openapi import build_spec
 from churn.predictor import Predictor
 from churn.shadow import Shadow
-from churn.web import pages
+from churn.web import api_spec, pages
 
 PREDICT = "/predict"
 PROTECTED = frozenset({PREDICT, "/model", "/drift", "/metrics"})
@@ -245,13 +244,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         shadow = Shadow.of(candidate, live, settings.shadow_sample)
     publish_models(live, shadow.predictor if shadow else None, settings.metrics_dir)
     watch = Watch(live.drift_bins, shadow, app.logger)
-    # The spec (/openapi.json, /docs) describes the loaded model, fixed for the process's life.
-    spec = build_spec(live.metadata["schema"], live.version, settings.max_batch_size)
     app.extensions["churn.settings"] = settings
     app.extensions["churn.predictor"] = live
     app.extensions["churn.shadow"] = shadow
     app.extensions["churn.watch"] = watch
-    app.extensions["churn.spec"] = spec
     app.register_blueprint(api)
     app.register_blueprint(pages)
     app.register_error_handler(HTTPException, _http_error)
@@ -324,7 +320,7 @@ def drift() -> Response:
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    return json_response(current_app.extensions["churn.spec"])
+    return json_response(api_spec())
 
 
 @api.get("/metrics")

@@ -25,6 +25,7 @@ from churn.features import (
     LABELS,
     NUMERIC_FIELDS,
 )
+from churn.openapi import build_spec
 from churn.predictor import Predictor
 
 pages = Blueprint("pages", __name__)
@@ -53,6 +54,17 @@ def form_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
         default = EXAMPLE_CUSTOMER[field["name"]]
         field["default"] = str(round(default, 2) if isinstance(default, float) else default)
     return fields
+
+
+def api_spec() -> dict[str, Any]:
+    """The OpenAPI spec of the loaded model (/openapi.json, /docs), built at its first use:
+    it cannot change while the process runs, and start-up need not pay for it (~50 ms)."""
+    extensions = current_app.extensions
+    if "churn.spec" not in extensions:
+        model, settings = _predictor(), extensions["churn.settings"]
+        spec = build_spec(model.metadata["schema"], model.version, settings.max_batch_size)
+        extensions["churn.spec"] = spec
+    return extensions["churn.spec"]
 
 
 def _guarded() -> bool:
@@ -93,7 +105,7 @@ def try_it() -> str:
 @pages.get("/docs")
 def docs() -> str:
     model = _predictor()
-    spec = current_app.extensions["churn.spec"]
+    spec = api_spec()
     example = {**EXAMPLE_CUSTOMER, "customer_id": EXAMPLE_CUSTOMER_ID}
     example_result = None  # a score computed by the model: guarded like /model
     if not _guarded():
