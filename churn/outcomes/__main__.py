@@ -13,8 +13,9 @@ import dataclasses
 import io
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
@@ -181,6 +182,7 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
     header, lines = read(path)
     positions = find_columns(path, header)
     latest = datetime.now(UTC).date() + timedelta(days=1)  # a day of slack for time zones
+    parsers: list[Callable[[Any], Any]] = [customer, churned, partial(day, latest=latest)]
     good: dict[tuple[str, date], tuple[int, bool]] = {}  # (customer, day) -> (its row, churned)
     problems: list[Problem] = []
     number = 0
@@ -188,9 +190,9 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
         given = [line[i] if i < len(line) else None for i in positions]
         values: list[Any] = []
         wrong: list[tuple[str, str]] = []
-        for name, value, parse in zip(COLUMNS, given, (customer, churned, day), strict=True):
+        for name, value, parse in zip(COLUMNS, given, parsers, strict=True):
             try:
-                values.append(parse(value, latest))
+                values.append(parse(value))
             except ValueError as error:
                 wrong.append((name, str(error)))
         key = None if wrong else (values[0], values[2])
@@ -204,7 +206,7 @@ def check_file(path: Path) -> tuple[int, list[Outcome], list[Problem]]:
     return number, [(id_, on, left) for (id_, on), (_, left) in good.items()], problems
 
 
-def customer(value: Any, latest: date) -> str:
+def customer(value: Any) -> str:
     text = text_of(value)
     if isinstance(value, bool) or not isinstance(value, str | int | None):
         raise ValueError("must be text")
@@ -215,7 +217,7 @@ def customer(value: Any, latest: date) -> str:
     return text
 
 
-def churned(value: Any, latest: date) -> bool:
+def churned(value: Any) -> bool:
     text = text_of(value)
     if text.lower() not in WORDS:
         raise ValueError(f"must be yes/no, true/false or 1/0, got {quoted(text)}")
@@ -223,6 +225,7 @@ def churned(value: Any, latest: date) -> bool:
 
 
 def day(value: Any, latest: date) -> date:
+    """The date ``value`` holds, at most ``latest`` (the file's check of the future)."""
     text = text_of(value)
     try:
         observed = date.fromisoformat(text[:10])  # a time after the date is ignored
