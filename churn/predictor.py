@@ -166,8 +166,9 @@ def _drift_bins(
         name: FeatureReference.from_json(entry) for name, entry in section["features"].items()
     }
     schema = metadata["schema"]
-    for field, values in {**schema["categorical"], **schema["flags"]}.items():
-        if field not in reference or set(reference[field].bins) != {str(v) for v in values}:
+    flags = {field: [str(value) for value in values] for field, values in schema["flags"].items()}
+    for field, values in {**schema["categorical"], **flags}.items():  # a bin's name is text
+        if field not in reference or set(reference[field].bins) != set(values):
             raise ModelFileError(
                 f"metadata of {model_file} has drift bins for {field} that do not match its "
                 "schema; retrain with `python train.py`."
