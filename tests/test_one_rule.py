@@ -182,6 +182,23 @@ def test_blank_or_huge_numbers_are_refused_naming_the_field(field, value, custom
         assert pa_csv.read_csv(scores).num_rows == 2
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "beside"),
+    [("tenure", 24.5, 24), ("tenure", "24.5", "24"), ("seniorcitizen", 0.5, 0),
+     ("seniorcitizen", 2, 1), ("tenure", True, 1), ("monthlycharges", False, 0)],
+)  # fmt: skip
+def test_a_refused_value_is_refused_on_every_path_beside_its_look_alike(
+    field, value, beside, customer, tmp_path
+):
+    """A fraction where a whole number is required, a flag past 1, or true/false where a number
+    is, stays refused in a batch whose other rows hold a valid value like it (24.5 beside whole
+    numbers, True beside 1, which Python finds equal): the array checks and the remembered
+    answers must not let it through."""
+    look_alike = {**customer, field: beside}
+    found = every_path({**customer, field: value}, [look_alike], tmp_path)
+    assert set(found.values()) == {("refused", (field,))}, found
+
+
 def test_a_blank_total_charge_is_zero_and_a_number_may_be_written_as_text(customer):
     blank = CLIENT.post("/predict", json={**customer, "totalcharges": " "}).get_json()
     zero = CLIENT.post("/predict", json={**customer, "totalcharges": 0}).get_json()

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from churn.artifact import ModelFileError
 from churn.drift import FeatureReference, psi
@@ -131,6 +132,34 @@ def test_an_unseen_contract_type_is_counted_not_silent(client, customer):
     assert after["outside_share"] > 0
     text = client.get("/metrics").get_data(as_text=True)
     assert 'churn_validation_rejections_total{field="contract",reason="unseen_value"}' in text
+
+
+def test_refusals_are_counted_by_field_and_reason(client, customer):
+    """A missing field, a value never seen in training and any other broken rule each count
+    under their own reason (docs/monitoring.md)."""
+
+    def rejections() -> dict[tuple[str, str], float]:
+        text = client.get("/metrics").get_data(as_text=True)
+        return {
+            (sample.labels["field"], sample.labels["reason"]): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "churn_validation_rejections_total"
+        }
+
+    without_tenure = {field: value for field, value in customer.items() if field != "tenure"}
+    unseen_contract = {**customer, "contract": "three_year"}
+    not_a_number = {**customer, "monthlycharges": "abc"}
+    before = rejections()
+    response = client.post("/predict", json=[without_tenure, unseen_contract, not_a_number])
+    assert response.status_code == 422
+    after = rejections()
+    grown = {key: count - before.get(key, 0) for key, count in after.items()}
+    assert {key: n for key, n in grown.items() if n} == {
+        ("tenure", "missing"): 1,
+        ("contract", "unseen_value"): 1,
+        ("monthlycharges", "invalid"): 1,
+    }
 
 
 def test_drift_needs_the_key_when_one_is_set(customer):
