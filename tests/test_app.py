@@ -31,10 +31,13 @@ def test_wrong_content_type_gets_415(client, customer, content_type):
     assert_json_error(response, 415, "unsupported_media_type")
 
 
-def test_json_with_charset_is_accepted(client, customer):
-    response = client.post(
-        "/predict", data=json.dumps(customer), content_type="application/json; charset=utf-8"
-    )
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", "application/problem+json"],
+)
+def test_any_json_media_type_is_accepted(client, customer, content_type):
+    """Parameters, any case, and the structured +json suffix (RFC 6839) all mean JSON."""
+    response = client.post("/predict", data=json.dumps(customer), content_type=content_type)
     assert response.status_code == 200
 
 
