@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -155,8 +156,42 @@ def test_an_outcome_joins_the_predictions_it_follows_within_the_window(database,
     assert "no training metadata" in default["versions"]["v1"]["verdict"]
     wide = report("--window-days", "120")
     assert wide["versions"]["v1"]["with_outcome"] == 3
+    last_day = report("--window-days", "10")  # b's and c's outcomes came on the window's last day
+    assert last_day["versions"]["v1"]["with_outcome"] == 2
+    assert report("--window-days", "9")["versions"]["v1"]["with_outcome"] == 0
     since = report("--since", (TODAY - timedelta(days=20)).isoformat())
     assert since["versions"]["v1"]["customers"] == 3
+
+
+@pytest.mark.parametrize(
+    ("customers", "promised", "verdict"),
+    [
+        (400, 0.3, "earns its place"),  # a coin beats a promise below a coin's
+        (400, 0.9, "falls short"),  # many outcomes: the whole interval is below the promise
+        (6, 0.9, "within noise"),  # a handful: the interval still reaches it
+    ],
+)
+def test_the_verdict_weighs_the_realized_auc_and_its_interval(
+    database, tmp_path, customers, promised, verdict
+):
+    """Probabilities that know nothing of the outcomes (an AUC near 0.5), against a model whose
+    training promised ``promised``."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    draws = random.Random(7)  # noqa: S311 - test data, not a secret
+    insert_predictions(database, [(yesterday, f"u{n}", draws.random()) for n in range(customers)])
+    churned = [["yes", "no"][n % 2] for n in range(customers)]
+    rows = [[f"u{n}", churned[n], TODAY.isoformat()] for n in range(customers)]
+    assert load(database, write_csv(tmp_path / "outcomes.csv", rows)) == 0
+    model = tmp_path / "model.bin"  # only its metadata is read: the version and its promise
+    (tmp_path / "model.json").write_text(
+        json.dumps({"artifact_sha256": "v1", "metrics": {"test_auc": promised}})
+    )
+    folder = tmp_path / "report"
+    command = ["report", "--database", database, "--output", str(folder), "--model", str(model)]
+    assert outcomes(command) == 0
+    figures = json.loads((folder / "metrics.json").read_text())["versions"]["v1"]
+    assert figures["promised_auc"] == promised
+    assert verdict in figures["verdict"], figures["verdict"]
 
 
 def test_score_py_records_its_scored_rows(database, tmp_path):
