@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import (
@@ -38,7 +38,9 @@ from prometheus_client.metrics_core import Metric
 from churn.columns import Checked, Problem
 from churn.drift import EMPTY_SHARE, MIN_ROWS, DriftBins, feature_drift
 from churn.features import FEATURE_FIELDS
-from churn.predictor import Predictor
+
+if TYPE_CHECKING:  # only named in a signature: the metrics need no model code
+    from churn.predictor import Predictor
 
 REQUESTS = Counter(
     "churn_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
