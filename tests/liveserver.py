@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.servers import poll
 
@@ -62,13 +64,15 @@ def worker_pids(server, request_ids: set[str]) -> set[int]:
     return {e["pid"] for e in access_entries(server, request_ids)}
 
 
+def samples(text: str, name: str) -> list[Sample]:
+    """The samples named ``name`` (each with its labels and value) in Prometheus text format."""
+    families = text_string_to_metric_families(text)
+    return [sample for family in families for sample in family.samples if sample.name == name]
+
+
 def metric(text: str, name: str) -> float:
     """Sum of a metric's samples (over labels) in Prometheus text format."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
+    return sum(sample.value for sample in samples(text, name))
 
 
 def await_a_request_begun_after(moment: float, starts: Callable[[], Iterable[float]]) -> None:

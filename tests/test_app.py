@@ -12,6 +12,7 @@ import pytest
 from churn.app import request_id_for
 from churn.features import FEATURE_FIELDS
 from tests.conftest import COMMITTED_MODEL, assert_json_error, make_app
+from tests.liveserver import samples
 
 # --- HTTP errors ---------------------------------------------------------------------------
 
@@ -177,10 +178,8 @@ def test_a_wrong_key_is_refused(keyed_client, customer, headers):
 def test_metrics_count_predictions_by_decision(client, customer):
     def count(decision: str) -> float:
         text = client.get("/metrics").get_data(as_text=True)
-        prefix = f'churn_predictions_total{{decision="{decision}"}} '
-        return sum(
-            float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)
-        )
+        found = samples(text, "churn_predictions_total")
+        return sum(sample.value for sample in found if sample.labels["decision"] == decision)
 
     before = count("no_churn")
     client.post("/predict", json=[customer, customer])

@@ -21,7 +21,7 @@ from churn.capture import MAX_QUEUED_ROWS
 from churn.config import PROJECT_ROOT
 from churn.outcomes.__main__ import main as outcomes
 from tests.capturing import Load, captured, capturing_server, customers, wait_for_rows
-from tests.liveserver import log_entries
+from tests.liveserver import log_entries, samples
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -36,11 +36,8 @@ def post(server, body) -> requests.Response:
 
 def dropped(server) -> float:
     text = requests.get(server.url + "/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(CAPTURE_ROWS + "{") and 'outcome="dropped"' in line
-    )
+    found = samples(text, CAPTURE_ROWS)
+    return sum(sample.value for sample in found if sample.labels["outcome"] == "dropped")
 
 
 def test_captured_predictions_joined_with_outcomes_give_the_realized_report(database, tmp_path):

@@ -12,13 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from churn.artifact import ModelFileError
 from churn.drift import FeatureReference, psi
 from churn.features import FEATURE_FIELDS
 from churn.training import main as train_main
 from tests.conftest import COMMITTED_MODEL, make_app
+from tests.liveserver import samples
 from tests.synthetic import raw_frame, write_csv
 
 METADATA = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
@@ -142,9 +142,7 @@ def test_refusals_are_counted_by_field_and_reason(client, customer):
         text = client.get("/metrics").get_data(as_text=True)
         return {
             (sample.labels["field"], sample.labels["reason"]): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "churn_validation_rejections_total"
+            for sample in samples(text, "churn_validation_rejections_total")
         }
 
     without_tenure = {field: value for field, value in customer.items() if field != "tenure"}
